@@ -1,0 +1,3 @@
+from reluverify.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""The ``reluverify`` command line.
+
+Each subcommand lives in its own module under :mod:`reluverify.cli` and exposes
+``register(subparsers)``, which adds its parser and sets ``handler`` (a function
+``args -> int`` returning the exit status). Modules import heavy dependencies
+(torch, ray, the solver) inside their handlers so that ``--help`` stays instant.
+
+Exit statuses: 0 success (for verification commands: a verdict was reached and
+reported), 2 bad input (one line on stderr), 3 an internal error (one line on
+stderr; ``--debug`` shows the traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from reluverify import __version__
+from reluverify.errors import ReluverifyError
+
+# Order is the order shown by --help.
+SUBCOMMAND_MODULES = (
+    "info",
+    "verify",
+    "max_delta",
+    "vnnlib",
+    "sweep",
+    "report",
+    "bench",
+    "train",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reluverify",
+        description="Prove or refute robustness properties of ReLU neural networks given as ONNX files.",
+    )
+    parser.add_argument("--version", action="version", version=f"reluverify {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        module = importlib.import_module(f"reluverify.cli.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except ReluverifyError as exc:
+        print(f"reluverify: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("reluverify: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # an internal bug: one line unless --debug
+        if args.debug:
+            raise
+        first_line = (str(exc).splitlines() or [""])[0]
+        print(
+            f"reluverify: internal error: {type(exc).__name__}: {first_line} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 3

@@ -1,0 +1,12 @@
+"""`reluverify bench`: filled in by its issue."""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("bench", help="(not yet available)")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args) -> int:
+    from reluverify.errors import ReluverifyError
+
+    raise ReluverifyError("'bench' is not available yet in this version")

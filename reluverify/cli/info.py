@@ -1,0 +1,70 @@
+"""``reluverify info NETWORK.onnx``: layers, shapes, ReLU count, input/output names."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "info",
+        help="describe a network: layers, shapes, ReLU count, input and output names",
+        description="Load an ONNX network, check it against onnxruntime on random inputs, and describe it.",
+    )
+    parser.add_argument("network", help="ONNX file")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("--no-check", action="store_true", help="skip the comparison against onnxruntime")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from reluverify.onnx_import import load_onnx
+    from reluverify.onnx_runtime import reference_model
+
+    network = load_onnx(args.network)
+    report = {
+        "file": args.network,
+        "sha256": network.source_sha256,
+        "input": {"name": network.input_name, "shape": list(network.input_shape), "size": network.input_size},
+        "output": {"name": network.output_name, "shape": list(network.output_shape), "size": network.output_size},
+        "activations": network.activation_counts,
+        "relus": network.num_relus,
+        "layers": network.describe_layers(),
+    }
+    try:
+        chain = network.relu_chain()
+        report["relu_chain"] = list(chain.layer_sizes)
+    except Exception as exc:  # noqa: BLE001 - reported, not fatal: info describes any network
+        report["relu_chain"] = None
+        report["relu_chain_reason"] = str(exc)
+    if not args.no_check:
+        rng = np.random.default_rng(0)
+        x = rng.uniform(-1.0, 1.0, size=(16, network.input_size))
+        ours = network.evaluate(x)
+        ref = reference_model(args.network)(x)
+        scale = max(1.0, float(np.max(np.abs(ref))))
+        report["max_relative_difference_vs_onnxruntime"] = float(np.max(np.abs(ours - ref)) / scale)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"network   {args.network}")
+    print(f"sha256    {network.source_sha256}")
+    print(f"input     {network.input_name!r} shape {tuple(network.input_shape)} ({network.input_size} values)")
+    print(f"output    {network.output_name!r} shape {tuple(network.output_shape)} ({network.output_size} values)")
+    acts = ", ".join(f"{k} {v}" for k, v in network.activation_counts.items()) or "none"
+    print(f"nonlinear {acts}")
+    print(f"ReLUs     {network.num_relus}")
+    if report["relu_chain"] is not None:
+        print(f"chain     {network.input_size} -> " + " -> ".join(str(s) for s in report["relu_chain"]) + f" -> {network.output_size}")
+    else:
+        print(f"chain     not a ReLU chain ({report['relu_chain_reason']})")
+    if "max_relative_difference_vs_onnxruntime" in report:
+        print(f"check     max |ours - onnxruntime| / scale = {report['max_relative_difference_vs_onnxruntime']:.2e} on 16 random inputs")
+    print("layers")
+    for row in report["layers"]:
+        reads = ",".join(str(r) for r in row["reads"]) or "-"
+        extra = f"  params {row['params']}" if "params" in row else ""
+        print(f"  {row['node']:>3}  {row['kind']:<8} size {row['size']:<6} reads {reads}{extra}")
+    return 0

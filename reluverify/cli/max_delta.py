@@ -1,0 +1,12 @@
+"""`reluverify max-delta`: filled in by its issue."""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("max-delta", help="(not yet available)")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args) -> int:
+    from reluverify.errors import ReluverifyError
+
+    raise ReluverifyError("'max-delta' is not available yet in this version")
