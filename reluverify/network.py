@@ -304,6 +304,12 @@ def _pad_chain(chain: ReluChain, depth: int) -> ReluChain:
 
 
 def _to_relu_chain(network: Network) -> ReluChain:
+    for index, node in enumerate(network.nodes):
+        if isinstance(node, ProductNode) or (isinstance(node, ActivationNode) and node.kind != "relu"):
+            kind = node.kind if isinstance(node, ActivationNode) else "product"
+            raise NetworkError(
+                f"node {index} is a {kind} node: the ReLU solver handles only affine and ReLU layers"
+            )
     weights: list[np.ndarray] = []
     biases: list[np.ndarray] = []
     current = 0  # index of the node whose value feeds the next affine layer
@@ -333,11 +339,6 @@ def _to_relu_chain(network: Network) -> ReluChain:
                 biases.append(np.zeros(node.size))
             current = index
             pending_identity = True
-        else:
-            kind = node.kind if isinstance(node, ActivationNode) else "product"
-            raise NetworkError(
-                f"node {index} is a {kind} node: the ReLU solver handles only affine and ReLU layers"
-            )
     if pending_identity or not weights:
         size = network.nodes[current].size
         weights.append(np.eye(size))
