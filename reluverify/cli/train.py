@@ -139,6 +139,10 @@ def run(args) -> int:
         raise ReluverifyError(f"--out must name an .onnx file, got {args.out!r}")
     if os.path.isdir(args.out):
         raise ReluverifyError(f"--out {args.out!r} is a directory")
+    try:  # before training, not after it
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    except OSError as exc:
+        raise ReluverifyError(f"cannot create the folder of {args.out}: {exc.strerror}") from None
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ReluverifyError("--device cuda: torch sees no CUDA device (use --device auto or cpu)")
     try:
@@ -158,9 +162,7 @@ def run(args) -> int:
     write_card(card, card_path(args.out))
 
     m = result.metrics
-    arch = result.model.describe()
-    shape = " -> ".join(map(str, arch["layers"])) if "layers" in arch else f"SRU({arch['features']} -> {arch['hidden']}) x {arch['steps']} steps -> {arch['classes']}"
-    print(f"trained   {task.name}: {shape} with {options.optimizer.name}, {options.epochs} epochs, "
+    print(f"trained   {task.name}: {card['architecture']['shape']} with {options.optimizer.name}, {options.epochs} epochs, "
           f"seed {options.seed}, on {result.device} in {result.seconds:.1f} s")
     print(f"{task.metric}  {m['test_accuracy']:.2%} ({m['test_correct']}/{m['test_size']} held-out); "
           f"train {m['train_accuracy']:.2%}")

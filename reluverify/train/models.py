@@ -88,6 +88,7 @@ class ReluMLP(nn.Module):
     def describe(self) -> dict:
         return {
             "kind": "relu-mlp",
+            "shape": " -> ".join(map(str, self.sizes)),
             "layers": list(self.sizes),
             "relus": sum(self.sizes[1:-1]),
             "input_shape": list(self.input_shape),
@@ -131,12 +132,14 @@ class SRUClassifier(nn.Module):
 
     def describe(self) -> dict:
         sru = self.sru
+        classes = self.head.linear.out_features
         return {
             "kind": "sru-classifier",
+            "shape": f"SRU({self.features} -> {sru.hidden_size}) x {self.steps} steps -> {classes}",
             "steps": self.steps,
             "features": self.features,
             "hidden": sru.hidden_size,
-            "classes": self.head.linear.out_features,
+            "classes": classes,
             "highway": "projected (W_h x_t)" if sru.projected_highway else "identity (x_t)",
             "highway_bias": sru.highway_bias,
             "alpha": sru.alpha,
