@@ -13,9 +13,12 @@ The last node is the output. All values are flat vectors: an ONNX tensor of
 shape ``(1, 1, 1, 5)`` is the vector of its 5 elements in C order; the ONNX shapes
 are kept only for reporting and for running onnxruntime.
 
-Weights are float64 copies of the file's weights (float32 -> float64 is exact), so
-"the network" that reluverify reasons about is the real-arithmetic function of the
-file's weights; onnxruntime's float32 evaluation differs from it by rounding only.
+Weights are float64: the file's float32 weights converted exactly, and linear operators
+that the importer folds together (normalisation, consecutive affine maps) composed in
+float64. "The network" that the solver reasons about is the real-arithmetic function of
+these float64 affine maps; it differs from the file's exact function by float64 rounding
+of the folding (about 1e-16 relative), and from onnxruntime's float32 evaluation by
+float32 rounding. Counterexamples are always confirmed with onnxruntime on the file.
 
 The ReLU solver works on :class:`ReluChain`, the special case
 ``affine -> relu -> affine -> ... -> affine`` that most verification benchmarks are;

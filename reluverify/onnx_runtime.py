@@ -18,7 +18,7 @@ from reluverify.errors import NetworkError
 class ReferenceModel:
     """An onnxruntime session over one ONNX file, taking and returning flat vectors."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, model_bytes: bytes | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -26,7 +26,9 @@ class ReferenceModel:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                model_bytes if model_bytes is not None else path, sess_options=options, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # noqa: BLE001
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise NetworkError(f"{path}: onnxruntime cannot load the network: {first}") from None
@@ -34,7 +36,8 @@ class ReferenceModel:
         try:
             import onnx
 
-            initialisers = {i.name for i in onnx.load(path, load_external_data=False).graph.initializer}
+            proto = onnx.load_from_string(model_bytes) if model_bytes is not None else onnx.load(path, load_external_data=False)
+            initialisers = {i.name for i in proto.graph.initializer}
         except Exception:  # noqa: BLE001
             pass
         inputs = [i for i in self.session.get_inputs() if i.name not in initialisers]
@@ -73,3 +76,23 @@ def _cached(path: str, mtime: float) -> ReferenceModel:
 def reference_model(path: str) -> ReferenceModel:
     """A cached :class:`ReferenceModel` for ``path`` (reloaded when the file changes)."""
     return _cached(os.path.abspath(path), os.path.getmtime(path))
+
+
+_EXPORTED: dict[int, tuple[object, ReferenceModel]] = {}
+
+
+def reference_for(network) -> ReferenceModel:
+    """onnxruntime on the network's own file, or on an ONNX export of an in-memory network."""
+    if network.source_path and os.path.exists(network.source_path):
+        return reference_model(network.source_path)
+    key = id(network)
+    hit = _EXPORTED.get(key)
+    if hit is not None and hit[0] is network:
+        return hit[1]
+    from reluverify.onnx_export import network_to_onnx
+
+    model = ReferenceModel("<in-memory network>", network_to_onnx(network).SerializeToString())
+    if len(_EXPORTED) > 256:
+        _EXPORTED.clear()
+    _EXPORTED[key] = (network, model)
+    return model

@@ -30,12 +30,9 @@ import numpy as np
 from reluverify.errors import QueryError
 from reluverify.network import Network, ReluChain
 
-DEFAULT_CONFIRM_TOLERANCE = 1e-6
-"""Absolute slack allowed when a counterexample's onnxruntime outputs are checked
-against the disjunct's constraints (onnxruntime evaluates in float32)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LinearConstraints:
     """``matrix @ [v; y] <= rhs``, one row per constraint; ``names`` label rows for reports."""
 
@@ -89,7 +86,7 @@ class LinearConstraints:
         return lines
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Disjunct:
     """One conjunction of the counterexample condition: a box (within the query's) and linear rows."""
 
@@ -102,7 +99,7 @@ class Disjunct:
         return bool(np.any(self.lower > self.upper))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Query:
     """A counterexample search; see the module docstring for the exact meaning."""
 
@@ -137,12 +134,13 @@ class Query:
             raise QueryError("a query needs at least one disjunct (an empty disjunction is never satisfied)")
         fixed = []
         for k, d in enumerate(self.disjuncts):
-            dl = np.maximum(np.asarray(d.lower, dtype=np.float64).reshape(-1), lower)
-            du = np.minimum(np.asarray(d.upper, dtype=np.float64).reshape(-1), upper)
+            dl = np.asarray(d.lower, dtype=np.float64).reshape(-1)
+            du = np.asarray(d.upper, dtype=np.float64).reshape(-1)
             if dl.shape != (n,) or du.shape != (n,):
-                raise QueryError(f"disjunct {k}: bounds do not have {n} entries")
+                raise QueryError(f"disjunct {k}: bounds have {dl.shape[0]} and {du.shape[0]} entries, expected {n}")
             if np.any(np.isnan(dl)) or np.any(np.isnan(du)):
                 raise QueryError(f"disjunct {k}: a bound is NaN")
+            dl, du = np.maximum(dl, lower), np.minimum(du, upper)
             if d.constraints.matrix.shape[1] != width:
                 raise QueryError(
                     f"disjunct {k}: constraints have {d.constraints.matrix.shape[1]} columns, expected {width}"
@@ -200,7 +198,7 @@ class Query:
         point = np.concatenate([v, np.asarray(outputs, dtype=np.float64)])
         hits = []
         for k, d in enumerate(self.disjuncts):
-            if np.any(v < d.lower - tolerance) or np.any(v > d.upper + tolerance):
+            if d.is_empty_box() or np.any(v < d.lower - tolerance) or np.any(v > d.upper + tolerance):
                 continue
             if d.constraints.holds(point, tolerance):
                 hits.append(k)

@@ -1,0 +1,275 @@
+"""Bound propagation over a ReLU chain, batched over many input boxes.
+
+Two passes, both sound for every input in the box (and, when given, every input
+whose pre-activations respect ``known`` bounds):
+
+* :func:`forward_bounds` -- symbolic interval propagation (ReluVal/Neurify style): every
+  neuron carries a linear lower and a linear upper function of the network input;
+  unstable ReLUs are relaxed by the chord above and a line ``alpha * z`` below.
+  It returns concrete pre-activation bounds for every ReLU layer and the outputs.
+  Cost per layer is two matrix products of width ``inputs + 1``, cheap when inputs are few.
+* :func:`row_lower_bounds` -- a backward (CROWN/DeepPoly) pass from linear rows over the
+  outputs and inputs, given the pre-activation bounds: a linear lower bound of each row
+  as a function of the input, and its minimum over the box.
+
+Shapes: ``lower``/``upper`` are (B, n) for B boxes; per-layer bounds are lists of (B, n_l).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from reluverify.network import ReluChain
+
+
+@dataclass
+class LayerBounds:
+    """Concrete bounds of every ReLU layer's pre-activation and of the outputs, per box.
+
+    ``infeasible[b]`` is True when the ``known`` bounds contradict the propagated ones on
+    box ``b`` (some lower bound exceeds its upper bound): that box holds no input at all.
+    """
+
+    pre_lower: list[np.ndarray]
+    pre_upper: list[np.ndarray]
+    out_lower: np.ndarray
+    out_upper: np.ndarray
+    infeasible: np.ndarray
+
+    def unstable_counts(self) -> np.ndarray:
+        """Number of ReLUs whose phase is not fixed, per box."""
+        total = np.zeros(self.out_lower.shape[0], dtype=np.int64)
+        for lo, hi in zip(self.pre_lower, self.pre_upper):
+            total += np.sum((lo < 0) & (hi > 0), axis=1)
+        return total
+
+
+def _lower_slope(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Slope ``alpha`` of the lower relaxation ``relu(z) >= alpha z`` (DeepPoly's area heuristic)."""
+    return np.where(lo >= 0, 1.0, np.where(hi <= 0, 0.0, (hi > -lo).astype(np.float64)))
+
+
+def _upper_line(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slope and intercept of the chord ``relu(z) <= slope z + intercept`` on [lo, hi]."""
+    unstable = (lo < 0) & (hi > 0)
+    width = np.where(unstable, hi - lo, 1.0)
+    slope = np.where(lo >= 0, 1.0, np.where(unstable, hi / width, 0.0))
+    intercept = np.where(unstable, -slope * lo, 0.0)
+    return slope, intercept
+
+
+def _concretise(coef: np.ndarray, const: np.ndarray, mid: np.ndarray, rad: np.ndarray, sign: float) -> np.ndarray:
+    """min (sign=-1) or max (sign=+1) over the box ``mid +- rad`` of ``coef @ x + const``.
+
+    ``coef`` is (width, B, n), ``const`` (width, B), ``mid``/``rad`` (B, n); the result is (width, B).
+    """
+    centre = np.einsum("wbn,bn->wb", coef, mid)
+    spread = np.einsum("wbn,bn->wb", np.abs(coef), rad)
+    return centre + sign * spread + const
+
+
+def forward_bounds(
+    chain: ReluChain,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    known_lower: list[np.ndarray] | None = None,
+    known_upper: list[np.ndarray] | None = None,
+    tolerance: float = 1e-9,
+    refine: bool = False,
+) -> LayerBounds:
+    """Symbolic interval propagation; ``known_*`` are optional extra pre-activation bounds per layer.
+
+    Internally each layer's lower and upper functions are kept as coefficient arrays of
+    shape (width, B, n) so that every affine layer is two plain matrix products (centre and
+    radius form: ``W (L+U)/2 +- |W| (U-L)/2``).
+
+    With ``refine``, the neurons that the forward pass leaves unstable are re-bounded by
+    back-substitution to the input (DeepPoly), which is tighter; stable neurons need no
+    refinement because their ReLU is relaxed exactly anyway.
+    """
+    lower = np.atleast_2d(np.asarray(lower, dtype=np.float64))
+    upper = np.atleast_2d(np.asarray(upper, dtype=np.float64))
+    batch, n = lower.shape
+    mid = 0.5 * (lower + upper)
+    rad = 0.5 * (upper - lower)
+    eye = np.broadcast_to(np.eye(n)[:, None, :], (n, batch, n))
+    lo_coef, up_coef = eye, eye
+    lo_const = up_const = np.zeros((n, batch))
+    pre_lower, pre_upper = [], []
+    infeasible = np.zeros(batch, dtype=bool)
+    depth = len(chain.weights)
+    h_lo, h_hi = lower.T, upper.T  # interval bounds of the layer input, (width, B)
+    for layer, (w, b) in enumerate(zip(chain.weights, chain.biases)):
+        width_in = w.shape[1]
+        abs_w = np.abs(w)
+        centre = (w @ (0.5 * (lo_coef + up_coef)).reshape(width_in, -1)).reshape(-1, batch, n)
+        spread = (abs_w @ (0.5 * (up_coef - lo_coef)).reshape(width_in, -1)).reshape(-1, batch, n)
+        centre_k = w @ (0.5 * (lo_const + up_const)) + b[:, None]
+        spread_k = abs_w @ (0.5 * (up_const - lo_const))
+        z_lo_coef, z_up_coef = centre - spread, centre + spread
+        z_lo_const, z_up_const = centre_k - spread_k, centre_k + spread_k
+        lb = _concretise(z_lo_coef, z_lo_const, mid, rad, -1.0)
+        ub = _concretise(z_up_coef, z_up_const, mid, rad, +1.0)
+        # interval arithmetic is sometimes tighter than the symbolic bound: keep the better of both
+        interval_centre = w @ (0.5 * (h_lo + h_hi)) + b[:, None]
+        interval_radius = abs_w @ (0.5 * (h_hi - h_lo))
+        lb = np.maximum(lb, interval_centre - interval_radius)
+        ub = np.minimum(ub, interval_centre + interval_radius)
+        if layer == depth - 1:
+            return LayerBounds(pre_lower, pre_upper, lb.T.copy(), ub.T.copy(), infeasible)
+        if known_lower is not None and known_lower[layer] is not None:
+            lb = np.maximum(lb, np.asarray(known_lower[layer]).T)
+        if known_upper is not None and known_upper[layer] is not None:
+            ub = np.minimum(ub, np.asarray(known_upper[layer]).T)
+        if refine and layer > 0:
+            lb, ub = _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad)
+        if known_lower is not None or known_upper is not None:
+            infeasible |= np.any(lb > ub + tolerance, axis=0)
+            ub = np.maximum(ub, lb)
+        pre_lower.append(lb.T.copy())
+        pre_upper.append(ub.T.copy())
+        h_lo, h_hi = np.maximum(lb, 0.0), np.maximum(ub, 0.0)
+        # relax relu on the upper function: chord over [max(lb, min U), ub]
+        min_up = _concretise(z_up_coef, z_up_const, mid, rad, -1.0)
+        chord_lo = np.maximum(lb, min_up)
+        active_up = chord_lo >= 0
+        dead = ub <= 0
+        width = np.where(active_up | dead, 1.0, ub - chord_lo)
+        slope_up = np.where(dead, 0.0, np.where(active_up, 1.0, ub / width))
+        shift_up = np.where(dead | active_up, 0.0, -slope_up * chord_lo)
+        up_coef = z_up_coef * slope_up[:, :, None]
+        up_const = z_up_const * slope_up + shift_up
+        # relax relu on the lower function: alpha * L(x), alpha from the lower function's range
+        max_lo = _concretise(z_lo_coef, z_lo_const, mid, rad, +1.0)
+        alpha = np.where(lb >= 0, 1.0, np.where((ub <= 0) | (max_lo <= 0), 0.0, (ub > -lb).astype(np.float64)))
+        lo_coef = z_lo_coef * alpha[:, :, None]
+        lo_const = z_lo_const * alpha
+    raise AssertionError("unreachable: a chain has at least one layer")
+
+
+def _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad):
+    """Back-substitution bounds for the unstable neurons of ``layer`` (lb/ub are (width, B))."""
+    unstable = (lb < 0) & (ub > 0)  # (width, B)
+    counts = unstable.sum(axis=0)
+    k = int(counts.max()) if counts.size else 0
+    if k == 0:
+        return lb, ub
+    batch = lb.shape[1]
+    # per box, the indices of its unstable neurons (padded with repeats of a valid index)
+    order = np.argsort(~unstable.T, axis=1, kind="stable")[:, :k]  # (B, k)
+    valid = np.take_along_axis(unstable.T, order, axis=1)
+    w, b = chain.weights[layer], chain.biases[layer]
+    rows = w[order]  # (B, k, n_prev)
+    coef = np.concatenate([rows, -rows], axis=1)  # lower bounds of z and of -z
+    const = np.concatenate([b[order], -b[order]], axis=1)
+    for prev in range(layer - 1, -1, -1):
+        lo, hi = pre_lower[prev], pre_upper[prev]
+        alpha = _lower_slope(lo, hi)
+        slope, intercept = _upper_line(lo, hi)
+        pos, neg = np.maximum(coef, 0.0), np.minimum(coef, 0.0)
+        const = const + np.einsum("brj,bj->br", neg, intercept)
+        coef = pos * alpha[:, None, :] + neg * slope[:, None, :]
+        wp = chain.weights[prev]
+        const = const + coef @ chain.biases[prev]
+        coef = (coef.reshape(-1, wp.shape[0]) @ wp).reshape(batch, 2 * k, wp.shape[1])
+    low = np.einsum("brn,bn->br", coef, mid) - np.einsum("brn,bn->br", np.abs(coef), rad) + const
+    new_lb, new_ub = low[:, :k], -low[:, k:]
+    cols = np.arange(batch)[:, None]
+    lb, ub = lb.copy(), ub.copy()
+    lb_view, ub_view = lb.T, ub.T  # (B, width) views
+    lb_view[cols, order] = np.where(valid, np.maximum(lb_view[cols, order], new_lb), lb_view[cols, order])
+    ub_view[cols, order] = np.where(valid, np.minimum(ub_view[cols, order], new_ub), ub_view[cols, order])
+    return lb, ub
+
+
+def interval_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray) -> LayerBounds:
+    """Plain interval arithmetic (looser, cheaper for wide inputs); same result type."""
+    lo = np.atleast_2d(np.asarray(lower, dtype=np.float64))
+    hi = np.atleast_2d(np.asarray(upper, dtype=np.float64))
+    pre_lower, pre_upper = [], []
+    for layer, (w, b) in enumerate(zip(chain.weights, chain.biases)):
+        mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
+        c = mid @ w.T + b
+        r = rad @ np.abs(w).T
+        z_lo, z_hi = c - r, c + r
+        if layer == len(chain.weights) - 1:
+            return LayerBounds(pre_lower, pre_upper, z_lo, z_hi, np.zeros(lo.shape[0], dtype=bool))
+        pre_lower.append(z_lo)
+        pre_upper.append(z_hi)
+        lo, hi = np.maximum(z_lo, 0.0), np.maximum(z_hi, 0.0)
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class RowBounds:
+    """Linear lower bounds ``coef @ x + const`` of rows, valid on the box; ``lower`` is their minimum."""
+
+    lower: np.ndarray  # (B, R)
+    coef: np.ndarray  # (B, R, n)
+    const: np.ndarray  # (B, R)
+
+
+def row_lower_bounds(
+    chain: ReluChain,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    layer_bounds: LayerBounds,
+    out_rows: np.ndarray,
+    in_rows: np.ndarray | None = None,
+    rhs: np.ndarray | None = None,
+) -> RowBounds:
+    """Lower bounds of ``out_rows @ y + in_rows @ x - rhs`` over each box (backward pass).
+
+    ``out_rows`` is (R, m) over the chain outputs, ``in_rows`` (R, n) over its inputs.
+    """
+    lower = np.atleast_2d(np.asarray(lower, dtype=np.float64))
+    upper = np.atleast_2d(np.asarray(upper, dtype=np.float64))
+    batch, n = lower.shape
+    rows = out_rows.shape[0]
+    coef = np.broadcast_to(out_rows @ chain.weights[-1], (batch, rows, chain.weights[-1].shape[1]))
+    const = np.broadcast_to(out_rows @ chain.biases[-1], (batch, rows)).copy()
+    if rhs is not None:
+        const -= rhs
+    for layer in range(len(chain.weights) - 2, -1, -1):
+        lo, hi = layer_bounds.pre_lower[layer], layer_bounds.pre_upper[layer]
+        alpha = _lower_slope(lo, hi)
+        slope, intercept = _upper_line(lo, hi)
+        pos, neg = np.maximum(coef, 0.0), np.minimum(coef, 0.0)
+        const = const + np.einsum("brj,bj->br", neg, intercept)
+        coef = pos * alpha[:, None, :] + neg * slope[:, None, :]
+        const = const + coef @ chain.biases[layer]
+        w = chain.weights[layer]
+        coef = (coef.reshape(-1, w.shape[0]) @ w).reshape(batch, rows, w.shape[1])
+    if in_rows is not None:
+        coef = coef + in_rows[None, :, :]
+    mid, rad = 0.5 * (lower + upper), 0.5 * (upper - lower)
+    low = np.einsum("brn,bn->br", coef, mid) - np.einsum("brn,bn->br", np.abs(coef), rad) + const
+    return RowBounds(low, coef, const)
+
+
+def gradient_magnitude(chain: ReluChain, layer_bounds: LayerBounds, out_rows: np.ndarray, in_rows: np.ndarray) -> np.ndarray:
+    """Upper bounds of ``|d row / d x_i|`` over each box (interval back-propagation, as ReluVal).
+
+    ``out_rows`` is (B, K, m) and ``in_rows`` (B, K, n): K rows per box. Active ReLUs pass the
+    gradient, inactive ones block it, unstable ones scale it by an unknown factor in [0, 1].
+    Returns (B, K, n); multiplied by the box widths it is ReluVal's *smear*, the estimate of
+    how much each input dimension can move the row.
+    """
+    centre = out_rows @ chain.weights[-1]  # exact gradient w.r.t. the last hidden layer
+    radius = np.zeros_like(centre)
+    for layer in range(len(chain.weights) - 2, -1, -1):
+        lo, hi = layer_bounds.pre_lower[layer], layer_bounds.pre_upper[layer]
+        active = (lo >= 0)[:, None, :]
+        unstable = ((lo < 0) & (hi > 0))[:, None, :]
+        g_lo, g_hi = centre - radius, centre + radius
+        # multiply the interval [g_lo, g_hi] by the mask: 1 (active), 0 (inactive), [0, 1] (unstable)
+        new_lo = np.where(active, g_lo, np.where(unstable, np.minimum(g_lo, 0.0), 0.0))
+        new_hi = np.where(active, g_hi, np.where(unstable, np.maximum(g_hi, 0.0), 0.0))
+        centre, radius = 0.5 * (new_lo + new_hi), 0.5 * (new_hi - new_lo)
+        w = chain.weights[layer]
+        b, k, width = centre.shape
+        centre = (centre.reshape(-1, width) @ w).reshape(b, k, -1)
+        radius = (radius.reshape(-1, width) @ np.abs(w)).reshape(b, k, -1)
+    return np.abs(centre + in_rows) + radius

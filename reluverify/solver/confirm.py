@@ -1,0 +1,72 @@
+"""Confirm a counterexample candidate with onnxruntime before anything is reported ``sat``.
+
+The candidate is first pulled inside the query's box (and the disjunct's box), then each
+network copy is run by onnxruntime on the original ONNX file (or on an ONNX export of an
+in-memory network), and the disjuncts are checked on those outputs with the stated
+tolerance. A candidate that fails is rejected: it is never reported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reluverify.onnx_runtime import reference_for
+from reluverify.query import Query
+from reluverify.solver.result import Counterexample
+
+INPUT_TOLERANCE = 1e-9
+"""Relative slack for the query's input constraints (e.g. an L1 ball): the input side is
+checked in float64 on reluverify's own arithmetic, so it is held much tighter than outputs."""
+
+
+def reference_outputs(query: Query, inputs: np.ndarray) -> np.ndarray:
+    parts, offset = [], 0
+    for network in query.networks:
+        x = inputs[offset : offset + network.input_size]
+        parts.append(np.atleast_1d(reference_for(network)(x)))
+        offset += network.input_size
+    return np.concatenate(parts)
+
+
+def confirm(query: Query, inputs: np.ndarray, tolerance: float, disjunct_hint: int | None = None) -> Counterexample | None:
+    """A confirmed :class:`Counterexample` for ``inputs``, or None.
+
+    A disjunct holds when each of its rows satisfies ``row @ [v; y] - rhs <= tolerance *
+    (1 + |row| @ |[v; y]| + |rhs|)`` on onnxruntime's outputs ``y``: ``tolerance`` is
+    relative to the size of the row's terms, the scale of float32 round-off.
+    """
+    v = np.asarray(inputs, dtype=np.float64).reshape(-1)
+    if v.shape[0] != query.num_inputs or not np.all(np.isfinite(v)):
+        return None
+    order = list(range(len(query.disjuncts)))
+    if disjunct_hint is not None:
+        order.remove(disjunct_hint)
+        order.insert(0, disjunct_hint)
+    for index in order:
+        disjunct = query.disjuncts[index]
+        if disjunct.is_empty_box():
+            continue
+        point = np.clip(v, disjunct.lower, disjunct.upper)  # disjunct boxes lie inside the query box
+        rows = query.input_constraints
+        if rows.num_rows:
+            scale = 1.0 + np.abs(rows.rhs).max() + np.abs(point).max()
+            if not rows.holds(point, INPUT_TOLERANCE * scale):
+                continue
+        y_ref = reference_outputs(query, point)
+        if not np.all(np.isfinite(y_ref)):
+            continue
+        full = np.concatenate([point, y_ref])
+        residual = disjunct.constraints.residuals(full)
+        slack = float(residual.max()) if residual.size else -np.inf
+        # float32 round-off grows with the size of the terms: the tolerance is relative to them
+        scale = np.abs(disjunct.constraints.matrix) @ np.abs(full) + np.abs(disjunct.constraints.rhs)
+        if residual.size == 0 or np.all(residual <= tolerance * (1.0 + scale)):
+            return Counterexample(
+                inputs=point,
+                outputs=y_ref,
+                ir_outputs=query.outputs(point),
+                disjunct=index,
+                slack=slack,
+                tolerance=tolerance,
+            )
+    return None

@@ -1,0 +1,207 @@
+"""Deciding a whole query: falsify first, then prove each disjunct (or find its counterexample).
+
+The query is ``sat`` as soon as one disjunct has a confirmed counterexample, ``unsat`` when
+every disjunct is proven infeasible, and otherwise ``timeout`` (the budget ran out) or
+``unknown`` (a residue could not be decided, with the reason).
+
+Strategy per query (``SolverOptions.strategy``):
+
+* ``input-split`` -- branch and bound on the input box with symbolic bounds, Reluplex on the
+  residue boxes (chosen automatically for networks with few inputs and no auxiliary variables);
+* ``relu-split`` -- the Reluplex procedure on the whole disjunct.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from reluverify.query import Query
+from reluverify.solver.confirm import confirm
+from reluverify.solver.falsify import attack, polish, random_samples, violations
+from reluverify.solver.input_split import Target, input_split_search
+from reluverify.solver.options import SolverOptions
+from reluverify.solver.reluplex import LeafOutcome, ReluplexEngine
+from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result, Statistics
+
+
+class _Decider:
+    def __init__(self, query: Query, options: SolverOptions) -> None:
+        self.query = query
+        self.options = options
+        self.stats = Statistics()
+        self.start = time.monotonic()
+        self.deadline = None if options.timeout is None else self.start + options.timeout
+        self.chain = query.relu_chain()
+        self.found: Counterexample | None = None
+        n_v, m = query.num_inputs, query.num_outputs
+        input_rows = query.input_constraints
+        padded = np.hstack([input_rows.matrix, np.zeros((input_rows.num_rows, m))])
+        self.targets: list[tuple[np.ndarray, np.ndarray]] = []
+        for disjunct in query.disjuncts:
+            rows = np.vstack([disjunct.constraints.matrix, padded]).reshape(-1, n_v + m)
+            rhs = np.concatenate([disjunct.constraints.rhs, input_rows.rhs])
+            self.targets.append((rows, rhs))
+        self.verdicts = [UNKNOWN] * len(query.disjuncts)
+        self.reasons: list[str] = []
+
+    # ------------------------------------------------------------ helpers
+    def timed_out(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def try_confirm(self, inputs: np.ndarray, disjunct: int) -> bool:
+        """Confirm with onnxruntime; for inputs without auxiliaries, polish boundary points first."""
+        cex = confirm(self.query, inputs, self.options.confirm_tolerance, disjunct)
+        if cex is None and self.query.num_auxiliary == 0:
+            d = self.query.disjuncts[disjunct]
+            rows, rhs = self.targets[disjunct]
+            better = polish(self.chain, np.asarray(inputs, dtype=np.float64), d.lower, d.upper, rows, rhs)
+            cex = confirm(self.query, better, self.options.confirm_tolerance, disjunct)
+        if cex is None:
+            self.stats.candidates_rejected += 1
+            return False
+        self.found = cex
+        return True
+
+    def result(self, verdict: str, reason: str = "") -> Result:
+        if verdict == SAT:
+            self.verdicts[self.found.disjunct] = SAT
+        return Result(
+            verdict=verdict,
+            counterexample=self.found if verdict == SAT else None,
+            statistics=self.stats,
+            seconds=time.monotonic() - self.start,
+            reason=reason,
+            disjunct_verdicts=list(self.verdicts),
+        )
+
+    # -------------------------------------------------------------- phases
+    def falsify(self, live: list[int]) -> bool:
+        if not self.options.falsify or self.query.num_auxiliary:
+            return False
+        opts = self.options
+        rng = np.random.default_rng(opts.seed)
+        for k in live:
+            d = self.query.disjuncts[k]
+            rows, rhs = self.targets[k]
+            samples = random_samples(rng, d.lower, d.upper, opts.random_samples)
+            self.stats.falsification_samples += samples.shape[0]
+            values = violations(self.chain, samples, rows, rhs)
+            for i in np.argsort(values)[:4]:
+                if values[i] <= 0 and self.try_confirm(samples[i], k):
+                    return True
+            if self.timed_out():
+                return False
+        for k in live:
+            d = self.query.disjuncts[k]
+            rows, rhs = self.targets[k]
+            points, values = attack(self.chain, d.lower, d.upper, rows, rhs, rng, restarts=opts.attack_restarts, steps=opts.attack_steps)
+            self.stats.falsification_samples += points.shape[0] * opts.attack_steps
+            for i in np.argsort(values)[:4]:
+                if values[i] <= 0 and self.try_confirm(points[i], k):
+                    return True
+            if self.timed_out():
+                return False
+        return False
+
+    def engine(self, k: int, lower: np.ndarray, upper: np.ndarray) -> ReluplexEngine:
+        rows, rhs = self.targets[k]
+        return ReluplexEngine(self.chain, self.query.num_inputs, rows, rhs, lower, upper, self.options, self.stats)
+
+    def leaf(self, engine: ReluplexEngine, k: int, lower: np.ndarray, upper: np.ndarray) -> LeafOutcome:
+        outcome = engine.solve(lower, upper, self.deadline, self.options.node_budget)
+        if outcome.status == SAT:
+            if self.try_confirm(outcome.inputs, k):
+                return outcome
+            return LeafOutcome(UNKNOWN, reason="a Reluplex solution was not confirmed by onnxruntime")
+        return outcome
+
+    def prove_by_input_splitting(self, live: list[int]) -> Result | None:
+        groups: dict[tuple[bytes, bytes], list[int]] = {}
+        for k in live:
+            d = self.query.disjuncts[k]
+            groups.setdefault((d.lower.tobytes(), d.upper.tobytes()), []).append(k)
+        for members in groups.values():
+            box = self.query.disjuncts[members[0]]
+            targets = [Target(k, *self.targets[k]) for k in members]
+            engines: dict[int, ReluplexEngine] = {}
+
+            def leaf_solver(position: int, lo: np.ndarray, hi: np.ndarray, members=members, box=box, engines=engines):
+                if position not in engines:
+                    engines[position] = self.engine(members[position], box.lower, box.upper)
+                return self.leaf(engines[position], members[position], lo, hi)
+
+            outcome = input_split_search(
+                self.chain,
+                targets,
+                box.lower,
+                box.upper,
+                self.options,
+                self.stats,
+                self.deadline,
+                confirm=lambda x, position, members=members: self.try_confirm(x, members[position]),
+                leaf_solver=leaf_solver,
+            )
+            if outcome.status == SAT:
+                return self.result(SAT)
+            for k in members:
+                self.verdicts[k] = outcome.status if outcome.status != SAT else UNKNOWN
+            if outcome.status == TIMEOUT:
+                return self.result(TIMEOUT, outcome.reason)
+            if outcome.status == UNKNOWN:
+                self.reasons.append(outcome.reason)
+        return None
+
+    def prove_by_relu_splitting(self, live: list[int]) -> Result | None:
+        for k in live:
+            d = self.query.disjuncts[k]
+            outcome = self.leaf(self.engine(k, d.lower, d.upper), k, d.lower, d.upper)
+            if outcome.status == SAT:
+                return self.result(SAT)
+            self.verdicts[k] = outcome.status
+            if outcome.status == TIMEOUT:
+                return self.result(TIMEOUT, outcome.reason)
+            if outcome.status == UNKNOWN:
+                self.reasons.append(outcome.reason)
+        return None
+
+    def run(self) -> Result:
+        live = []
+        for k, d in enumerate(self.query.disjuncts):
+            if d.is_empty_box():
+                self.verdicts[k] = UNSAT
+            else:
+                live.append(k)
+        if not live:
+            return self.result(UNSAT, "every disjunct has an empty input region")
+        if self.falsify(live):
+            return self.result(SAT)
+        if self.timed_out():
+            return self.result(TIMEOUT, "time budget exhausted during falsification")
+        strategy = self.options.strategy
+        if strategy == "auto":
+            few_inputs = self.chain.input_size <= self.options.input_split_max_inputs
+            strategy = "input-split" if few_inputs and self.query.num_auxiliary == 0 else "relu-split"
+        if strategy == "input-split" and self.query.num_auxiliary:
+            strategy = "relu-split"  # boxes cannot express auxiliary variables' constraints
+        if strategy == "input-split":
+            final = self.prove_by_input_splitting(live)
+        else:
+            final = self.prove_by_relu_splitting(live)
+        if final is not None:
+            return final
+        if all(v == UNSAT for v in self.verdicts):
+            return self.result(UNSAT)
+        return self.result(UNKNOWN, "; ".join(dict.fromkeys(self.reasons)) or "undecided")
+
+
+def solve(query: Query, options: SolverOptions | None = None) -> Result:
+    """Decide ``query``: ``sat`` (with a confirmed counterexample), ``unsat``, ``timeout`` or ``unknown``."""
+    options = options or SolverOptions()
+    if options.blas_threads is None:
+        return _Decider(query, options).run()
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=options.blas_threads):
+        return _Decider(query, options).run()

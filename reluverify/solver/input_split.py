@@ -1,0 +1,204 @@
+"""Branch and bound over the input box (for networks with few inputs, like ACAS Xu's 5).
+
+Several disjuncts that share one input box are searched together: every box carries
+the set of disjuncts still *alive* on it. Boxes are bounded in batches with
+:func:`~reluverify.solver.bounds.forward_bounds` and
+:func:`~reluverify.solver.bounds.row_lower_bounds`; a disjunct dies on a box when one of its
+rows provably exceeds its right-hand side there. Each bounded box also proposes
+concrete points (its centre and the vertices that minimise its rows' linear lower
+bounds), which are evaluated and, if they satisfy a disjunct, confirmed. A box on which
+only a few ReLUs remain unstable (or that was split many times) is a *residue*: it goes to
+the Reluplex engine of each alive disjunct, which decides it exactly. Otherwise the box is
+split in two along the input dimension with the largest influence on the rows that are
+closest to being refuted.
+
+Invariant: the union of the boxes on the stack, each with its alive set, covers every
+possible counterexample not yet ruled out; the search is ``unsat`` when the stack empties.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from reluverify.network import ReluChain
+from reluverify.solver.bounds import LayerBounds, forward_bounds, gradient_magnitude, row_lower_bounds
+from reluverify.solver.options import SolverOptions
+from reluverify.solver.reluplex import LeafOutcome
+from reluverify.solver.result import Statistics
+
+
+@dataclass(frozen=True)
+class Target:
+    """One disjunct as seen by the search: rows over ``[x; y]`` and right-hand sides."""
+
+    index: int  # the disjunct's index in the query
+    rows: np.ndarray
+    rhs: np.ndarray
+
+
+@dataclass
+class SearchOutcome:
+    status: str  # "sat", "unsat", "timeout", "unknown"
+    inputs: np.ndarray | None = None
+    disjunct: int | None = None
+    reason: str = ""
+
+
+class _BoxStack:
+    """A LIFO of boxes held in growing numpy arrays (lower, upper, alive mask, depth)."""
+
+    def __init__(self, n: int, d: int) -> None:
+        self.lo = np.zeros((64, n))
+        self.hi = np.zeros((64, n))
+        self.alive = np.zeros((64, d), dtype=bool)
+        self.depth = np.zeros(64, dtype=np.int64)
+        self.size = 0
+
+    def push(self, lo, hi, alive, depth) -> None:
+        k = lo.shape[0]
+        while self.size + k > self.lo.shape[0]:
+            grow = self.lo.shape[0]
+            self.lo = np.concatenate([self.lo, np.zeros_like(self.lo[:grow])])
+            self.hi = np.concatenate([self.hi, np.zeros_like(self.hi[:grow])])
+            self.alive = np.concatenate([self.alive, np.zeros_like(self.alive[:grow])])
+            self.depth = np.concatenate([self.depth, np.zeros_like(self.depth[:grow])])
+        s = slice(self.size, self.size + k)
+        self.lo[s], self.hi[s], self.alive[s], self.depth[s] = lo, hi, alive, depth
+        self.size += k
+
+    def pop(self, k: int):
+        k = min(k, self.size)
+        s = slice(self.size - k, self.size)
+        out = self.lo[s].copy(), self.hi[s].copy(), self.alive[s].copy(), self.depth[s].copy()
+        self.size -= k
+        return out
+
+
+def input_split_search(
+    chain: ReluChain,
+    targets: list[Target],
+    lower: np.ndarray,
+    upper: np.ndarray,
+    options: SolverOptions,
+    statistics: Statistics,
+    deadline: float | None,
+    confirm: Callable[[np.ndarray, int], bool],
+    leaf_solver: Callable[[int, np.ndarray, np.ndarray], LeafOutcome],
+) -> SearchOutcome:
+    """Search ``lower <= x <= upper`` for a point satisfying some target (see module docstring).
+
+    ``confirm(x, target_position)`` confirms a candidate with onnxruntime;
+    ``leaf_solver(target_position, lo, hi)`` runs Reluplex on a residue box.
+    """
+    n = chain.input_size
+    d = len(targets)
+    rows = np.vstack([t.rows for t in targets])
+    rhs = np.concatenate([t.rhs for t in targets])
+    owner = np.concatenate([np.full(t.rhs.shape[0], k) for k, t in enumerate(targets)])
+    owner_matrix = owner[None, :] == np.arange(d)[:, None]  # (D, R)
+    stack = _BoxStack(n, d)
+    stack.push(lower[None, :], upper[None, :], np.ones((1, d), dtype=bool), np.zeros(1, dtype=np.int64))
+    undecided: list[str] = []
+    processed = 0
+    while stack.size:
+        if deadline is not None and time.monotonic() > deadline:
+            return SearchOutcome("timeout", reason="time budget exhausted in input splitting")
+        if options.node_budget is not None and processed > options.node_budget:
+            return SearchOutcome("unknown", reason="node budget exhausted in input splitting")
+        lo, hi, alive, depth = stack.pop(options.batch_size)
+        batch = lo.shape[0]
+        processed += batch
+        statistics.boxes += batch
+        layer_bounds = forward_bounds(chain, lo, hi, refine=options.refine_bounds)
+        row_bounds = row_lower_bounds(chain, lo, hi, layer_bounds, rows[:, n:], rows[:, :n], rhs)
+        refuted = row_bounds.lower > options.prune_margin  # (B, R)
+        dead = (refuted[:, None, :] & owner_matrix[None, :, :]).any(axis=2)  # (B, D)
+        alive &= ~dead
+        keep = alive.any(axis=1)
+        if not np.any(keep):
+            continue
+        lo, hi, alive, depth = lo[keep], hi[keep], alive[keep], depth[keep]
+        coef = row_bounds.coef[keep]
+        lower_bounds = row_bounds.lower[keep]
+        unstable = layer_bounds.unstable_counts()[keep]
+
+        # candidate points: centres and, per alive target, the vertex of its tightest row
+        tight = np.where(owner_matrix[None, :, :], lower_bounds[:, None, :], -np.inf).argmax(axis=2)  # (B, D)
+        found = _try_candidates(chain, lo, hi, alive, coef, tight, rows, rhs, owner_matrix, statistics, confirm)
+        if found is not None:
+            x, position = found
+            return SearchOutcome("sat", x, targets[position].index)
+
+        # residues go to Reluplex; the rest is split
+        residue = (unstable <= options.leaf_unstable_relus) | (depth >= options.leaf_depth)
+        for b in np.flatnonzero(residue):
+            statistics.leaves += 1
+            for position in np.flatnonzero(alive[b]):
+                outcome = leaf_solver(int(position), lo[b], hi[b])
+                if outcome.status == "sat":
+                    return SearchOutcome("sat", outcome.inputs, targets[position].index)
+                if outcome.status == "timeout":
+                    return SearchOutcome("timeout", reason=outcome.reason)
+                if outcome.status != "unsat":
+                    undecided.append(outcome.reason or outcome.status)
+        split = ~residue
+        if not np.any(split):
+            continue
+        lo, hi, alive, depth = lo[split], hi[split], alive[split], depth[split]
+        tight = tight[split]
+        width = hi - lo
+        bounds_split = _select(layer_bounds, np.flatnonzero(keep)[split])
+        gradient = gradient_magnitude(chain, bounds_split, rows[tight][:, :, n:], rows[tight][:, :, :n])  # (B, D, n)
+        smear = (gradient * alive[:, :, None]).sum(axis=1) * width
+        smear = np.where(width > 0, smear + 1e-12 * width, -1.0)
+        dim = smear.argmax(axis=1)
+        middle = 0.5 * (lo[np.arange(lo.shape[0]), dim] + hi[np.arange(lo.shape[0]), dim])
+        left_hi = hi.copy()
+        left_hi[np.arange(lo.shape[0]), dim] = middle
+        right_lo = lo.copy()
+        right_lo[np.arange(lo.shape[0]), dim] = middle
+        statistics.input_splits += lo.shape[0]
+        statistics.splits += lo.shape[0]
+        statistics.max_depth = max(statistics.max_depth, int(depth.max()) + 1)
+        stack.push(np.concatenate([lo, right_lo]), np.concatenate([left_hi, hi]), np.concatenate([alive, alive]),
+                   np.concatenate([depth + 1, depth + 1]))
+    if undecided:
+        return SearchOutcome("unknown", reason=undecided[0])
+    return SearchOutcome("unsat")
+
+
+def _select(bounds: LayerBounds, index: np.ndarray) -> LayerBounds:
+    return LayerBounds(
+        [b[index] for b in bounds.pre_lower],
+        [b[index] for b in bounds.pre_upper],
+        bounds.out_lower[index],
+        bounds.out_upper[index],
+        bounds.infeasible[index],
+    )
+
+
+def _try_candidates(chain, lo, hi, alive, coef, tight, rows, rhs, owner_matrix, statistics, confirm):
+    n = chain.input_size
+    batch, d = alive.shape
+    vertex_coef = np.take_along_axis(coef, tight[:, :, None], axis=1)  # (B, D, n)
+    vertices = np.where(vertex_coef > 0, lo[:, None, :], hi[:, None, :])  # minimises the row's lower bound
+    centres = 0.5 * (lo + hi)
+    points = np.concatenate([centres[:, None, :], vertices], axis=1)  # (B, 1 + D, n)
+    flat = points.reshape(-1, n)
+    y = chain.evaluate(flat)
+    margins = flat @ rows[:, :n].T + y @ rows[:, n:].T - rhs  # (P, R)
+    # target k holds at a point when all of its rows are <= 0
+    holds = ~((margins > 0)[:, None, :] & owner_matrix[None, :, :]).any(axis=2)  # (P, D)
+    holds = holds.reshape(batch, 1 + d, d) & alive[:, None, :]
+    statistics.candidates_checked += flat.shape[0]
+    hits = np.argwhere(holds)
+    for b, p, k in hits[:16]:
+        x = points[b, p]
+        if confirm(x, int(k)):
+            return x, int(k)
+        statistics.candidates_rejected += 1
+    return None

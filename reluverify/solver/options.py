@@ -1,0 +1,78 @@
+"""Solver options: one frozen value passed down, never a global.
+
+Tolerances (all absolute, in the units of the network's values):
+
+* ``feasibility_tolerance`` -- the simplex treats a variable within this distance of its
+  bound as inside it; ``unsat`` is proven up to this slack.
+* ``relu_tolerance`` -- a ReLU pair ``f = max(0, b)`` counts as satisfied when
+  ``|f - max(0, b)|`` is at most this (times ``max(1, |b|)``).
+* ``pivot_tolerance`` -- tableau entries smaller than this are never pivoted on.
+* ``confirm_tolerance`` -- a counterexample's onnxruntime outputs (float32) may exceed a
+  constraint's right-hand side by at most this much, relative to the size of the row's
+  terms (``tolerance * (1 + |row| @ |[v; y]| + |rhs|)``); nothing is reported ``sat`` otherwise.
+* ``prune_margin`` -- a region is discarded by bounds only when a constraint's lower
+  bound exceeds its right-hand side by more than this (guards float64 round-off in the
+  bound arithmetic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    timeout: float | None = 60.0
+    """Wall-clock seconds for the whole query; ``None`` means no limit."""
+    node_budget: int | None = None
+    """Maximum search nodes (Reluplex splits plus input-box splits); ``None`` means no limit."""
+
+    # Reluplex
+    repair_threshold: int = 5
+    """A ReLU pair broken this many times is case-split instead of repaired (Reluplex uses 5)."""
+    feasibility_tolerance: float = 1e-9
+    relu_tolerance: float = 1e-9
+    pivot_tolerance: float = 1e-9
+    refactor_every: int = 100
+    """Recompute the tableau from the original equations after this many pivots."""
+    bland_after: int = 50
+    """Switch to Bland's anti-cycling rule after this many pivots without leaving a vertex."""
+    row_tightening: bool = True
+    """Derive bounds from tableau rows (Reluplex's bound tightening) at each search node."""
+    network_tightening: bool = True
+    """Recompute symbolic bounds over the network at each search node (fixes ReLU phases)."""
+
+    # strategy
+    strategy: str = "auto"
+    """``auto``, ``input-split`` (box splitting + Reluplex on small residues) or ``relu-split`` (Reluplex only)."""
+    input_split_max_inputs: int = 12
+    """``auto`` splits the input box when the networks have at most this many inputs."""
+    leaf_unstable_relus: int = 6
+    """Input splitting hands a box to Reluplex when at most this many ReLUs are unstable on it."""
+    leaf_depth: int = 60
+    """... or when the box has been split this many times."""
+    refine_bounds: bool = True
+    """Re-bound unstable neurons by back-substitution (DeepPoly) after the forward pass."""
+    batch_size: int = 512
+    """Boxes bounded together in one numpy pass."""
+
+    blas_threads: int | None = 1
+    """BLAS threads inside the solver; the matrices are small, so one thread per process is
+    fastest, and parallelism comes from worker processes. ``None`` leaves BLAS alone."""
+
+    # falsification
+    falsify: bool = True
+    random_samples: int = 2000
+    attack_restarts: int = 8
+    attack_steps: int = 60
+    seed: int = 0
+
+    # verdict checking
+    confirm_tolerance: float = 1e-6
+    prune_margin: float = 1e-9
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("auto", "input-split", "relu-split"):
+            raise ValueError(f"unknown strategy {self.strategy!r}")
+        if self.repair_threshold < 0:
+            raise ValueError("repair_threshold must be >= 0")

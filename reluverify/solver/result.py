@@ -1,0 +1,100 @@
+"""What the solver returns: a verdict with its evidence and statistics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+SAT, UNSAT, UNKNOWN, TIMEOUT = "sat", "unsat", "unknown", "timeout"
+VERDICTS = (SAT, UNSAT, UNKNOWN, TIMEOUT)
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    """Input variables that violate the property, confirmed by onnxruntime.
+
+    ``inputs`` are all query input variables (inside the query box exactly);
+    ``outputs`` are onnxruntime's outputs for them and ``ir_outputs`` reluverify's own
+    float64 evaluation; ``disjunct`` is the index of a disjunct they satisfy within
+    ``tolerance``; ``slack`` is that disjunct's largest ``row - rhs`` on the onnxruntime outputs.
+    """
+
+    inputs: np.ndarray
+    outputs: np.ndarray
+    ir_outputs: np.ndarray
+    disjunct: int
+    slack: float
+    tolerance: float
+    reference: str = "onnxruntime"
+
+    def to_dict(self) -> dict:
+        return {
+            "inputs": self.inputs.tolist(),
+            "outputs": self.outputs.tolist(),
+            "ir_outputs": self.ir_outputs.tolist(),
+            "disjunct": self.disjunct,
+            "slack": self.slack,
+            "tolerance": self.tolerance,
+            "reference": self.reference,
+        }
+
+
+@dataclass
+class Statistics:
+    """Counters of one solver run (summed over disjuncts and search nodes)."""
+
+    pivots: int = 0
+    refactorisations: int = 0
+    simplex_calls: int = 0
+    repairs: int = 0
+    splits: int = 0
+    relu_splits: int = 0
+    input_splits: int = 0
+    boxes: int = 0
+    leaves: int = 0
+    tightened_bounds: int = 0
+    fixed_relus: int = 0
+    max_depth: int = 0
+    backtracks: int = 0
+    candidates_checked: int = 0
+    candidates_rejected: int = 0
+    falsification_samples: int = 0
+
+    def merge(self, other: "Statistics") -> None:
+        for key, value in asdict(other).items():
+            if key == "max_depth":
+                self.max_depth = max(self.max_depth, value)
+            else:
+                setattr(self, key, getattr(self, key) + value)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Result:
+    """The verdict on one query; ``counterexample`` is set exactly when the verdict is ``sat``."""
+
+    verdict: str
+    counterexample: Counterexample | None = None
+    statistics: Statistics = field(default_factory=Statistics)
+    seconds: float = 0.0
+    reason: str = ""
+    disjunct_verdicts: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {self.verdict!r}")
+        if (self.verdict == SAT) != (self.counterexample is not None):
+            raise ValueError("a sat verdict needs a counterexample, and only a sat verdict has one")
+
+    def to_dict(self) -> dict:
+        return {
+            "verdict": self.verdict,
+            "counterexample": self.counterexample.to_dict() if self.counterexample else None,
+            "statistics": self.statistics.to_dict(),
+            "seconds": self.seconds,
+            "reason": self.reason,
+            "disjunct_verdicts": self.disjunct_verdicts,
+        }

@@ -1,0 +1,100 @@
+"""Bound propagation is sound: every sampled true value lies inside the computed bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reluverify.network import ReluChain
+from reluverify.solver.bounds import forward_bounds, gradient_magnitude, interval_bounds, row_lower_bounds
+
+
+def _chain(rng, sizes, scale=1.0):
+    ws = tuple(rng.normal(0, scale / np.sqrt(a), (b, a)) for a, b in zip(sizes, sizes[1:]))
+    bs = tuple(rng.normal(0, 0.3, b) for b in sizes[1:])
+    return ReluChain(ws, bs)
+
+
+def _boxes(rng, n, count):
+    centre = rng.uniform(-1, 1, (count, n))
+    width = rng.uniform(0, 0.8, (count, n)) * (rng.random((count, n)) > 0.1)  # some zero widths
+    return centre - width, centre + width
+
+
+def _samples(rng, lo, hi, count):
+    u = rng.random((count,) + lo.shape)
+    pts = lo + u * (hi - lo)
+    pts[:8] = np.where(rng.random((8,) + lo.shape) < 0.5, lo, hi)  # corners
+    return pts
+
+
+@pytest.mark.parametrize("refine", [False, True])
+@pytest.mark.parametrize("seed", range(6))
+def test_layer_bounds_contain_sampled_values(seed, refine):
+    rng = np.random.default_rng(seed)
+    sizes = [int(rng.integers(1, 6))] + [int(rng.integers(2, 12)) for _ in range(int(rng.integers(1, 4)))] + [3]
+    chain = _chain(rng, sizes, scale=float(rng.choice([0.5, 1.0, 3.0])))
+    lo, hi = _boxes(rng, sizes[0], 16)
+    bounds = forward_bounds(chain, lo, hi, refine=refine)
+    plain = interval_bounds(chain, lo, hi)
+    pts = _samples(rng, lo, hi, 400)  # (S, B, n)
+    y, pre = chain.forward(pts.reshape(-1, sizes[0]))
+    y = y.reshape(400, 16, -1)
+    for layer, values in enumerate(pre):
+        values = values.reshape(400, 16, -1)
+        slack = 1e-9 * (1 + np.abs(values))
+        assert np.all(values >= bounds.pre_lower[layer][None] - slack)
+        assert np.all(values <= bounds.pre_upper[layer][None] + slack)
+        assert np.all(values >= plain.pre_lower[layer][None] - slack)
+        assert np.all(values <= plain.pre_upper[layer][None] + slack)
+    assert np.all(y >= bounds.out_lower[None] - 1e-9 * (1 + np.abs(y)))
+    assert np.all(y <= bounds.out_upper[None] + 1e-9 * (1 + np.abs(y)))
+    # symbolic bounds are never looser than interval arithmetic by more than round-off
+    assert np.all(bounds.out_upper - bounds.out_lower <= plain.out_upper - plain.out_lower + 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_row_lower_bounds_and_gradients_are_sound(seed):
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(1, 5))
+    chain = _chain(rng, [n, 8, 8, 4])
+    lo, hi = _boxes(rng, n, 12)
+    rows_out = rng.normal(size=(5, 4))
+    rows_in = rng.normal(size=(5, n)) * (rng.random((5, 1)) < 0.5)
+    rhs = rng.normal(size=5)
+    layer_bounds = forward_bounds(chain, lo, hi, refine=True)
+    rb = row_lower_bounds(chain, lo, hi, layer_bounds, rows_out, rows_in, rhs)
+    pts = _samples(rng, lo, hi, 500)
+    flat = pts.reshape(-1, n)
+    y = chain.evaluate(flat)
+    values = (y @ rows_out.T + flat @ rows_in.T - rhs).reshape(500, 12, 5)
+    assert np.all(values >= rb.lower[None] - 1e-9 * (1 + np.abs(values)))
+    # the linear lower bound itself holds pointwise
+    linear = np.einsum("brn,sbn->sbr", rb.coef, pts) + rb.const[None]
+    assert np.all(values >= linear - 1e-9 * (1 + np.abs(values)))
+    # gradient magnitudes bound finite differences inside the box
+    grad = gradient_magnitude(chain, layer_bounds, np.broadcast_to(rows_out, (12, 5, 4)), np.broadcast_to(rows_in, (12, 5, n)))
+    for box in range(12):
+        for dim in range(n):
+            if hi[box, dim] - lo[box, dim] < 1e-3:
+                continue
+            a = _samples(rng, lo[box], hi[box], 50)
+            b = a.copy()
+            b[:, dim] = np.clip(a[:, dim] + 1e-4, lo[box, dim], hi[box, dim])
+            step = b[:, dim] - a[:, dim]
+            ok = step > 0
+            fa = chain.evaluate(a) @ rows_out.T + a @ rows_in.T
+            fb = chain.evaluate(b) @ rows_out.T + b @ rows_in.T
+            slope = np.abs(fb - fa)[ok] / step[ok, None]
+            assert np.all(slope <= grad[box, :, dim][None] * (1 + 1e-6) + 1e-6)
+
+
+def test_known_bounds_can_prove_a_box_empty():
+    rng = np.random.default_rng(7)
+    chain = _chain(rng, [2, 4, 1])
+    lo, hi = np.array([[-1.0, -1.0]]), np.array([[1.0, 1.0]])
+    free = forward_bounds(chain, lo, hi)
+    # demand a pre-activation above its proven upper bound: no input can do that
+    known_lower = [free.pre_upper[0] + 1.0]
+    bounds = forward_bounds(chain, lo, hi, known_lower=known_lower, known_upper=[None])
+    assert bounds.infeasible[0]
