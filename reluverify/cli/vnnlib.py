@@ -1,12 +1,52 @@
-"""`reluverify vnnlib`: filled in by its issue."""
+"""``reluverify vnnlib NETWORK.onnx SPEC.vnnlib``: decide a VNN-LIB 1.0 specification."""
+
+from __future__ import annotations
+
+import json
+import sys
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("vnnlib", help="(not yet available)")
-    parser.set_defaults(handler=_run)
+    parser = subparsers.add_parser(
+        "vnnlib",
+        help="decide a VNN-LIB 1.0 specification (sat = violated, with a counterexample; unsat = holds)",
+        description="Decides whether SPEC (a VNN-LIB 1.0 file describing a counterexample) is satisfiable on "
+        "NETWORK. Prints the verdict and a summary; --out writes the VNN-COMP result file "
+        "(sat with ((X_0 v) ... (Y_0 v) ...), unsat, unknown or timeout).",
+    )
+    parser.add_argument("network", help="ONNX file")
+    parser.add_argument("spec", help="VNN-LIB 1.0 file")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    parser.add_argument("--out", metavar="FILE", help="write the VNN-COMP result file")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--cross-check", choices=("z3",), help="decide the same query independently and compare")
+    parser.add_argument("--strategy", choices=("auto", "input-split", "relu-split"), default="auto")
+    parser.set_defaults(handler=run)
 
 
-def _run(args) -> int:
-    from reluverify.errors import ReluverifyError
+def run(args) -> int:
+    from reluverify.cli.common import print_summary, run_cross_check
+    from reluverify.onnx_import import load_onnx
+    from reluverify.solver import SolverOptions, solve
+    from reluverify.vnncomp import format_result
+    from reluverify.vnnlib import load_query
 
-    raise ReluverifyError("'vnnlib' is not available yet in this version")
+    network = load_onnx(args.network)
+    query = load_query(network, args.spec)
+    result = solve(query, SolverOptions(timeout=args.timeout, strategy=args.strategy))
+    status = 0
+    check = None
+    if args.cross_check:
+        check = run_cross_check(query, result, args.timeout)
+        status = 4 if check["disagreement"] else 0
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(format_result(result))
+    if args.json:
+        payload = result.to_dict()
+        if check is not None:
+            payload["cross_check"] = check
+        print(json.dumps(payload, indent=2))
+    else:
+        print_summary(query, result, check)
+    return status

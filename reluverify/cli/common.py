@@ -1,0 +1,47 @@
+"""Output shared by the verification commands (not a subcommand)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+
+def print_summary(query, result, check=None, file=None) -> None:
+    out = file or sys.stdout
+    print(result.verdict, file=out)
+    s = result.statistics
+    print(
+        f"time {result.seconds:.2f}s  boxes {s.boxes}  relu splits {s.relu_splits}  pivots {s.pivots}  "
+        f"repairs {s.repairs}  tightened bounds {s.tightened_bounds}  max depth {s.max_depth}",
+        file=out,
+    )
+    if result.reason:
+        print(f"reason: {result.reason}", file=out)
+    cex = result.counterexample
+    if cex is not None:
+        disjunct = query.disjuncts[cex.disjunct]
+        print(f"violated: {disjunct.label} (largest row slack {cex.slack:.3g} on onnxruntime outputs)", file=out)
+        with np.printoptions(precision=6, suppress=True, linewidth=120, threshold=20):
+            print(f"input:  {cex.inputs}", file=out)
+            print(f"output: {cex.outputs}", file=out)
+    if check is not None:
+        line = f"z3 cross-check: {check['z3_verdict']} in {check['z3_seconds']:.2f}s"
+        if check["disagreement"]:
+            line += "  DISAGREEMENT: the two procedures contradict each other"
+        print(line, file=out)
+
+
+def run_cross_check(query, result, timeout: float) -> dict:
+    """Decide ``query`` with the independent z3 encoding; a disagreement is sat against unsat."""
+    from reluverify.solver.z3_encoding import decide_with_z3
+
+    z3 = decide_with_z3(query, timeout_s=timeout)
+    decided = {"sat", "unsat"}
+    disagreement = result.verdict in decided and z3.verdict in decided and result.verdict != z3.verdict
+    if disagreement:
+        print(
+            f"reluverify: DISAGREEMENT: reluverify says {result.verdict}, z3 says {z3.verdict}",
+            file=sys.stderr,
+        )
+    return {"z3_verdict": z3.verdict, "z3_seconds": z3.seconds, "disagreement": disagreement}
