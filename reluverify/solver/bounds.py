@@ -204,7 +204,11 @@ def interval_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray) -> L
 
 @dataclass
 class RowBounds:
-    """Linear lower bounds ``coef @ x + const`` of rows, valid on the box; ``lower`` is their minimum."""
+    """Lower bounds of rows on each box.
+
+    ``coef @ x + const`` is a linear lower bound valid on the box; ``lower`` is at least its
+    minimum (it also takes interval bounds at intermediate layers, which can be tighter).
+    """
 
     lower: np.ndarray  # (B, R)
     coef: np.ndarray  # (B, R, n)
@@ -232,8 +236,18 @@ def row_lower_bounds(
     const = np.broadcast_to(out_rows @ chain.biases[-1], (batch, rows)).copy()
     if rhs is not None:
         const -= rhs
+    # the rows' input part is known exactly; its minimum over the box joins every intermediate bound
+    mid, rad = 0.5 * (lower + upper), 0.5 * (upper - lower)
+    input_part = 0.0
+    if in_rows is not None:
+        input_part = (mid @ in_rows.T - rad @ np.abs(in_rows).T)[:, :]
+    best = np.full((batch, rows), -np.inf)
     for layer in range(len(chain.weights) - 2, -1, -1):
         lo, hi = layer_bounds.pre_lower[layer], layer_bounds.pre_upper[layer]
+        # interval bound at this layer: relu outputs lie in [relu(lo), relu(hi)]
+        f_lo, f_hi = np.maximum(lo, 0.0), np.maximum(hi, 0.0)
+        at_layer = np.einsum("brj,bj->br", np.maximum(coef, 0.0), f_lo) + np.einsum("brj,bj->br", np.minimum(coef, 0.0), f_hi)
+        best = np.maximum(best, at_layer + const + input_part)
         alpha = _lower_slope(lo, hi)
         slope, intercept = _upper_line(lo, hi)
         pos, neg = np.maximum(coef, 0.0), np.minimum(coef, 0.0)
@@ -244,9 +258,9 @@ def row_lower_bounds(
         coef = (coef.reshape(-1, w.shape[0]) @ w).reshape(batch, rows, w.shape[1])
     if in_rows is not None:
         coef = coef + in_rows[None, :, :]
-    mid, rad = 0.5 * (lower + upper), 0.5 * (upper - lower)
     low = np.einsum("brn,bn->br", coef, mid) - np.einsum("brn,bn->br", np.abs(coef), rad) + const
-    return RowBounds(low, coef, const)
+    # every bound is valid; report the best (the linear form stays the input-level one)
+    return RowBounds(np.maximum(low, best), coef, const)
 
 
 def gradient_magnitude(chain: ReluChain, layer_bounds: LayerBounds, out_rows: np.ndarray, in_rows: np.ndarray) -> np.ndarray:
