@@ -32,13 +32,6 @@ MAX_PIVOTS = 20_000
 # Bug found by these tests (reported): the phase-1 step never moves a non-basic variable whose room
 # is below ``feasibility_tolerance * (1 + |v|)``, although a large tableau coefficient can turn that
 # move into a change of a basic variable far above the tolerance; a feasible LP is then "infeasible".
-TINY_ROOM_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bug: Tableau.check ignores non-basic variables whose room is below the feasibility tolerance even "
-    "when a large tableau coefficient makes that move repair a basic infeasibility >> tolerance; "
-    "a feasible LP is declared infeasible (see test_tiny_room_with_a_large_coefficient_is_still_used)",
-)
-TINY_ROOM_SEEDS = {183}  # random feasibility cases that hit it
 
 
 # ------------------------------------------------------------------ problems
@@ -225,7 +218,7 @@ def fresh_T(equations: np.ndarray, basic: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------ feasibility
 FEASIBILITY_SEEDS = range(240)
-FEASIBILITY_PARAMS = [pytest.param(s, marks=TINY_ROOM_BUG) if s in TINY_ROOM_SEEDS else s for s in FEASIBILITY_SEEDS]
+FEASIBILITY_PARAMS = list(FEASIBILITY_SEEDS)
 
 
 def _feasibility_case(seed: int):
@@ -270,7 +263,6 @@ def test_generator_coverage():
     assert fixed >= 100 and tiny >= 100
 
 
-@TINY_ROOM_BUG
 def test_tiny_room_with_a_large_coefficient_is_still_used():
     """Minimal reproducer: ``b = 1000 x``, ``x in [0, 9e-10]``, ``b == 5e-7``; ``x = 5e-10`` solves it.
 

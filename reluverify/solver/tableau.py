@@ -172,9 +172,10 @@ class Tableau:
             nonbasic = self.row_of < 0
             room_up = upper - v
             room_down = v - lower
-            slack_tol = tol * (1.0 + np.abs(v))
-            can_increase = nonbasic & (rate < -rate_tol) & (room_up > slack_tol)
-            can_decrease = nonbasic & (rate > rate_tol) & (room_down > slack_tol)
+            # any room counts, however small: a tiny move times a large coefficient can repair a
+            # large infeasibility (bound flips land exactly on the bound, so "at bound" is exact)
+            can_increase = nonbasic & (rate < -rate_tol) & (room_up > 0)
+            can_decrease = nonbasic & (rate > rate_tol) & (room_down > 0)
             candidates = np.flatnonzero(can_increase | can_decrease)
             if candidates.size == 0:
                 return SimplexOutcome(INFEASIBLE, conflict_row=int(active_rows[0]), pivots=pivots)
@@ -203,7 +204,7 @@ class Tableau:
             best = ratio.min()
             if own_limit <= best:
                 # the entering variable reaches its own bound first: a bound flip, no pivot
-                self.set_nonbasic(entering, v[entering] + direction * own_limit)
+                self.set_nonbasic(entering, upper[entering] if direction > 0 else lower[entering])
                 degenerate = 0 if own_limit > tol else degenerate + 1
                 continue
             ties = np.flatnonzero(ratio <= best + 1e-12 * (1.0 + best))
