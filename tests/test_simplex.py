@@ -29,9 +29,9 @@ INFEASIBLE_T = 1e-6  # elastic distance at or above which it counts as clearly i
 ASSIGNMENT_TOLERANCE = 1e-7
 MAX_PIVOTS = 20_000
 
-# Bug found by these tests (reported): the phase-1 step never moves a non-basic variable whose room
-# is below ``feasibility_tolerance * (1 + |v|)``, although a large tableau coefficient can turn that
-# move into a change of a basic variable far above the tolerance; a feasible LP is then "infeasible".
+# Regression (found by these tests, fixed in 70936a7): the phase-1 step must move a non-basic variable
+# whose room is below ``feasibility_tolerance * (1 + |v|)`` when a large tableau coefficient turns that
+# move into a change of a basic variable far above the tolerance (random seed 183 and the minimal case).
 
 
 # ------------------------------------------------------------------ problems
