@@ -197,11 +197,22 @@ class _Decider:
 
 
 def solve(query: Query, options: SolverOptions | None = None) -> Result:
-    """Decide ``query``: ``sat`` (with a confirmed counterexample), ``unsat``, ``timeout`` or ``unknown``."""
+    """Decide ``query``: ``sat`` (with a confirmed counterexample), ``unsat``, ``timeout`` or ``unknown``.
+
+    Networks made of affine maps and ReLUs go to the exact ReLU procedure above; networks
+    with sigmoid, tanh or products (SRU) go to :mod:`reluverify.solver.nonlinear`, which is
+    sound but may answer ``unknown``.
+    """
     options = options or SolverOptions()
+    if all(network.is_piecewise_linear for network in query.networks):
+        run = lambda: _Decider(query, options).run()  # noqa: E731
+    else:
+        from reluverify.solver.nonlinear import solve_nonlinear
+
+        run = lambda: solve_nonlinear(query, options)  # noqa: E731
     if options.blas_threads is None:
-        return _Decider(query, options).run()
+        return run()
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=options.blas_threads):
-        return _Decider(query, options).run()
+        return run()
