@@ -457,7 +457,11 @@ def test_tighten_reports_a_conflict_when_bounds_refute_the_rows():
     net, _, _, lo, hi = mixed_needs_splits()
     # y <= 0.1 is impossible on [-1, 1] (y >= 0.2 there)
     engine, _ = make_engine(net, [[0.0, 1.0]], [0.1], lo, hi)
+    # rows are required only while solve() makes them active: activate by hand, then tighten
+    engine.store.push()
+    engine.store.tighten(engine.layout.s, None, engine.rhs)
     assert not engine.tighten()
+    engine.store.pop()
     assert engine.solve(lo, hi).status == "unsat"
 
 
@@ -521,3 +525,19 @@ def test_sat_with_auxiliary_input_variables():
     rhs_unsat[3] = -0.65  # |x| >= 0.65 is out of reach
     engine, _ = make_engine(ABS, rows, rhs_unsat, lo, hi, num_v=2)
     assert engine.solve(lo, hi).status == "unsat"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug: Statistics.fixed_relus and Statistics.refactorisations are never updated (always 0), although "
+    "tighten() fixes ReLU phases and the tableau refactorises",
+)
+def test_statistics_count_fixed_relus_and_refactorisations():
+    net, rows, rhs, lo, hi = mixed_needs_splits()
+    engine, stats = make_engine(net, rows, rhs, lo, hi, refactor_every=1)
+    assert np.sum(engine.phases() != UNFIXED) == len(MIXED_FIXED_AT_ROOT)
+    assert engine.solve(lo, hi).status == "unsat"
+    assert stats.pivots > 0 and engine.tableau.refactorisations > 1
+    assert stats.fixed_relus >= len(MIXED_FIXED_AT_ROOT), stats
+    assert stats.refactorisations >= 1, stats
