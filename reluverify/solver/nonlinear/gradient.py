@@ -1,0 +1,45 @@
+"""Reverse-mode gradients through the IR, in numpy (no torch needed to verify).
+
+:func:`input_gradient` takes the node values of a batch (from ``Network.evaluate_all``) and a
+cotangent on the output, and returns the cotangent on the input: affine nodes pass it back
+through their weights to every source, activations multiply by their derivative (ReLU's is
+taken as 1 for positive inputs, 0 otherwise), products by the other operand.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reluverify.network import ActivationNode, AffineNode, Network
+
+
+def _derivative(kind: str, z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    if kind == "relu":
+        return (z > 0).astype(np.float64)
+    if kind == "sigmoid":
+        return out * (1.0 - out)
+    return 1.0 - out * out  # tanh
+
+
+def input_gradient(network: Network, values: list[np.ndarray], cotangent: np.ndarray) -> np.ndarray:
+    """``d (cotangent . N(x)) / dx`` for each point of the batch: values from evaluate_all, cotangent (B, m)."""
+    grads: dict[int, np.ndarray] = {len(network.nodes) - 1: np.asarray(cotangent, dtype=np.float64)}
+    for k in range(len(network.nodes) - 1, 0, -1):
+        g = grads.pop(k, None)
+        if g is None:
+            continue
+        node = network.nodes[k]
+        if isinstance(node, AffineNode):
+            for source, weight in zip(node.sources, node.weights):
+                _add(grads, source, g @ weight)
+        elif isinstance(node, ActivationNode):
+            _add(grads, node.source, g * _derivative(node.kind, values[node.source], values[k]))
+        else:
+            _add(grads, node.left, g * values[node.right])
+            _add(grads, node.right, g * values[node.left])
+    out = grads.get(0)
+    return np.zeros_like(values[0]) if out is None else out
+
+
+def _add(grads: dict, node: int, g: np.ndarray) -> None:
+    grads[node] = grads[node] + g if node in grads else g
