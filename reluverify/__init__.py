@@ -2,10 +2,21 @@
 
 Data flows one way: network file -> :class:`~reluverify.network.Network` ->
 :class:`~reluverify.query.Query` (a property compiled) -> solver -> verdict.
+
+``from reluverify import Verifier`` gives the Python API (:mod:`reluverify.api`); it is
+imported on first use, so importing the package stays light.
 """
 
 from reluverify.errors import ReluverifyError
 
 __version__ = "0.1.0"
 
-__all__ = ["ReluverifyError", "__version__"]
+__all__ = ["ReluverifyError", "Verifier", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "Verifier":
+        from reluverify.api import Verifier
+
+        return Verifier
+    raise AttributeError(f"module 'reluverify' has no attribute {name!r}")

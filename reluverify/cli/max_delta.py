@@ -1,12 +1,52 @@
-"""`reluverify max-delta`: filled in by its issue."""
+"""``reluverify max-delta NETWORK.onnx --point FILE``: the largest delta for which Def. 1 holds.
+
+Binary search (see :mod:`reluverify.properties.max_delta`): prints the certified delta (proven
+robust), the smallest delta with a confirmed counterexample, and that counterexample. ``--timeout``
+is the budget of the whole search; ``--probe-timeout`` caps each probe.
+"""
+
+from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("max-delta", help="(not yet available)")
-    parser.set_defaults(handler=_run)
+    from reluverify.cli.verify import add_common_arguments
+
+    parser = subparsers.add_parser(
+        "max-delta",
+        help="the largest delta for which delta-local robustness (Def. 1) holds at a point",
+        description="Binary search for the largest delta at which the label of the point cannot change, "
+        "to --precision: reports the certified delta, the smallest delta with a counterexample, and "
+        "that counterexample.",
+    )
+    parser.add_argument("network", help="ONNX file")
+    parser.add_argument("--point", metavar="FILE", required=True, help="the point x0 (.npy, .csv or .json)")
+    parser.add_argument("--precision", type=float, default=1e-3, help="width of the final bracket (default 1e-3)")
+    parser.add_argument("--upper", type=float,
+                        help="largest delta tried (default: the domain's reach from the point, or 1.0)")
+    parser.add_argument("--decision", choices=("max", "min"), default="max",
+                        help="the label is the top score (max, default) or the lowest (min)")
+    parser.add_argument("--probe-timeout", type=float, help="seconds per probe (default: what is left)")
+    add_common_arguments(parser, "seconds for the whole search (default 300)", 300.0)
+    parser.set_defaults(handler=run)
 
 
-def _run(args) -> int:
-    from reluverify.errors import ReluverifyError
+def run(args) -> int:
+    from reluverify.cli.verify import report
+    from reluverify.errors import SpecError
+    from reluverify.onnx_import import load_onnx
+    from reluverify.properties.max_delta import max_delta
+    from reluverify.properties.points import check_in_domain, load_domain, load_point_and_domain
+    from reluverify.solver import SolverOptions
 
-    raise ReluverifyError("'max-delta' is not available yet in this version")
+    if args.jobs < 1:
+        raise SpecError("--jobs must be >= 1")
+    network = load_onnx(args.network)
+    point, domain = load_point_and_domain(args.point, network.input_size)
+    if args.domain:
+        domain = load_domain(args.domain, network.input_size)
+        check_in_domain(point, domain, what=args.point)
+    result = max_delta(network, point, args.precision, args.norm, domain, args.upper, args.decision,
+                       SolverOptions(strategy=args.strategy), timeout=args.timeout,
+                       probe_timeout=args.probe_timeout, jobs=args.jobs)
+    report(result, args)
+    return 0

@@ -1,12 +1,128 @@
-"""`reluverify verify`: filled in by its issue."""
+"""``reluverify verify``: robustness properties at a point (Def. 1, Def. 3) or over a domain (Def. 2).
+
+    reluverify verify NETWORK.onnx --point FILE --delta D [--norm inf|1] [--epsilon E] [--domain FILE]
+    reluverify verify NETWORK.onnx --global --domain FILE --delta D --epsilon E [--partitions N]
+
+Without ``--epsilon`` a point check is Def. 1 (the label stays the same); with it, Def. 3 (every
+score moves by less than eps). ``--global`` checks Def. 2 on the domain. Prints the verdict
+(robust / not robust / tie / unknown / timeout), the time, the splits and the violated disjunct;
+``--json`` prints the result as JSON instead. ``--cex-out FILE`` writes a counterexample as JSON
+to FILE and as .npz beside it (FILE's .json suffix replaced by .npz, or FILE.npz);
+``--vnncomp-out FILE`` writes the VNN-COMP result file. Exit status 0 when a verdict was
+reached (whatever it is), 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_common_arguments(parser, timeout_help: str = "seconds for the whole check (default 60)",
+                         timeout_default: float = 60.0) -> None:
+    parser.add_argument("--norm", choices=("inf", "1"), default="inf", help="distance: L-infinity (default) or L1")
+    parser.add_argument("--domain", metavar="FILE", help="box domain (.json/.npy/.csv with lower and upper bounds)")
+    parser.add_argument("--timeout", type=float, default=timeout_default, help=timeout_help)
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (disjuncts or sub-domains in parallel)")
+    parser.add_argument("--strategy", choices=("auto", "input-split", "relu-split"), default="auto",
+                        help="solver strategy (default auto)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--cex-out", metavar="FILE",
+                        help="write a counterexample as JSON to FILE and as .npz beside it")
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("verify", help="(not yet available)")
-    parser.set_defaults(handler=_run)
+    parser = subparsers.add_parser(
+        "verify",
+        help="robustness at a point (delta-local, (delta, eps)-local) or over a domain ((delta, eps)-global)",
+        description="Check delta-local robustness (Def. 1; the label of the point is computed), "
+        "(delta, eps)-local robustness (Def. 3, with --epsilon) or (delta, eps)-global robustness "
+        "(Def. 2, with --global) of an ONNX ReLU network, for the L-infinity or L1 distance. "
+        "Points: .npy, .csv or .json (a JSON point may carry its domain).",
+    )
+    parser.add_argument("network", help="ONNX file")
+    parser.add_argument("--point", metavar="FILE", help="the point x0 (.npy, .csv or .json)")
+    parser.add_argument("--delta", type=float, required=True, help="radius of the ball (>= 0)")
+    parser.add_argument("--epsilon", type=float, help="output tolerance: checks Def. 3 (point) or Def. 2 (--global)")
+    parser.add_argument("--global", dest="global_", action="store_true",
+                        help="(delta, eps)-global robustness on --domain (two network copies)")
+    parser.add_argument("--partitions", type=int, default=1,
+                        help="--global: split the domain into N sub-domains (exact; default 1)")
+    parser.add_argument("--decision", choices=("max", "min"), default="max",
+                        help="Def. 1: the label is the top score (max, default) or the lowest (min, e.g. ACAS Xu)")
+    add_common_arguments(parser)
+    parser.add_argument("--vnncomp-out", metavar="FILE", help="write the VNN-COMP result file")
+    parser.set_defaults(handler=run)
 
 
-def _run(args) -> int:
-    from reluverify.errors import ReluverifyError
+def run(args) -> int:
+    from reluverify.errors import SpecError
+    from reluverify.onnx_import import load_onnx
+    from reluverify.properties.common import solver_options
+    from reluverify.properties.points import load_domain, load_point_and_domain
+    from reluverify.solver import SolverOptions
 
-    raise ReluverifyError("'verify' is not available yet in this version")
+    if args.global_:
+        if args.point:
+            raise SpecError("--global checks a domain, not a point: drop --point")
+        if not args.domain:
+            raise SpecError("--global needs --domain FILE")
+        if args.epsilon is None:
+            raise SpecError("--global needs --epsilon")
+    else:
+        if not args.point:
+            raise SpecError("give --point FILE (or --global --domain FILE)")
+        if args.partitions != 1:
+            raise SpecError("--partitions applies to --global only")
+    if args.jobs < 1:
+        raise SpecError("--jobs must be >= 1")
+    network = load_onnx(args.network)
+    options = solver_options(SolverOptions(strategy=args.strategy), args.timeout)
+    if args.global_:
+        from reluverify.properties.global_robustness import GlobalRobustness
+
+        domain = load_domain(args.domain, network.input_size)
+        prop = GlobalRobustness(network, domain, args.delta, args.epsilon, args.norm, args.partitions)
+    else:
+        point, domain = load_point_and_domain(args.point, network.input_size)
+        if args.domain:
+            from reluverify.properties.points import check_in_domain
+
+            domain = load_domain(args.domain, network.input_size)
+            check_in_domain(point, domain, what=args.point)
+        if args.epsilon is None:
+            from reluverify.properties.local import LocalRobustness
+
+            prop = LocalRobustness(network, point, args.delta, args.norm, domain, args.decision)
+        else:
+            from reluverify.properties.eps_local import EpsLocalRobustness
+
+            prop = EpsLocalRobustness(network, point, args.delta, args.epsilon, args.norm, domain)
+    result = prop.check(options, jobs=args.jobs)
+    report(result, args)
+    return 0
+
+
+def report(result, args) -> None:
+    """Write the files asked for and print the result (summary or JSON)."""
+    from reluverify.properties.export import vnncomp_text, write_counterexample
+
+    files = []
+    if args.cex_out:
+        if result.counterexample is not None:
+            files = list(write_counterexample(result, args.cex_out))
+        else:
+            print(f"reluverify: no counterexample to write to {args.cex_out} (verdict: {result.verdict})",
+                  file=sys.stderr)
+    if getattr(args, "vnncomp_out", None):
+        with open(args.vnncomp_out, "w") as handle:
+            handle.write(vnncomp_text(result))
+        files.append(args.vnncomp_out)
+    if args.json:
+        payload = result.to_dict()
+        payload["files"] = files
+        print(json.dumps(payload, indent=2))
+    else:
+        print(result.summary())
+        if files:
+            print(f"wrote     {', '.join(files)}")

@@ -1,0 +1,177 @@
+"""The Python API: load a network once, check several properties, get result objects back.
+
+It mirrors the command line (``reluverify verify`` / ``reluverify max-delta`` / ``reluverify vnnlib``)::
+
+    from reluverify import Verifier
+
+    verifier = Verifier("networks/digits_mlp.onnx")
+    result = verifier.local_robustness("networks/digits_point0.json", delta=0.02)
+    print(result.verdict, result.seconds)        # 'robust' 0.2
+    result = verifier.eps_robustness(point, delta=0.018, epsilon=0.03)
+    result = verifier.global_robustness(domain, delta=0.01, epsilon=0.05, partitions=4)
+    search = verifier.max_delta(point, precision=1e-3)
+
+Every check returns a :class:`~reluverify.properties.result.PropertyResult` (``verdict``,
+``holds``, ``counterexample``, ``statistics``, ``seconds``, ``summary()``, ``to_dict()``) or, for
+:meth:`Verifier.max_delta`, a :class:`~reluverify.properties.max_delta.MaxDeltaResult`.
+
+Points are arrays (any shape with the network's input size, flattened in C order) or paths to
+``.npy``/``.csv``/``.json`` files; domains are :class:`~reluverify.properties.points.Domain`
+values, ``(lower, upper)`` pairs (numbers broadcast), ``{"lower": ..., "upper": ...}`` dicts, or
+paths to domain files. A point JSON file that carries a ``"domain"`` uses it when no domain is given.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import numpy as np
+
+from reluverify.network import Network
+from reluverify.properties.points import Domain, load_domain, load_point_and_domain
+from reluverify.properties.result import PropertyResult, spec_verdict
+
+
+def _is_path(value) -> bool:
+    return isinstance(value, (str, os.PathLike))
+
+
+class Verifier:
+    """One network and default solver options; each method checks one property.
+
+    ``network`` is a path to an ONNX file or a :class:`~reluverify.network.Network`.
+    ``options`` is a :class:`~reluverify.solver.SolverOptions` (default ones when None);
+    ``timeout`` (seconds, None for no limit) and ``jobs`` (worker processes; disjuncts or
+    sub-domains run in parallel when > 1) are defaults every method can override.
+    ``decision`` is how a label is read from the scores: ``"max"`` (classifiers) or ``"min"``
+    (e.g. ACAS Xu, whose advisory is the lowest score).
+    """
+
+    def __init__(self, network, options=None, *, timeout: float | None = 60.0, jobs: int = 1,
+                 decision: str = "max") -> None:
+        from reluverify.properties.common import check_decision, solver_options
+
+        if isinstance(network, Network):
+            self.network = network
+        elif _is_path(network):
+            from reluverify.onnx_import import load_onnx
+
+            self.network = load_onnx(network)
+        else:
+            raise TypeError("network must be a path to an ONNX file or a reluverify Network")
+        self.options = solver_options(options)
+        self.timeout = timeout
+        self.jobs = int(jobs)
+        self.decision = check_decision(decision)
+
+    def __repr__(self) -> str:
+        where = self.network.source_path or "in-memory network"
+        return f"Verifier({where!r}: {self.network.input_size} inputs, {self.network.num_relus} ReLUs)"
+
+    # ------------------------------------------------------------ inputs
+    def point(self, point) -> np.ndarray:
+        """A point given as an array or a file, checked against the network's input size."""
+        return self._point_and_domain(point, None)[0]
+
+    def domain(self, domain) -> Domain:
+        if _is_path(domain):
+            return load_domain(domain, self.network.input_size)
+        return Domain.of(domain, self.network.input_size)
+
+    def _point_and_domain(self, point, domain):
+        from reluverify.properties.points import check_point
+
+        carried = None
+        if _is_path(point):
+            point, carried = load_point_and_domain(point, self.network.input_size)
+        else:
+            point = check_point(point, self.network.input_size)
+        if domain is not None:
+            return point, self.domain(domain)
+        return point, carried
+
+    def _settings(self, timeout, jobs):
+        return (self.timeout if timeout is ... else timeout), (self.jobs if jobs is None else int(jobs))
+
+    # ------------------------------------------------------------ properties
+    def local_robustness(self, point, delta: float, norm: str = "inf", domain=None, *, decision: str | None = None,
+                         timeout: float | None = ..., jobs: int | None = None) -> PropertyResult:
+        """Def. 1: is the label of ``point`` the same everywhere within ``delta`` (``norm`` "inf" or "1")?"""
+        from reluverify.properties.local import LocalRobustness
+
+        x0, dom = self._point_and_domain(point, domain)
+        timeout, jobs = self._settings(timeout, jobs)
+        prop = LocalRobustness(self.network, x0, delta, norm, dom, decision or self.decision)
+        return prop.check(self.options, jobs=jobs, timeout=timeout)
+
+    def eps_robustness(self, point, delta: float, epsilon: float, norm: str = "inf", domain=None, *,
+                       timeout: float | None = ..., jobs: int | None = None) -> PropertyResult:
+        """Def. 3: does every score stay within ``epsilon`` of its value at ``point``, within ``delta``?"""
+        from reluverify.properties.eps_local import EpsLocalRobustness
+
+        x0, dom = self._point_and_domain(point, domain)
+        timeout, jobs = self._settings(timeout, jobs)
+        prop = EpsLocalRobustness(self.network, x0, delta, epsilon, norm, dom)
+        return prop.check(self.options, jobs=jobs, timeout=timeout)
+
+    def global_robustness(self, domain, delta: float, epsilon: float, norm: str = "inf", partitions: int = 1, *,
+                          timeout: float | None = ..., jobs: int | None = None) -> PropertyResult:
+        """Def. 2: do any two points of ``domain`` within ``delta`` differ by ``epsilon`` or more in a score?"""
+        from reluverify.properties.global_robustness import GlobalRobustness
+
+        timeout, jobs = self._settings(timeout, jobs)
+        prop = GlobalRobustness(self.network, self.domain(domain), delta, epsilon, norm, partitions)
+        return prop.check(self.options, jobs=jobs, timeout=timeout)
+
+    def max_delta(self, point, precision: float = 1e-3, norm: str = "inf", domain=None, *, upper: float | None = None,
+                  decision: str | None = None, timeout: float | None = ..., probe_timeout: float | None = None,
+                  jobs: int | None = None):
+        """The largest delta for which Def. 1 holds, to ``precision`` (a MaxDeltaResult)."""
+        from reluverify.properties.max_delta import max_delta
+
+        x0, dom = self._point_and_domain(point, domain)
+        timeout, jobs = self._settings(timeout, jobs)
+        return max_delta(self.network, x0, precision, norm, dom, upper, decision or self.decision, self.options,
+                         timeout=timeout, probe_timeout=probe_timeout, jobs=jobs)
+
+    def vnnlib(self, spec_path, *, timeout: float | None = ...) -> PropertyResult:
+        """Decide a VNN-LIB 1.0 specification (it describes a counterexample: ``holds`` means unsat)."""
+        from reluverify.properties.common import network_info
+        from reluverify.solver import solve
+        from reluverify.vnnlib import load_query
+
+        timeout, _ = self._settings(timeout, None)
+        query = load_query(self.network, spec_path)
+        result = solve(query, replace(self.options, timeout=timeout))
+        return vnnlib_result(query, result, os.fspath(spec_path), network_info(self.network))
+
+
+def vnnlib_result(query, result, spec: str, network: dict) -> PropertyResult:
+    """A solver result on a VNN-LIB query as a :class:`PropertyResult` (``holds`` / ``violated``)."""
+    from reluverify.properties.result import PropertyCounterexample
+
+    cex = None
+    if result.counterexample is not None:
+        c = result.counterexample
+        n = query.num_network_inputs
+        cex = PropertyCounterexample(
+            inputs=c.inputs[:n], outputs=c.outputs, ir_outputs=c.ir_outputs, point=np.zeros(0),
+            point_outputs=np.zeros(0), point_ir_outputs=np.zeros(0), distance=0.0, norm="inf",
+            disjunct=c.disjunct, violated=query.disjuncts[c.disjunct].label, query_inputs=c.inputs, slack=c.slack,
+        )
+    return PropertyResult(
+        kind="vnnlib",
+        verdict=spec_verdict(result.verdict),
+        description=f"VNN-LIB specification {spec}",
+        parameters={"spec": spec},
+        solver_verdict=result.verdict,
+        counterexample=cex,
+        statistics=result.statistics.to_dict(),
+        seconds=result.seconds,
+        reason=result.reason,
+        queries=1,
+        disjunct_verdicts=list(result.disjunct_verdicts),
+        disjunct_labels=[d.label for d in query.disjuncts],
+        network=network,
+    )

@@ -1,0 +1,15 @@
+"""Robustness properties compiled to :class:`~reluverify.query.Query` values.
+
+One module per property kind; each has a frozen dataclass that compiles to a query (or, for
+global robustness with partitions, one query per sub-domain) and interprets the solver's answer
+as a :class:`~reluverify.properties.result.PropertyResult`:
+
+* :mod:`~reluverify.properties.local` -- Def. 1, delta-local robustness (L-infinity or L1);
+* :mod:`~reluverify.properties.eps_local` -- Def. 3, (delta, eps)-local robustness;
+* :mod:`~reluverify.properties.global_robustness` -- Def. 2, (delta, eps)-global robustness;
+* :mod:`~reluverify.properties.max_delta` -- the largest delta for which Def. 1 holds;
+* :mod:`~reluverify.properties.points` -- points and domains from .npy/.csv/.json;
+* :mod:`~reluverify.properties.export` -- counterexamples as JSON and .npz.
+
+The solver never learns which property a query came from.
+"""

@@ -1,0 +1,144 @@
+"""Helpers shared by the property modules: options, network identity, counterexamples."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+import numpy as np
+
+from reluverify.errors import SpecError
+from reluverify.network import AffineNode, Network
+from reluverify.properties.ball import distance
+from reluverify.properties.points import Domain, check_in_domain, check_point
+from reluverify.properties.result import PropertyCounterexample, PropertyResult, robustness_verdict
+from reluverify.properties.runner import Outcome, run_queries
+from reluverify.query import Query
+
+DECISIONS = ("max", "min")
+
+
+def solver_options(options=None, timeout: float | None = ...):
+    """``options`` (a ``SolverOptions``; default ones when None) with ``timeout`` if one is given."""
+    from reluverify.solver.options import SolverOptions
+
+    options = options or SolverOptions()
+    if timeout is not ...:
+        options = replace(options, timeout=timeout)
+    return options
+
+
+def network_hash(network: Network) -> str:
+    """sha256 of the ONNX file the network came from; of its float64 weights for in-memory networks."""
+    if network.source_sha256:
+        return network.source_sha256
+    digest = hashlib.sha256()
+    for node in network.nodes:
+        digest.update(type(node).__name__.encode())
+        if isinstance(node, AffineNode):
+            for w in node.weights:
+                digest.update(np.ascontiguousarray(w, dtype=np.float64).tobytes())
+            digest.update(np.ascontiguousarray(node.bias, dtype=np.float64).tobytes())
+        else:
+            digest.update(repr(node).encode())
+    return digest.hexdigest()
+
+
+def network_info(network: Network) -> dict:
+    return {
+        "path": network.source_path,
+        "sha256": network_hash(network),
+        "hash_of": "onnx file" if network.source_sha256 else "float64 weights (in-memory network)",
+        "inputs": network.input_size,
+        "outputs": network.output_size,
+        "relus": network.num_relus,
+    }
+
+
+def reference_outputs(network: Network, x: np.ndarray) -> np.ndarray:
+    """onnxruntime's outputs at ``x`` (the ONNX file, or an export of an in-memory network)."""
+    from reluverify.onnx_runtime import reference_for
+
+    return np.atleast_1d(np.asarray(reference_for(network)(np.asarray(x, dtype=np.float64)), dtype=np.float64))
+
+
+def check_decision(decision: str) -> str:
+    if decision not in DECISIONS:
+        raise SpecError(f"unknown decision rule {decision!r}: use 'max' (the label is the top score) or 'min'")
+    return decision
+
+
+def prepare_point(network: Network, point, domain) -> tuple[np.ndarray, Domain | None]:
+    """The point as a checked float64 vector and the domain as a :class:`Domain` (or None)."""
+    x0 = check_point(point, network.input_size)
+    dom = None if domain is None else Domain.of(domain, network.input_size)
+    if dom is not None:
+        check_in_domain(x0, dom)
+    return x0, dom
+
+
+def pair_counterexample(
+    query: Query,
+    outcome: Outcome,
+    norm: str,
+    violated: str,
+    network: Network,
+    point: np.ndarray | None = None,
+    subdomain: int | None = None,
+) -> PropertyCounterexample:
+    """The solver's counterexample as a pair of network inputs.
+
+    With ``point`` given (local properties), the pair is (first copy's inputs, ``point``);
+    otherwise (two copies) it is (first copy's inputs, second copy's inputs).
+    """
+    cex = outcome.counterexample
+    n = network.input_size
+    v = np.asarray(cex.inputs, dtype=np.float64)
+    x = v[:n]
+    if point is None:
+        other = v[n : 2 * n]
+        outputs, other_outputs = cex.outputs[: network.output_size], cex.outputs[network.output_size :]
+        ir, other_ir = cex.ir_outputs[: network.output_size], cex.ir_outputs[network.output_size :]
+    else:
+        other = np.asarray(point, dtype=np.float64)
+        outputs, ir = cex.outputs, cex.ir_outputs
+        other_outputs = reference_outputs(network, other)
+        other_ir = network.evaluate(other)
+    return PropertyCounterexample(
+        inputs=x.copy(),
+        outputs=np.asarray(outputs, dtype=np.float64),
+        ir_outputs=np.asarray(ir, dtype=np.float64),
+        point=other.copy(),
+        point_outputs=np.asarray(other_outputs, dtype=np.float64),
+        point_ir_outputs=np.asarray(other_ir, dtype=np.float64),
+        distance=distance(x, other, norm),
+        norm=norm,
+        disjunct=int(cex.disjunct),
+        violated=violated,
+        query_inputs=v.copy(),
+        slack=float(cex.slack),
+        subdomain=subdomain,
+    )
+
+
+def decide(queries: list[Query], options, jobs: int, split_disjuncts: bool) -> Outcome:
+    return run_queries(queries, options, jobs=jobs, split_disjuncts=split_disjuncts)
+
+
+def base_result(kind: str, description: str, parameters: dict, network: Network, outcome: Outcome,
+                query: Query) -> PropertyResult:
+    """A :class:`PropertyResult` for the robustness ``outcome`` of ``query`` (no counterexample yet)."""
+    return PropertyResult(
+        kind=kind,
+        verdict=robustness_verdict(outcome.verdict),
+        description=description,
+        parameters=parameters,
+        solver_verdict=outcome.verdict,
+        statistics=outcome.statistics.to_dict(),
+        seconds=outcome.seconds,
+        reason=outcome.reason,
+        queries=outcome.tasks,
+        disjunct_verdicts=list(outcome.verdicts[0]) if len(outcome.verdicts) == 1 else [],
+        disjunct_labels=[d.label for d in query.disjuncts],
+        network=network_info(network),
+    )
