@@ -98,6 +98,11 @@ class Recorder:
         return [e[1] for e in self.events if e[0] == "repair"]
 
 
+def soon(seconds: float = 30.0) -> float:
+    """A deadline for engine.solve: a search that stops terminating fails as a timeout, not a hang."""
+    return time.monotonic() + seconds
+
+
 def snapshot(engine: ReluplexEngine):
     return engine.store.lower.copy(), engine.store.upper.copy(), engine.store.level
 
@@ -125,7 +130,7 @@ def test_relus_fixed_by_the_box_are_never_split(threshold, tightening):
     engine, stats = make_engine(net, rows, rhs, lo, hi, repair_threshold=threshold,
                                 network_tightening=tightening, row_tightening=tightening)
     rec = Recorder(engine)
-    assert engine.solve(lo, hi).status == "unsat"
+    assert engine.solve(lo, hi, deadline=soon()).status == "unsat"
     split = {relu for relu, _ in rec.splits()}
     assert split, "this query needs splits; the test would be vacuous"
     assert stats.relu_splits == len(rec.splits())
@@ -154,7 +159,7 @@ def test_relus_fixed_below_the_root_are_never_split(threshold):
     net, rows, rhs, lo, hi = mixed_needs_splits()
     engine, _ = make_engine(net, rows, rhs, lo, hi, repair_threshold=threshold)
     rec = Recorder(engine)
-    assert engine.solve(lo, hi).status == "unsat"
+    assert engine.solve(lo, hi, deadline=soon()).status == "unsat"
     assert all(phase == UNFIXED for _, phase in rec.splits()), rec.splits()  # e.g. [(0, -1), (1, -1), (5, 1), ...]
 
 
@@ -166,7 +171,7 @@ def test_phase_fixed_by_a_sub_box_is_not_split_minimal():
     net = chain(([[1.0]], [0.0]), ([[1.0]], [0.0]))
     engine, stats = make_engine(net, [[0.0, -1.0], [1.0, 0.0]], [-0.9, 0.5], [-1.0], [1.0], network_tightening=False)
     rec = Recorder(engine)
-    assert engine.solve(np.array([0.2]), np.array([1.0])).status == "unsat"
+    assert engine.solve(np.array([0.2]), np.array([1.0]), deadline=soon()).status == "unsat"
     assert all(phase == UNFIXED for _, phase in rec.splits()), rec.splits()
 
 
@@ -222,7 +227,7 @@ def test_threshold_zero_splits_without_repairing():
     net, rows, rhs, lo, hi = abs_needs_splits()
     engine, stats = make_engine(net, rows, rhs, lo, hi, repair_threshold=0)
     rec = Recorder(engine)
-    assert engine.solve(lo, hi).status == "unsat"
+    assert engine.solve(lo, hi, deadline=soon()).status == "unsat"
     assert rec.repairs() == []
     assert rec.events and rec.events[0][0] == "split"
     assert stats.relu_splits >= 1
@@ -234,7 +239,7 @@ def test_a_pair_is_repaired_threshold_times_before_it_is_split(case, threshold):
     net, rows, rhs, lo, hi = case()
     engine, stats = make_engine(net, rows, rhs, lo, hi, repair_threshold=threshold)
     rec = Recorder(engine)
-    assert engine.solve(lo, hi).status == "unsat"
+    assert engine.solve(lo, hi, deadline=soon()).status == "unsat"
     assert rec.splits(), "the case needs splits"
     since_split: dict[int, int] = {}
     for event in rec.events:
@@ -267,11 +272,11 @@ def test_thresholds_agree_on_the_verdict():
         net, rows, rhs, lo, hi = case()
         for threshold in (0, 1, 3, 5, 20):
             engine, _ = make_engine(net, rows, rhs, lo, hi, repair_threshold=threshold)
-            assert engine.solve(lo, hi).status == expected, (case.__name__, threshold)
+            assert engine.solve(lo, hi, deadline=soon()).status == expected, (case.__name__, threshold)
     # and a sat variant: |x| >= 0.8 on the whole box
     for threshold in (0, 1, 3, 5, 20):
         engine, _ = make_engine(ABS, [[0.0, -1.0]], [-0.8], [-1.0], [1.0], repair_threshold=threshold)
-        outcome = engine.solve(np.array([-1.0]), np.array([1.0]))
+        outcome = engine.solve(np.array([-1.0]), np.array([1.0]), deadline=soon())
         assert outcome.status == "sat" and abs(outcome.inputs[0]) >= 0.8 - 1e-9
 
 
@@ -293,6 +298,7 @@ def test_repairs_alone_solve_a_one_relu_sat_query():
 # ------------------------------------------------------------------ (c) exact backtracking
 def _solve_restores(engine, lo, hi, **kwargs):
     snap = snapshot(engine)
+    kwargs.setdefault("deadline", soon())
     outcome = engine.solve(lo, hi, **kwargs)
     assert_restored(engine, snap)
     return outcome
@@ -359,7 +365,7 @@ _OPS = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(_OPS)
 def test_bound_store_pop_restores_bit_for_bit(ops):
     store = BoundStore(np.full(6, -3.0), np.full(6, 3.0))
@@ -386,8 +392,10 @@ def test_bound_store_pop_restores_bit_for_bit(ops):
                 assert changed == 0
                 assert np.array_equal(store.lower, before[0]) and np.array_equal(store.upper, before[1])
             else:
-                assert np.all(store.lower >= before[0]) and np.all(store.upper <= before[1])  # never loosens
-                assert changed == int(np.sum(store.lower != before[0]) + np.sum(store.upper != before[1]))
+                # an intersection: never looser, except that bounds crossing by less than the tolerance
+                # merge into one point, which may lie up to half the tolerance outside the old interval
+                assert np.all(store.lower >= before[0] - tolerance) and np.all(store.upper <= before[1] + tolerance)
+                assert changed >= int(np.sum(store.lower != before[0]) + np.sum(store.upper != before[1]))
                 untouched = np.setdiff1d(np.arange(6), index)
                 assert np.array_equal(store.lower[untouched], before[0][untouched])
                 assert np.array_equal(store.upper[untouched], before[1][untouched])
@@ -453,16 +461,17 @@ def test_tighten_fixes_phases_that_interval_bounds_settle():
     assert np.array_equal(engine.phases(), root)
 
 
-def test_tighten_reports_a_conflict_when_bounds_refute_the_rows():
-    net, _, _, lo, hi = mixed_needs_splits()
-    # y <= 0.1 is impossible on [-1, 1] (y >= 0.2 there)
-    engine, _ = make_engine(net, [[0.0, 1.0]], [0.1], lo, hi)
-    # rows are required only while solve() makes them active: activate by hand, then tighten
-    engine.store.push()
-    engine.store.tighten(engine.layout.s, None, engine.rhs)
-    assert not engine.tighten()
-    engine.store.pop()
-    assert engine.solve(lo, hi).status == "unsat"
+def test_bounds_refute_a_sub_box_before_any_simplex_call():
+    """y <= 0.3 holds at x = 0 (y = 0.3), but not for x in [0.9, 1] (y >= 0.99): tightening alone proves it."""
+    lo, hi = np.array([-1.0]), np.array([1.0])
+    engine, stats = make_engine(MIXED, [[0.0, 1.0]], [0.3], lo, hi)
+    assert _solve_restores(engine, np.array([0.9]), np.array([1.0])).status == "unsat"
+    assert stats.simplex_calls == 0 and stats.relu_splits == 0
+    assert _solve_restores(engine, lo, hi).status == "sat"
+    # refuted on the whole box already: y <= 0.1 is impossible on [-1, 1] (y >= 0.2 there)
+    engine, stats = make_engine(MIXED, [[0.0, 1.0]], [0.1], lo, hi)
+    assert _solve_restores(engine, lo, hi).status == "unsat"
+    assert stats.simplex_calls == 0
 
 
 def test_apply_phase_is_a_bound_change_and_reports_conflicts():
@@ -518,13 +527,13 @@ def test_sat_with_auxiliary_input_variables():
     rhs = np.array([0.5, -0.5, 0.1, -0.55])
     lo, hi = np.array([-1.0, 0.0]), np.array([1.0, 1.0])
     engine, _ = make_engine(ABS, rows, rhs, lo, hi, num_v=2)
-    outcome = engine.solve(lo, hi)
+    outcome = engine.solve(lo, hi, deadline=soon())
     _check_sat(engine, outcome, rows, rhs, lo, hi)
     assert 0.55 - 1e-7 <= outcome.inputs[0] <= 0.6 + 1e-7
     rhs_unsat = rhs.copy()
     rhs_unsat[3] = -0.65  # |x| >= 0.65 is out of reach
     engine, _ = make_engine(ABS, rows, rhs_unsat, lo, hi, num_v=2)
-    assert engine.solve(lo, hi).status == "unsat"
+    assert engine.solve(lo, hi, deadline=soon()).status == "unsat"
 
 
 @pytest.mark.xfail(
@@ -537,7 +546,7 @@ def test_statistics_count_fixed_relus_and_refactorisations():
     net, rows, rhs, lo, hi = mixed_needs_splits()
     engine, stats = make_engine(net, rows, rhs, lo, hi, refactor_every=1)
     assert np.sum(engine.phases() != UNFIXED) == len(MIXED_FIXED_AT_ROOT)
-    assert engine.solve(lo, hi).status == "unsat"
+    assert engine.solve(lo, hi, deadline=soon()).status == "unsat"
     assert stats.pivots > 0 and engine.tableau.refactorisations > 1
     assert stats.fixed_relus >= len(MIXED_FIXED_AT_ROOT), stats
     assert stats.refactorisations >= 1, stats

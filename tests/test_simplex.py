@@ -16,6 +16,8 @@ Problems that are feasible by construction hold a planted point ``z*`` inside ev
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from scipy.optimize import linprog
@@ -221,7 +223,9 @@ FEASIBILITY_SEEDS = range(240)
 FEASIBILITY_PARAMS = list(FEASIBILITY_SEEDS)
 
 
+@functools.lru_cache(maxsize=None)
 def _feasibility_case(seed: int):
+    """(problem, expected verdict), cached: the coverage test reuses the references (never mutated)."""
     rng = np.random.default_rng(seed)
     lp = random_lp(rng, planted_feasible=seed % 3 == 0)
     expected = "feasible" if lp.planted is not None else truth(lp)
