@@ -139,19 +139,11 @@ def test_relus_fixed_by_the_box_are_never_split(threshold, tightening):
         assert all(phase == UNFIXED for _, phase in rec.splits()), rec.splits()
 
 
-# Bug found here (reported): bounds derived by row tightening (or a sub-box given to solve()) fix a
-# ReLU's phase through ``b``'s bounds, but ``f``/``a`` keep their old bounds until network tightening
-# runs again, so the pair can still be broken, repaired and split although phases() reports it fixed.
-FIXED_PHASE_SPLIT_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: a ReLU whose phase is fixed by b's bounds (phases() != -1) is still split: bounds that reach b "
-    "by row tightening (or a solve() sub-box without network tightening) are not propagated to f and a, so the "
-    "pair stays breakable",
-)
+# Regression: bounds derived by row tightening (or a sub-box given to solve()) that fix a ReLU's phase
+# through ``b``'s bounds must reach ``f`` and ``a`` too (ReluplexEngine._relu_consistency), so the pair
+# can no longer be broken, repaired or split.
 
 
-@FIXED_PHASE_SPLIT_BUG
 @pytest.mark.parametrize("threshold", [0, 1, 5])
 def test_relus_fixed_below_the_root_are_never_split(threshold):
     """MIXED with default options: after the first splits, row tightening settles the layer-2 relu 5
@@ -163,7 +155,6 @@ def test_relus_fixed_below_the_root_are_never_split(threshold):
     assert all(phase == UNFIXED for _, phase in rec.splits()), rec.splits()  # e.g. [(0, -1), (1, -1), (5, 1), ...]
 
 
-@FIXED_PHASE_SPLIT_BUG
 def test_phase_fixed_by_a_sub_box_is_not_split_minimal():
     """y = relu(x) on the construction box [-1, 1], solved on the sub-box [0.2, 1] (as input splitting does),
     ``y >= 0.9`` and ``x <= 0.5``: unsat. Row tightening gives b >= 0.2 (phases() says active) but a keeps
@@ -196,7 +187,6 @@ def _rows_of(query: Query, k: int):
     return np.vstack([d.constraints.matrix, padded]), np.concatenate([d.constraints.rhs, ic.rhs])
 
 
-@FIXED_PHASE_SPLIT_BUG
 def test_no_split_of_a_phase_fixed_by_bounds_on_random_chains():
     """At the moment of every split, phases() must report the ReLU unfixed (default options, threshold 2).
 
@@ -280,13 +270,6 @@ def test_thresholds_agree_on_the_verdict():
         assert outcome.status == "sat" and abs(outcome.inputs[0]) >= 0.8 - 1e-9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: _repair, with b and f both basic, always pivots f out and sets it back to max(b, 0), which the "
-    "next simplex round undoes (it never tries moving b towards f); repairs make no progress on y = relu(x) >= 0.5 "
-    "and only the split threshold ends the loop",
-)
 def test_repairs_alone_solve_a_one_relu_sat_query():
     """y = relu(x) >= 0.5 on [-1, 1]: x = 0.5 is one repair (b := f) away from the first simplex point."""
     net = chain(([[1.0]], [0.0]), ([[1.0]], [0.0]))
@@ -410,12 +393,6 @@ def test_bound_store_pop_restores_bit_for_bit(ops):
     assert np.array_equal(store.lower, np.full(6, -3.0)) and np.array_equal(store.upper, np.full(6, 3.0))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: BoundStore.tighten stores an inverted interval when a new bound crosses the opposite bound "
-    "by less than the tolerance (the merged midpoint lies outside the old interval; only one side is updated)",
-)
 def test_tighten_never_stores_an_inverted_interval():
     """The store's documented invariant: lower <= upper, except in a reported conflict."""
     store = BoundStore(np.array([1.0]), np.array([2.0]))
@@ -536,12 +513,6 @@ def test_sat_with_auxiliary_input_variables():
     assert engine.solve(lo, hi, deadline=soon()).status == "unsat"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: Statistics.fixed_relus and Statistics.refactorisations are never updated (always 0), although "
-    "tighten() fixes ReLU phases and the tableau refactorises",
-)
 def test_statistics_count_fixed_relus_and_refactorisations():
     net, rows, rhs, lo, hi = mixed_needs_splits()
     engine, stats = make_engine(net, rows, rhs, lo, hi, refactor_every=1)

@@ -167,16 +167,9 @@ def test_vnnlib_whose_every_disjunct_is_empty_is_unsat():
 
 # A disjunct with no rows at all (only its box; VNN-LIB "(and (>= X_0 a) (<= X_0 b))") holds at every
 # point of its box. Bug (reported): input splitting has no row to rank and crashes on an empty argmax.
-ZERO_ROW_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="bug: input_split_search crashes (ValueError: argmax of an empty sequence) when the targets have no "
-    "rows at all (a disjunct that is only a box, no input rows); falsification hides it by default",
-)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=ZERO_ROW_BUG) if n == "input-split (no falsify)" else n
-                                  for n in CONFIGS])
+@pytest.mark.parametrize("name", CONFIGS)
 def test_disjunct_without_rows_holds_on_its_box(name):
     """Minimal reproducer: y = relu(x) on [-1, 1], one disjunct: x in [0.5, 0.7] and nothing else -> sat."""
     net = RELU.to_network()

@@ -60,11 +60,13 @@ class BoundStore:
             return 0, True
         crossed = cand_lo > cand_hi
         if np.any(crossed):
+            # bounds that cross by less than the tolerance become one point; both sides are set
+            # (the point may lie just outside the old interval, so one side may even loosen)
             point = 0.5 * (cand_lo + cand_hi)
             cand_lo = np.where(crossed, point, cand_lo)
             cand_hi = np.where(crossed, point, cand_hi)
-        changed_lo = cand_lo > lo + min_change
-        changed_hi = cand_hi < hi - min_change
+        changed_lo = (cand_lo > lo + min_change) | crossed
+        changed_hi = (cand_hi < hi - min_change) | crossed
         changed = changed_lo | changed_hi
         if not np.any(changed):
             return 0, False

@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from reluverify.query import Query
+from reluverify.solver.bounds import forward_bounds, row_lower_bounds
 from reluverify.solver.confirm import confirm
 from reluverify.solver.falsify import attack, polish, random_samples, violations
 from reluverify.solver.input_split import Target, input_split_search
@@ -38,11 +39,16 @@ class _Decider:
         n_v, m = query.num_inputs, query.num_outputs
         input_rows = query.input_constraints
         padded = np.hstack([input_rows.matrix, np.zeros((input_rows.num_rows, m))])
-        self.targets: list[tuple[np.ndarray, np.ndarray]] = []
-        for disjunct in query.disjuncts:
-            rows = np.vstack([disjunct.constraints.matrix, padded]).reshape(-1, n_v + m)
-            rhs = np.concatenate([disjunct.constraints.rhs, input_rows.rhs])
-            self.targets.append((rows, rhs))
+        # every row of the query once: each disjunct's own rows, then the shared input rows;
+        # row_index[k] selects disjunct k's rows and the input rows
+        own = [d.constraints for d in query.disjuncts]
+        self.all_rows = np.vstack([c.matrix for c in own] + [padded]).reshape(-1, n_v + m)
+        self.all_rhs = np.concatenate([c.rhs for c in own] + [input_rows.rhs])
+        starts = np.cumsum([0] + [c.num_rows for c in own])
+        shared = np.arange(starts[-1], starts[-1] + input_rows.num_rows)
+        self.row_index = [np.concatenate([np.arange(starts[k], starts[k + 1]), shared]) for k in range(len(own))]
+        self.targets = [(self.all_rows[idx], self.all_rhs[idx]) for idx in self.row_index]
+        self.engines: dict[tuple[bytes, bytes], ReluplexEngine] = {}
         self.verdicts = [UNKNOWN] * len(query.disjuncts)
         self.reasons: list[str] = []
 
@@ -105,12 +111,31 @@ class _Decider:
                 return False
         return False
 
-    def engine(self, k: int, lower: np.ndarray, upper: np.ndarray) -> ReluplexEngine:
+    def engine(self, lower: np.ndarray, upper: np.ndarray) -> ReluplexEngine:
+        """The Reluplex engine for the input box ``[lower, upper]`` (one tableau for all disjuncts)."""
+        key = (lower.tobytes(), upper.tobytes())
+        if key not in self.engines:
+            self.engines[key] = ReluplexEngine(
+                self.chain, self.query.num_inputs, self.all_rows, self.all_rhs, lower, upper, self.options, self.stats
+            )
+        return self.engines[key]
+
+    def refuted_by_bounds(self, k: int, lower: np.ndarray, upper: np.ndarray) -> bool:
+        """True when symbolic bounds alone prove disjunct ``k`` impossible on the box."""
         rows, rhs = self.targets[k]
-        return ReluplexEngine(self.chain, self.query.num_inputs, rows, rhs, lower, upper, self.options, self.stats)
+        n_x = self.chain.input_size
+        lo, hi = lower[None, :n_x], upper[None, :n_x]
+        layer_bounds = forward_bounds(self.chain, lo, hi, refine=self.options.refine_bounds)
+        in_rows = rows[:, :n_x]
+        row_bounds = row_lower_bounds(self.chain, lo, hi, layer_bounds, rows[:, self.query.num_inputs :], in_rows, rhs)
+        low = row_bounds.lower[0]
+        if self.query.num_auxiliary:
+            aux = rows[:, n_x : self.query.num_inputs]
+            low = low + np.minimum(aux * lower[n_x:], aux * upper[n_x:]).sum(axis=1)
+        return bool(np.any(low > self.options.prune_margin))
 
     def leaf(self, engine: ReluplexEngine, k: int, lower: np.ndarray, upper: np.ndarray) -> LeafOutcome:
-        outcome = engine.solve(lower, upper, self.deadline, self.options.node_budget)
+        outcome = engine.solve(lower, upper, self.row_index[k], self.deadline, self.options.node_budget)
         if outcome.status == SAT:
             if self.try_confirm(outcome.inputs, k):
                 return outcome
@@ -125,12 +150,9 @@ class _Decider:
         for members in groups.values():
             box = self.query.disjuncts[members[0]]
             targets = [Target(k, *self.targets[k]) for k in members]
-            engines: dict[int, ReluplexEngine] = {}
 
-            def leaf_solver(position: int, lo: np.ndarray, hi: np.ndarray, members=members, box=box, engines=engines):
-                if position not in engines:
-                    engines[position] = self.engine(members[position], box.lower, box.upper)
-                return self.leaf(engines[position], members[position], lo, hi)
+            def leaf_solver(position: int, lo: np.ndarray, hi: np.ndarray, members=members, box=box):
+                return self.leaf(self.engine(box.lower, box.upper), members[position], lo, hi)
 
             outcome = input_split_search(
                 self.chain,
@@ -156,7 +178,10 @@ class _Decider:
     def prove_by_relu_splitting(self, live: list[int]) -> Result | None:
         for k in live:
             d = self.query.disjuncts[k]
-            outcome = self.leaf(self.engine(k, d.lower, d.upper), k, d.lower, d.upper)
+            if self.refuted_by_bounds(k, d.lower, d.upper):
+                self.verdicts[k] = UNSAT
+                continue
+            outcome = self.leaf(self.engine(d.lower, d.upper), k, d.lower, d.upper)
             if outcome.status == SAT:
                 return self.result(SAT)
             self.verdicts[k] = outcome.status

@@ -96,6 +96,11 @@ def input_split_search(
     """
     n = chain.input_size
     d = len(targets)
+    centre = 0.5 * (lower + upper)
+    for position, target in enumerate(targets):
+        if target.rhs.size == 0 and confirm(centre, position):
+            # a disjunct with no rows holds everywhere in its box
+            return SearchOutcome("sat", centre, target.index)
     rows = np.vstack([t.rows for t in targets])
     rhs = np.concatenate([t.rhs for t in targets])
     owner = np.concatenate([np.full(t.rhs.shape[0], k) for k, t in enumerate(targets)])

@@ -135,10 +135,49 @@ def build_equations(chain: ReluChain, layout: VariableLayout, rows: np.ndarray) 
     return e
 
 
-class ReluplexEngine:
-    """Reluplex on ``exists v in box: rows @ [v; N(v[:n_x])] <= rhs``.
+def initial_tableau(chain: ReluChain, layout: VariableLayout, rows: np.ndarray) -> np.ndarray:
+    """``T`` for the initial basis (every ``b``, ``a``, ``y``, ``s`` basic), written down directly.
 
-    ``rows``/``rhs`` hold the disjunct's constraints and the query's input constraints.
+    ``b_l = W_l f_{l-1} + c_l``, ``a_l = f_l - b_l``, ``y = W_L f_{L-1} + c_L`` and
+    ``s = A_v v + A_y y``, with ``f_0 = x``; equal to ``-solve(E_B, E)`` but without the solve.
+    """
+    lay = layout
+    t = np.zeros((2 * lay.num_relus + lay.num_y + lay.num_s, lay.size), order="F")
+    b_idx, f_idx = lay.b, lay.f
+    row = 0
+    offset = 0
+    prev = lay.x
+    a_row0 = lay.num_relus
+    for w, bias in zip(chain.weights[:-1], chain.biases[:-1]):
+        size = w.shape[0]
+        block = np.arange(row, row + size)
+        t[np.ix_(block, prev)] = w
+        t[block, lay.one] = bias
+        a_block = a_row0 + block
+        t[a_block, f_idx[offset : offset + size]] = 1.0
+        t[np.ix_(a_block, prev)] -= w
+        t[a_block, lay.one] = -bias
+        row += size
+        prev = f_idx[offset : offset + size]
+        offset += size
+    y_rows = np.arange(2 * lay.num_relus, 2 * lay.num_relus + lay.num_y)
+    t[np.ix_(y_rows, prev)] = chain.weights[-1]
+    t[y_rows, lay.one] = chain.biases[-1]
+    if lay.num_s:
+        s_rows = np.arange(2 * lay.num_relus + lay.num_y, t.shape[0])
+        a_v, a_y = rows[:, : lay.num_v], rows[:, lay.num_v :]
+        t[np.ix_(s_rows, lay.v)] = a_v
+        t[np.ix_(s_rows, prev)] += a_y @ chain.weights[-1]
+        t[s_rows, lay.one] = a_y @ chain.biases[-1]
+    return t
+
+
+class ReluplexEngine:
+    """Reluplex on ``exists v in box: rows[k] @ [v; N(v[:n_x])] <= rhs[k]`` for the *active* rows k.
+
+    One engine (one tableau) serves every disjunct of a query: ``rows`` stacks all their rows
+    (and the query's input rows); :meth:`solve` is told which rows are active, and only those
+    get their ``rhs`` as an upper bound. Inactive rows are ordinary variables.
     """
 
     def __init__(
@@ -158,6 +197,7 @@ class ReluplexEngine:
         self.rows = np.asarray(rows, dtype=np.float64).reshape(-1, num_v + chain.output_size)
         self.rhs = np.asarray(rhs, dtype=np.float64).reshape(-1)
         self.layout = VariableLayout(num_v, chain.input_size, chain.num_relus, chain.output_size, self.rows.shape[0])
+        self.active = np.zeros(0, dtype=np.int64)
         layer_sizes = chain.layer_sizes
         self.layer_slices = []
         start = 0
@@ -167,17 +207,24 @@ class ReluplexEngine:
         lay = self.layout
         equations = build_equations(chain, lay, self.rows)
         basic = np.concatenate([lay.b, lay.a, lay.y, lay.s]).astype(np.int64)
-        self.tableau = Tableau(equations, basic, lay.one, options.pivot_tolerance, options.feasibility_tolerance)
-        # initial bounds: the box, then everything derived from it
+        self.tableau = Tableau(
+            equations,
+            basic,
+            lay.one,
+            options.pivot_tolerance,
+            options.feasibility_tolerance,
+            initial=initial_tableau(chain, lay, self.rows),
+        )
+        # initial bounds: the box, then everything derived from it (no row is active yet)
         lo = np.full(lay.size, -np.inf)
         hi = np.full(lay.size, np.inf)
         lo[lay.v], hi[lay.v] = lower, upper
         lo[lay.one] = hi[lay.one] = 1.0
         lo[lay.f] = 0.0
         lo[lay.a] = 0.0
-        hi[lay.s] = self.rhs
         self._initial_bounds(lo, hi)
         self.store = BoundStore(lo, hi)
+        self.stats.fixed_relus += int(np.sum(self.phases() >= 0))
         self.seed(0.5 * (lower + upper))
 
     def seed(self, v: np.ndarray) -> None:
@@ -247,7 +294,7 @@ class ReluplexEngine:
         lo[lay.y], hi[lay.y] = out_lo, out_hi
         if lay.num_s:
             lo[lay.s] = s_lo
-            hi[lay.s] = np.minimum(hi[lay.s], np.maximum(s_hi, s_lo))
+            hi[lay.s] = np.maximum(s_hi, s_lo)
 
     def tighten(self) -> bool:
         """Network-level and row-level bound tightening; False on a conflict (no solution here)."""
@@ -255,6 +302,7 @@ class ReluplexEngine:
         store = self.store
         tol = self.options.feasibility_tolerance
         changed_total = 0
+        unfixed_before = int(np.sum(self.phases() < 0))
         if self.options.network_tightening:
             result = self._propagate(store.lower, store.upper, known=True)
             if result is None:
@@ -280,8 +328,41 @@ class ReluplexEngine:
             if conflict:
                 return False
             changed_total += changed
+        changed, conflict = self._relu_consistency()
+        if conflict:
+            return False
+        changed_total += changed
         self.stats.tightened_bounds += changed_total
+        self.stats.fixed_relus += unfixed_before - int(np.sum(self.phases() < 0))
         return True
+
+    def _relu_consistency(self) -> tuple[int, bool]:
+        """Make the bounds of every pair agree: ``f = relu(b)``, ``a = relu(-b)``, ``b = f - a``.
+
+        Whatever tightened ``b`` (rows, a sub-box, a split), a phase fixed by ``b``'s bounds
+        then also fixes ``f`` and ``a``, so the pair cannot be broken any more; and a bound
+        reached through ``f`` or ``a`` comes back to ``b``.
+        """
+        lay, store, tol = self.layout, self.store, self.options.feasibility_tolerance
+        b, f, a = lay.b, lay.f, lay.a
+        lo, hi = store.lower, store.upper  # live views: every update reads the latest bounds
+        total = 0
+        for _ in range(8):  # a fixed point comes within a couple of rounds
+            changed_round = 0
+            for index, new_bounds in (
+                (f, lambda: (np.maximum(lo[b], 0.0), np.maximum(hi[b], 0.0))),
+                (a, lambda: (np.maximum(-hi[b], 0.0), np.maximum(-lo[b], 0.0))),
+                (b, lambda: (lo[f] - hi[a], hi[f] - lo[a])),
+            ):
+                new_lo, new_hi = new_bounds()
+                changed, conflict = store.tighten(index, new_lo, new_hi, tol, min_change=1e-12)
+                if conflict:
+                    return total, True
+                changed_round += changed
+            total += changed_round
+            if not changed_round:
+                break
+        return total, False
 
     def phases(self) -> np.ndarray:
         """+1 active, 0 inactive, -1 not fixed, per ReLU, from the current bounds."""
@@ -311,23 +392,33 @@ class ReluplexEngine:
         self,
         lower: np.ndarray,
         upper: np.ndarray,
+        active: np.ndarray | None = None,
         deadline: float | None = None,
         node_budget: int | None = None,
     ) -> LeafOutcome:
-        """Decide the problem on the box ``lower <= v <= upper`` (within the construction box)."""
+        """Decide the problem on the box ``lower <= v <= upper`` (within the construction box)
+        with the rows ``active`` (indices into ``rows``; default all) required to hold."""
         store = self.store
         base = store.level
+        refactorisations = self.tableau.refactorisations
         store.push()
+        self.active = np.arange(self.rows.shape[0]) if active is None else np.asarray(active, dtype=np.int64)
         try:
-            _, conflict = store.tighten(self.layout.v, lower, upper, self.options.feasibility_tolerance)
+            tol = self.options.feasibility_tolerance
+            _, conflict = store.tighten(self.layout.v, lower, upper, tol)
             if conflict:
                 return LeafOutcome("unsat")
+            if self.active.size:
+                _, conflict = store.tighten(self.layout.s[self.active], None, self.rhs[self.active], tol)
+                if conflict:
+                    return LeafOutcome("unsat")
             self.seed(0.5 * (store.lower[self.layout.v] + store.upper[self.layout.v]))
             return self._search(deadline, node_budget)
         except _Budget as exc:
             return LeafOutcome(exc.status, reason=exc.reason)
         finally:
             store.pop_to(base)
+            self.stats.refactorisations += self.tableau.refactorisations - refactorisations
 
     def _search(self, deadline: float | None, node_budget: int | None) -> LeafOutcome:
         opts = self.options
@@ -355,14 +446,14 @@ class ReluplexEngine:
                     return LeafOutcome("unsat")
                 stats.backtracks += 1
                 continue
-            broken = self._broken()
+            broken = self._unfixed_broken()
             if broken.size == 0:
                 candidate = self._candidate()
                 if candidate is not None:
                     return LeafOutcome("sat", candidate)
-                # round-off made the assignment disagree with the network: refactor and retry once
+                # round-off made the assignment disagree with the network: refactor and look again
                 tableau.refactor()
-                if self._broken().size == 0 and self._candidate() is None:
+                if self._unfixed_broken().size == 0 and self._candidate() is None:
                     raise _Budget("unknown", "numerical trouble: a simplex solution does not evaluate as a counterexample")
                 continue
             # Reluplex: repair the pair broken least often; split a pair once it exceeds the threshold
@@ -379,6 +470,15 @@ class ReluplexEngine:
                 continue
             self._repair(relu, rng)
 
+    def _unfixed_broken(self) -> np.ndarray:
+        """Broken pairs whose phase is not fixed by bounds.
+
+        A pair whose bounds fix its phase is satisfied by any feasible assignment up to the
+        feasibility tolerance; it is never repaired or split.
+        """
+        broken = self._broken()
+        return broken[self.phases()[broken] < 0] if broken.size else broken
+
     def _broken(self) -> np.ndarray:
         lay = self.layout
         vb = self.tableau.values[lay.b]
@@ -391,9 +491,11 @@ class ReluplexEngine:
         lay = self.layout
         v = np.clip(self.tableau.values[lay.v], self.store.lower[lay.v], self.store.upper[lay.v])
         y = self.chain.evaluate(v[None, : lay.num_x])[0]
-        if lay.num_s:
-            residual = self.rows @ np.concatenate([v, y]) - self.rhs
-            scale = 1.0 + np.abs(self.rhs) + np.abs(self.rows) @ np.abs(np.concatenate([v, y]))
+        if self.active.size:
+            rows, rhs = self.rows[self.active], self.rhs[self.active]
+            point = np.concatenate([v, y])
+            residual = rows @ point - rhs
+            scale = 1.0 + np.abs(rhs) + np.abs(rows) @ np.abs(point)
             if np.any(residual > 1e-7 * scale):
                 return None
         return v
@@ -443,8 +545,12 @@ class ReluplexEngine:
             if store.lower[b] <= target_b <= store.upper[b]:
                 choices.append((b, target_b))
         if not choices:
-            # pivot f (or b) out of the basis, then update it
-            for var, target in ((f, target_f), (b, vf if vf > 0 else min(vb, 0.0))):
+            # both basic: pivot f or b (in random order) out of the basis, then update it.
+            # Moving b towards f matters: setting f back to relu(b) is often undone by the next simplex round.
+            pair = [(f, target_f), (b, vf if vf > 0 else min(vb, 0.0))]
+            if rng.random() < 0.5:
+                pair.reverse()
+            for var, target in pair:
                 if not tableau.is_basic(var) or not (store.lower[var] <= target <= store.upper[var]):
                     continue
                 row = tableau.row_of[var]

@@ -53,7 +53,9 @@ class Tableau:
         fixed_one: int,
         pivot_tolerance: float = 1e-9,
         feasibility_tolerance: float = 1e-9,
+        initial: np.ndarray | None = None,
     ) -> None:
+        """``initial``, when given, is ``T`` for ``basic`` (it must equal ``-solve(E_B, E)``)."""
         self.equations = np.asarray(equations, dtype=np.float64)
         self.m, self.n = self.equations.shape
         self.basic = np.array(basic, dtype=np.int64)
@@ -68,7 +70,12 @@ class Tableau:
         self.pivots_since_refactor = 0
         self.total_pivots = 0
         self.refactorisations = 0
-        self.refactor()
+        if initial is None:
+            self.refactor()
+        else:
+            self.T = np.asfortranarray(initial, dtype=np.float64)
+            self.T[:, self.basic] = 0.0
+            self.recompute_basic()
 
     # ---------------------------------------------------------------- basics
     def is_basic(self, var: int) -> bool:

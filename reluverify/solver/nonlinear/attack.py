@@ -1,0 +1,95 @@
+"""Counterexample proposals on a general DAG: uniform sampling and a projected gradient attack.
+
+The *violation* of a point ``v`` for a target ``rows @ [v; y] <= rhs`` is
+``max_r (rows_r @ [v; N(v)] - rhs_r)``: the target holds where it is <= 0. Everything here only
+*proposes* points; nothing is reported before onnxruntime confirms it
+(:mod:`reluverify.solver.confirm`). Gradients come from
+:mod:`~reluverify.solver.nonlinear.gradient` (numpy reverse mode).
+
+Batches mix targets: each point carries its own rows (padded with rows that never bind,
+``0 <= +inf``) and its own box.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reluverify.network import Network
+from reluverify.solver.nonlinear.gradient import input_gradient
+
+
+def stack_rows(rows_list: list[np.ndarray], rhs_list: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Targets' rows padded to one count: (T, R, width) and (T, R); a padding row ``0 <= inf`` never binds."""
+    count = max(max(r.shape[0] for r in rows_list), 1)
+    width = rows_list[0].shape[1]
+    rows = np.zeros((len(rows_list), count, width))
+    rhs = np.full((len(rows_list), count), np.inf)
+    for t, (r, b) in enumerate(zip(rows_list, rhs_list)):
+        rows[t, : r.shape[0]] = r
+        rhs[t, : r.shape[0]] = b
+    return rows, rhs
+
+
+def margins(network: Network, points: np.ndarray, outputs: np.ndarray, rows: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``rows @ [v; y] - rhs`` per point: rows (P, R, width) or (R, width) -> (P, R)."""
+    full = np.concatenate([points, outputs], axis=1)
+    if rows.ndim == 2:
+        return full @ rows.T - rhs
+    with np.errstate(invalid="ignore"):
+        return np.einsum("prw,pw->pr", rows, full) - rhs
+
+
+def violations(network: Network, points: np.ndarray, rows: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """The violation of every point (P,) for its rows (see the module docstring)."""
+    return margins(network, points, network.evaluate_all(points)[-1], rows, rhs).max(axis=1)
+
+
+def uniform_samples(rng: np.random.Generator, lower: np.ndarray, upper: np.ndarray, count: int) -> np.ndarray:
+    """The box's centre, its corners when there are at most 8 dimensions, and ``count`` uniform points."""
+    n = lower.shape[0]
+    parts = [0.5 * (lower + upper)[None, :]]
+    if n <= 8:
+        corners = np.array(np.meshgrid(*[[0.0, 1.0]] * n)).reshape(n, -1).T
+        parts.append(lower + corners * (upper - lower))
+    parts.append(rng.uniform(lower, upper, size=(count, n)))
+    return np.concatenate(parts, axis=0)
+
+
+def pgd(
+    network: Network,
+    starts: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    rows: np.ndarray,
+    rhs: np.ndarray,
+    steps: int,
+    goal: float = 1e-4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Projected sign-gradient descent of each point's violation inside its own box.
+
+    ``starts``, ``lower``, ``upper`` are (P, n); ``rows`` (P, R, width), ``rhs`` (P, R). A point
+    stops once its violation is below ``-goal`` (a margin that survives float32 round-off).
+    Returns the best point of each start and its violation.
+    """
+    n = network.input_size
+    x = np.clip(starts, lower, upper)
+    width = upper - lower
+    best_x, best_v = x.copy(), np.full(x.shape[0], np.inf)
+    index = np.arange(x.shape[0])
+    for step in range(steps + 1):
+        values = network.evaluate_all(x)
+        m = margins(network, x, values[-1], rows, rhs)
+        worst = m.argmax(axis=1)
+        value = m[index, worst]
+        better = value < best_v
+        best_v = np.where(better, value, best_v)
+        best_x[better] = x[better]
+        active = best_v > -goal
+        if step == steps or not np.any(active):
+            break
+        chosen = rows[index, worst]  # (P, width)
+        grad = input_gradient(network, values, chosen[:, n:]) + chosen[:, :n]
+        size = 0.25 * (1.0 - step / steps) ** 2 + 2e-3
+        moved = np.clip(x - size * width * np.sign(grad), lower, upper)
+        x = np.where(active[:, None], moved, x)
+    return best_x, best_v

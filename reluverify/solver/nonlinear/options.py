@@ -1,0 +1,54 @@
+"""Options of the nonlinear procedure: a frozen value derived from :class:`SolverOptions`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from reluverify.solver.options import SolverOptions
+
+
+@dataclass(frozen=True)
+class NonlinearOptions:
+    timeout: float | None = 60.0
+    """Wall-clock seconds for the whole query; ``None`` means no limit (the box budget still applies)."""
+    max_boxes: int = 20_000
+    """Boxes bounded before the search gives up with ``unknown`` (``SolverOptions.node_budget`` when set)."""
+    batch_size: int = 16
+    """Boxes bounded together in one numpy pass."""
+    intermediate_rounds: int = 1
+    """Re-linearisation rounds for the bounds of relaxed nodes (0: plain back-substitution)."""
+    row_rounds: int = 2
+    """Re-linearisation rounds for the disjuncts' rows."""
+    min_width: float = 1e-9
+    """An input dimension narrower than this (relative to the query box) is not split further;
+    a box with no splittable dimension left that is neither pruned nor confirmed stays undecided."""
+
+    # falsification
+    falsify: bool = True
+    random_samples: int = 2000
+    attack_restarts: int = 8
+    attack_steps: int = 60
+    box_attack_steps: int = 8
+    """Gradient steps from each box's candidate points during the search (0: candidates only)."""
+    seed: int = 0
+
+    # verdict checking
+    confirm_tolerance: float = 1e-6
+    prune_margin: float = 1e-9
+
+    @staticmethod
+    def from_solver_options(options: SolverOptions, **overrides) -> "NonlinearOptions":
+        """The fields shared with :class:`SolverOptions` taken from it; the rest default (or ``overrides``)."""
+        base = NonlinearOptions(
+            timeout=options.timeout,
+            falsify=options.falsify,
+            random_samples=options.random_samples,
+            attack_restarts=options.attack_restarts,
+            attack_steps=options.attack_steps,
+            seed=options.seed,
+            confirm_tolerance=options.confirm_tolerance,
+            prune_margin=options.prune_margin,
+        )
+        if options.node_budget is not None:
+            base = replace(base, max_boxes=options.node_budget)
+        return replace(base, **overrides)
