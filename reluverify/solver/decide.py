@@ -20,6 +20,7 @@ import numpy as np
 from reluverify.query import Query
 from reluverify.solver.bounds import forward_bounds, row_lower_bounds
 from reluverify.solver.confirm import confirm
+from reluverify.solver.facts import PhaseFacts, chain_fingerprint, known_bounds, phases_from_bounds
 from reluverify.solver.falsify import attack, polish, random_samples, violations
 from reluverify.solver.input_split import Target, input_split_search
 from reluverify.solver.options import SolverOptions
@@ -28,7 +29,7 @@ from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexampl
 
 
 class _Decider:
-    def __init__(self, query: Query, options: SolverOptions) -> None:
+    def __init__(self, query: Query, options: SolverOptions, facts=()) -> None:
         self.query = query
         self.options = options
         self.stats = Statistics()
@@ -36,6 +37,12 @@ class _Decider:
         self.deadline = None if options.timeout is None else self.start + options.timeout
         self.chain = query.relu_chain()
         self.found: Counterexample | None = None
+        # facts from other runs, only those proven on a domain that contains this query's box
+        n_x = self.chain.input_size
+        self.fingerprint = chain_fingerprint(self.chain)
+        usable = [f for f in facts if f.covers(self.fingerprint, query.lower[:n_x], query.upper[:n_x])]
+        self.known = known_bounds(usable, self.chain.layer_sizes) if usable else None
+        self.facts = self._facts_on_box()
         n_v, m = query.num_inputs, query.num_outputs
         input_rows = query.input_constraints
         padded = np.hstack([input_rows.matrix, np.zeros((input_rows.num_rows, m))])
@@ -53,6 +60,19 @@ class _Decider:
         self.reasons: list[str] = []
 
     # ------------------------------------------------------------ helpers
+    def _facts_on_box(self) -> PhaseFacts:
+        """The ReLU phases that bounds fix on the whole query box (for reuse on its sub-domains)."""
+        n_x = self.chain.input_size
+        lo, hi = self.query.lower[None, :n_x], self.query.upper[None, :n_x]
+        known_lower, known_upper = self.known if self.known else (None, None)
+        bounds = forward_bounds(self.chain, lo, hi, known_lower, known_upper, refine=self.options.refine_bounds)
+        if bounds.pre_lower:
+            pre_lo = np.concatenate([b[0] for b in bounds.pre_lower])
+            pre_hi = np.concatenate([b[0] for b in bounds.pre_upper])
+        else:
+            pre_lo = pre_hi = np.zeros(0)
+        return PhaseFacts(self.fingerprint, lo[0].copy(), hi[0].copy(), phases_from_bounds(pre_lo, pre_hi))
+
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
 
@@ -80,6 +100,7 @@ class _Decider:
             seconds=time.monotonic() - self.start,
             reason=reason,
             disjunct_verdicts=list(self.verdicts),
+            facts=self.facts,
         )
 
     # -------------------------------------------------------------- phases
@@ -115,8 +136,19 @@ class _Decider:
         """The Reluplex engine for the input box ``[lower, upper]`` (one tableau for all disjuncts)."""
         key = (lower.tobytes(), upper.tobytes())
         if key not in self.engines:
+            known = None
+            if self.known is not None:
+                known = (np.concatenate([k[0] for k in self.known[0]]), np.concatenate([k[0] for k in self.known[1]]))
             self.engines[key] = ReluplexEngine(
-                self.chain, self.query.num_inputs, self.all_rows, self.all_rhs, lower, upper, self.options, self.stats
+                self.chain,
+                self.query.num_inputs,
+                self.all_rows,
+                self.all_rhs,
+                lower,
+                upper,
+                self.options,
+                self.stats,
+                known_pre=known,
             )
         return self.engines[key]
 
@@ -125,7 +157,10 @@ class _Decider:
         rows, rhs = self.targets[k]
         n_x = self.chain.input_size
         lo, hi = lower[None, :n_x], upper[None, :n_x]
-        layer_bounds = forward_bounds(self.chain, lo, hi, refine=self.options.refine_bounds)
+        known_lower, known_upper = self.known if self.known else (None, None)
+        layer_bounds = forward_bounds(self.chain, lo, hi, known_lower, known_upper, refine=self.options.refine_bounds)
+        if layer_bounds.infeasible[0]:
+            return True
         in_rows = rows[:, :n_x]
         row_bounds = row_lower_bounds(self.chain, lo, hi, layer_bounds, rows[:, self.query.num_inputs :], in_rows, rhs)
         low = row_bounds.lower[0]
@@ -164,6 +199,7 @@ class _Decider:
                 self.deadline,
                 confirm=lambda x, position, members=members: self.try_confirm(x, members[position]),
                 leaf_solver=leaf_solver,
+                known=self.known,
             )
             if outcome.status == SAT:
                 return self.result(SAT)
@@ -221,16 +257,20 @@ class _Decider:
         return self.result(UNKNOWN, "; ".join(dict.fromkeys(self.reasons)) or "undecided")
 
 
-def solve(query: Query, options: SolverOptions | None = None) -> Result:
+def solve(query: Query, options: SolverOptions | None = None, facts=()) -> Result:
     """Decide ``query``: ``sat`` (with a confirmed counterexample), ``unsat``, ``timeout`` or ``unknown``.
 
     Networks made of affine maps and ReLUs go to the exact ReLU procedure above; networks
     with sigmoid, tanh or products (SRU) go to :mod:`reluverify.solver.nonlinear`, which is
     sound but may answer ``unknown``.
+
+    ``facts`` are :class:`~reluverify.solver.facts.PhaseFacts` from earlier runs; only those
+    proven on a domain containing this query's input box are used (see
+    :meth:`PhaseFacts.covers`). ``Result.facts`` holds the phases fixed on this query's box.
     """
     options = options or SolverOptions()
     if all(network.is_piecewise_linear for network in query.networks):
-        run = lambda: _Decider(query, options).run()  # noqa: E731
+        run = lambda: _Decider(query, options, facts).run()  # noqa: E731
     else:
         from reluverify.solver.nonlinear import solve_nonlinear
 

@@ -88,12 +88,15 @@ def input_split_search(
     deadline: float | None,
     confirm: Callable[[np.ndarray, int], bool],
     leaf_solver: Callable[[int, np.ndarray, np.ndarray], LeafOutcome],
+    known: tuple[list, list] | None = None,
 ) -> SearchOutcome:
     """Search ``lower <= x <= upper`` for a point satisfying some target (see module docstring).
 
     ``confirm(x, target_position)`` confirms a candidate with onnxruntime;
-    ``leaf_solver(target_position, lo, hi)`` runs Reluplex on a residue box.
+    ``leaf_solver(target_position, lo, hi)`` runs Reluplex on a residue box;
+    ``known`` holds pre-activation bounds valid on the whole search box (reused facts).
     """
+    known_lower, known_upper = known if known is not None else (None, None)
     n = chain.input_size
     d = len(targets)
     centre = 0.5 * (lower + upper)
@@ -118,10 +121,11 @@ def input_split_search(
         batch = lo.shape[0]
         processed += batch
         statistics.boxes += batch
-        layer_bounds = forward_bounds(chain, lo, hi, refine=options.refine_bounds)
+        layer_bounds = forward_bounds(chain, lo, hi, known_lower, known_upper, refine=options.refine_bounds)
         row_bounds = row_lower_bounds(chain, lo, hi, layer_bounds, rows[:, n:], rows[:, :n], rhs)
         refuted = row_bounds.lower > options.prune_margin  # (B, R)
         dead = (refuted[:, None, :] & owner_matrix[None, :, :]).any(axis=2)  # (B, D)
+        dead |= layer_bounds.infeasible[:, None]  # no input of the box meets the known bounds
         alive &= ~dead
         keep = alive.any(axis=1)
         if not np.any(keep):

@@ -190,7 +190,9 @@ class ReluplexEngine:
         upper: np.ndarray,
         options: SolverOptions,
         statistics: Statistics,
+        known_pre: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        """``known_pre`` = (lower, upper) pre-activation bounds valid on the whole box (reused facts)."""
         self.chain = chain
         self.options = options
         self.stats = statistics
@@ -223,6 +225,9 @@ class ReluplexEngine:
         lo[lay.f] = 0.0
         lo[lay.a] = 0.0
         self._initial_bounds(lo, hi)
+        if known_pre is not None:
+            lo[lay.b] = np.maximum(lo[lay.b], known_pre[0])
+            hi[lay.b] = np.maximum(np.minimum(hi[lay.b], known_pre[1]), lo[lay.b])
         self.store = BoundStore(lo, hi)
         self.stats.fixed_relus += int(np.sum(self.phases() >= 0))
         self.seed(0.5 * (lower + upper))

@@ -82,6 +82,8 @@ class Result:
     seconds: float = 0.0
     reason: str = ""
     disjunct_verdicts: list[str] = field(default_factory=list)
+    facts: object = None
+    """:class:`~reluverify.solver.facts.PhaseFacts` proven on this query's input box (ReLU queries)."""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -97,4 +99,5 @@ class Result:
             "seconds": self.seconds,
             "reason": self.reason,
             "disjunct_verdicts": self.disjunct_verdicts,
+            "fixed_phases_on_box": None if self.facts is None else self.facts.num_fixed,
         }
