@@ -260,7 +260,7 @@ def _two_network_query(rng: np.random.Generator, auxiliary: bool) -> Query:
     networks = (a.to_network(), b.to_network())
     query = Query(networks, lower, upper, (Disjunct(lower, upper, LinearConstraints(np.zeros((0, n + 3)), np.zeros(0))),),
                   ic, num_auxiliary=int(auxiliary))
-    samples = lower + (upper - lower) * rng.random((400, n))
+    samples = lower + (upper - lower) * rng.random((4000, n))
     samples = samples[ic.holds(samples)]
     if samples.shape[0] == 0:
         samples = (lower + upper)[None, :] / 2
@@ -269,7 +269,7 @@ def _two_network_query(rng: np.random.Generator, auxiliary: bool) -> Query:
     for _ in range(int(rng.integers(1, 3))):
         row = np.zeros(n + 3)
         row[n:] = rng.normal(size=3)
-        rhs = np.quantile(values @ row, rng.choice([0.0, 0.02, 0.3])) + rng.choice([-0.05, 0.0, 0.02]) * np.ptp(values @ row)
+        rhs = np.quantile(values @ row, rng.choice([0.0, 0.0, 0.0, 0.05])) + rng.choice([-0.2, -0.05, -0.01, 0.0, 0.02]) * np.ptp(values @ row)
         disjuncts.append(Disjunct(lower, upper, LinearConstraints(row[None, :], [rhs])))
     return query.with_disjuncts(disjuncts)
 
