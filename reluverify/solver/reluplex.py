@@ -351,13 +351,20 @@ class ReluplexEngine:
         lay, store, tol = self.layout, self.store, self.options.feasibility_tolerance
         b, f, a = lay.b, lay.f, lay.a
         lo, hi = store.lower, store.upper  # live views: every update reads the latest bounds
+
+        def from_f_and_a():
+            # b = f - a; and f > 0 forces the active phase (b = f), a > 0 the inactive one (b = -a)
+            new_lo = np.where(lo[f] > 0, lo[f], lo[f] - hi[a])
+            new_hi = np.where(lo[a] > 0, -lo[a], hi[f] - lo[a])
+            return new_lo, new_hi
+
         total = 0
-        for _ in range(8):  # a fixed point comes within a couple of rounds
+        for _ in range(20):  # the direct phase rules make this converge in a round or two
             changed_round = 0
             for index, new_bounds in (
+                (b, from_f_and_a),
                 (f, lambda: (np.maximum(lo[b], 0.0), np.maximum(hi[b], 0.0))),
                 (a, lambda: (np.maximum(-hi[b], 0.0), np.maximum(-lo[b], 0.0))),
-                (b, lambda: (lo[f] - hi[a], hi[f] - lo[a])),
             ):
                 new_lo, new_hi = new_bounds()
                 changed, conflict = store.tighten(index, new_lo, new_hi, tol, min_change=1e-12)
@@ -370,15 +377,20 @@ class ReluplexEngine:
         return total, False
 
     def phases(self) -> np.ndarray:
-        """+1 active, 0 inactive, -1 not fixed, per ReLU, from the current bounds."""
+        """+1 active, 0 inactive, -1 not fixed, per ReLU, from the current bounds.
+
+        A phase counts as fixed only when the bounds force the pair's equation outright
+        (active: ``b >= 0`` and ``a <= 0``, so ``f = b``; inactive: ``b <= 0`` and ``f <= 0``, so
+        ``f = 0``): then any assignment within the bounds satisfies the pair.
+        """
         lay = self.layout
         lo_b = self.store.lower[lay.b]
         hi_b = self.store.upper[lay.b]
         hi_a = self.store.upper[lay.a]
         hi_f = self.store.upper[lay.f]
         phase = np.full(lay.num_relus, -1)
-        phase[(lo_b >= 0) | (hi_a <= 0)] = ACTIVE
-        phase[(hi_b <= 0) | (hi_f <= 0)] = INACTIVE
+        phase[(lo_b >= 0) & (hi_a <= 0)] = ACTIVE
+        phase[(hi_b <= 0) & (hi_f <= 0)] = INACTIVE
         return phase
 
     def apply_phase(self, relu: int, phase: int) -> bool:
