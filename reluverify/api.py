@@ -116,13 +116,18 @@ class Verifier:
         return prop.check(self.options, jobs=jobs, timeout=timeout)
 
     def global_robustness(self, domain, delta: float, epsilon: float, norm: str = "inf", partitions: int = 1, *,
-                          timeout: float | None = ..., jobs: int | None = None) -> PropertyResult:
-        """Def. 2: do any two points of ``domain`` within ``delta`` differ by ``epsilon`` or more in a score?"""
+                          subdomain_timeout: float | None = None, timeout: float | None = ...,
+                          jobs: int | None = None) -> PropertyResult:
+        """Def. 2: do any two points of ``domain`` within ``delta`` differ by ``epsilon`` or more in a score?
+
+        ``partitions`` sub-domains (exact); with ``subdomain_timeout`` each gets that many seconds and
+        the undecided ones are halved and retried.
+        """
         from reluverify.properties.global_robustness import GlobalRobustness
 
         timeout, jobs = self._settings(timeout, jobs)
         prop = GlobalRobustness(self.network, self.domain(domain), delta, epsilon, norm, partitions)
-        return prop.check(self.options, jobs=jobs, timeout=timeout)
+        return prop.check(self.options, jobs=jobs, timeout=timeout, subdomain_timeout=subdomain_timeout)
 
     def max_delta(self, point, precision: float = 1e-3, norm: str = "inf", domain=None, *, upper: float | None = None,
                   decision: str | None = None, timeout: float | None = ..., probe_timeout: float | None = None,

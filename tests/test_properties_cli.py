@@ -112,7 +112,7 @@ def test_max_delta_human_summary(tmp_path):
         (["--global", "--domain", "{domain}", "--delta", "0.1"], "--global needs --epsilon"),
         (["--global", "--domain", "{domain}", "--point", "{good}", "--delta", "0.1", "--epsilon", "1"], "drop --point"),
         (["--delta", "0.1"], "give --point FILE"),
-        (["--point", "{good}", "--delta", "0.1", "--partitions", "2"], "--partitions applies to --global only"),
+        (["--point", "{good}", "--delta", "0.1", "--partitions", "2"], "--partitions and --subdomain-timeout apply to --global only"),
         (["--global", "--domain", "{domain}", "--delta", "0.1", "--epsilon", "1", "--partitions", "0"],
          "partitions must be an integer >= 1"),
         (["--point", "{missing}", "--delta", "0.1"], "no such file"),

@@ -168,3 +168,30 @@ def test_a_shipped_network_with_300_relus_per_copy():
     assert np.abs(x1 - x2).max() <= 0.05 + 1e-9
     y1, y2 = network.evaluate(x1), network.evaluate(x2)
     assert np.abs(y1 - y2).max() >= 0.05 - 1e-5
+
+
+def test_adaptive_refinement_decides_what_input_splitting_stalls_on(tmp_path):
+    """The query of test_brute_force_pairs_bracket_the_answer stalls in input splitting with the
+    default strategy; halving undecided sub-domains (which also shrinks x2's box) decides it."""
+    net = random_net(tmp_path, 5, (2, 5, 4, 2))
+    domain = (np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
+    epsilon = 1.5 * brute_force_max_difference(net, domain, 0.1, "inf")
+    prop = GlobalRobustness(net.network, Domain(*domain), 0.1, epsilon, "inf", 2)
+    result = prop.check(OPTIONS, subdomain_timeout=0.5)
+    assert result.verdict == "robust", result.summary()
+    assert result.parameters["rounds"] >= 2 and len(result.subdomains) > 2
+    assert all(s["verdict"] == "unsat" for s in result.subdomains)
+    # the leaves still cover the domain exactly once (halving keeps the volume)
+    volume = sum(np.prod(np.subtract(s["upper"], s["lower"])) for s in result.subdomains)
+    assert np.isclose(volume, 4.0)
+
+
+def test_adaptive_refinement_reports_the_violated_leaf(tmp_path):
+    net = ramp_net(tmp_path, inputs=2)
+    domain = Domain(np.zeros(2), np.ones(2))
+    result = GlobalRobustness(net.network, domain, 0.2, 1.5, "inf", 3).check(OPTIONS, subdomain_timeout=5, jobs=2)
+    assert_breaks_global(net, result, 0.2, 1.5, "inf", (domain.lower, domain.upper))
+    leaf = result.subdomains[result.counterexample.subdomain]
+    assert leaf["verdict"] == "sat"
+    assert np.all(result.counterexample.inputs >= np.array(leaf["lower"]) - 1e-12)
+    assert np.all(result.counterexample.inputs <= np.array(leaf["upper"]) + 1e-12)

@@ -149,9 +149,11 @@ def test_parallel_disjuncts_give_the_same_verdicts(tmp_path):
     for delta in (0.02, 0.6):
         prop = LocalRobustness(net.network, point, delta)
         sequential = prop.check(OPTIONS)
-        parallel = prop.check(OPTIONS, jobs=2)
-        assert sequential.verdict == parallel.verdict
-        if parallel.verdict == "not robust":
-            assert_breaks_local(net, parallel, point, delta, "inf")
-        else:
-            assert parallel.queries == 3  # one task per disjunct
+        for split, tasks in ((True, 3), (None, 2)):  # one task per disjunct; `jobs` groups (the default)
+            parallel = prop.check(OPTIONS, jobs=2, split_disjuncts=split)
+            assert sequential.verdict == parallel.verdict
+            if parallel.verdict == "not robust":
+                assert_breaks_local(net, parallel, point, delta, "inf")
+                assert parallel.counterexample.violated == prop.query().disjuncts[parallel.counterexample.disjunct].label
+            else:
+                assert parallel.queries == tasks and parallel.disjunct_verdicts == ["unsat"] * 3

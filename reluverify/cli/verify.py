@@ -2,6 +2,7 @@
 
     reluverify verify NETWORK.onnx --point FILE --delta D [--norm inf|1] [--epsilon E] [--domain FILE]
     reluverify verify NETWORK.onnx --global --domain FILE --delta D --epsilon E [--partitions N]
+                      [--subdomain-timeout S]
 
 Without ``--epsilon`` a point check is Def. 1 (the label stays the same); with it, Def. 3 (every
 score moves by less than eps). ``--global`` checks Def. 2 on the domain. Prints the verdict
@@ -48,6 +49,9 @@ def register(subparsers) -> None:
                         help="(delta, eps)-global robustness on --domain (two network copies)")
     parser.add_argument("--partitions", type=int, default=1,
                         help="--global: split the domain into N sub-domains (exact; default 1)")
+    parser.add_argument("--subdomain-timeout", type=float, metavar="S",
+                        help="--global: give each sub-domain S seconds, halve the undecided ones and retry "
+                        "(adaptive refinement, exact)")
     parser.add_argument("--decision", choices=("max", "min"), default="max",
                         help="Def. 1: the label is the top score (max, default) or the lowest (min, e.g. ACAS Xu)")
     add_common_arguments(parser)
@@ -72,8 +76,8 @@ def run(args) -> int:
     else:
         if not args.point:
             raise SpecError("give --point FILE (or --global --domain FILE)")
-        if args.partitions != 1:
-            raise SpecError("--partitions applies to --global only")
+        if args.partitions != 1 or args.subdomain_timeout is not None:
+            raise SpecError("--partitions and --subdomain-timeout apply to --global only")
     if args.jobs < 1:
         raise SpecError("--jobs must be >= 1")
     network = load_onnx(args.network)
@@ -98,7 +102,12 @@ def run(args) -> int:
             from reluverify.properties.eps_local import EpsLocalRobustness
 
             prop = EpsLocalRobustness(network, point, args.delta, args.epsilon, args.norm, domain)
-    result = prop.check(options, jobs=args.jobs)
+    if args.global_:
+        if args.subdomain_timeout is not None and not args.subdomain_timeout > 0:
+            raise SpecError("--subdomain-timeout must be > 0 seconds")
+        result = prop.check(options, jobs=args.jobs, subdomain_timeout=args.subdomain_timeout)
+    else:
+        result = prop.check(options, jobs=args.jobs)
     report(result, args)
     return 0
 

@@ -121,7 +121,7 @@ def pair_counterexample(
     )
 
 
-def decide(queries: list[Query], options, jobs: int, split_disjuncts: bool) -> Outcome:
+def decide(queries: list[Query], options, jobs: int, split_disjuncts: bool | int) -> Outcome:
     return run_queries(queries, options, jobs=jobs, split_disjuncts=split_disjuncts)
 
 

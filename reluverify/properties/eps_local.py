@@ -97,11 +97,15 @@ class EpsLocalRobustness:
             description=self.describe(),
         )
 
-    def check(self, options=None, jobs: int = 1, split_disjuncts: bool | None = None,
+    def check(self, options=None, jobs: int = 1, split_disjuncts: bool | int | None = None,
               timeout: float | None = ...) -> PropertyResult:
-        """Decide the property; ``jobs > 1`` runs the disjuncts (label and sign) in parallel processes."""
+        """Decide the property; ``jobs > 1`` runs the disjuncts (label and sign) in parallel processes.
+
+        By default the disjuncts are split into ``jobs`` groups (see :mod:`reluverify.properties.runner`);
+        ``split_disjuncts=True`` makes one task per disjunct.
+        """
         query = self.query()
-        split = jobs > 1 if split_disjuncts is None else split_disjuncts
+        split = jobs if split_disjuncts is None else split_disjuncts
         outcome = decide([query], solver_options(options, timeout), jobs, split)
         return self.interpret(query, outcome)
 

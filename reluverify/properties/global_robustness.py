@@ -25,11 +25,19 @@ across sub-domains: ``(x2, x1)`` is admitted by the sub-query of the ``D_j`` tha
 
 The sub-domain queries run one after another, or in worker processes (``jobs``), stopping at the
 first violation; the result names the sub-domain that was violated.
+
+**Adaptive refinement** (``subdomain_timeout=s``): each sub-domain query gets at most ``s`` seconds;
+a sub-domain left undecided is halved along its widest side and both halves are queried in the
+next round, until every sub-domain is decided, a violation is found, the overall ``timeout`` is
+spent, or ``max_subdomains`` is reached. Halving keeps the cover exact (the halves' queries admit
+exactly the pairs whose ``x1`` lies in the parent). It pays off because a smaller ``D_i`` also
+shrinks the box of ``x2``: the solver's own splitting treats ``x1`` and ``x2`` as independent.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,8 +47,11 @@ from reluverify.properties.ball import NORM_NAMES, check_norm, check_radius, pai
 from reluverify.properties.common import base_result, decide, pair_counterexample, solver_options
 from reluverify.properties.points import Domain
 from reluverify.properties.result import PropertyResult
-from reluverify.properties.runner import merge_verdict
+from reluverify.properties.runner import Outcome, merge_verdict, run_queries
 from reluverify.query import Disjunct, LinearConstraints, Query
+from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Statistics
+
+MAX_SUBDOMAINS = 1 << 14
 
 
 def partition(domain: Domain, parts: int) -> list[Domain]:
@@ -140,36 +151,114 @@ class GlobalRobustness:
     def queries(self) -> list[Query]:
         """One query per sub-domain (a single query when ``partitions == 1``)."""
         subs = self.subdomains()
-        if len(subs) == 1:
-            return [self.query_for(subs[0])]
-        return [self.query_for(sub, f"{self.describe()}: sub-domain {i}") for i, sub in enumerate(subs)]
+        return [self._query(sub, i, len(subs)) for i, sub in enumerate(subs)]
 
     def query(self) -> Query:
         """The unpartitioned query (x1 and x2 both over the whole domain)."""
         return self.query_for(self.domain)
 
-    def check(self, options=None, jobs: int = 1, split_disjuncts: bool = False,
-              timeout: float | None = ...) -> PropertyResult:
-        """Decide the property: sub-domain queries in order, or ``jobs`` at a time, stopping at a violation."""
-        queries = self.queries()
-        outcome = decide(queries, solver_options(options, timeout), jobs, split_disjuncts)
-        return self.interpret(queries, outcome)
+    def check(self, options=None, jobs: int = 1, split_disjuncts: bool | int = False,
+              timeout: float | None = ..., subdomain_timeout: float | None = None,
+              max_subdomains: int = MAX_SUBDOMAINS) -> PropertyResult:
+        """Decide the property: sub-domain queries in order, or ``jobs`` at a time, stopping at a violation.
 
-    def interpret(self, queries: list[Query], outcome) -> PropertyResult:
-        result = base_result("global-robustness", self.describe(), self.parameters(), self.network, outcome, queries[0])
+        With ``subdomain_timeout`` set, undecided sub-domains are halved and retried (see the module
+        docstring).
+        """
+        options = solver_options(options, timeout)
+        subs = self.subdomains()
+        if subdomain_timeout is None:
+            queries = [self._query(sub, i, len(subs)) for i, sub in enumerate(subs)]
+            outcome = decide(queries, options, jobs, split_disjuncts)
+            return self.interpret(queries, outcome, subs)
+        return self._refine(subs, options, jobs, split_disjuncts, float(subdomain_timeout), max_subdomains)
+
+    def _query(self, sub: Domain, index: int, count: int) -> Query:
+        return self.query_for(sub, f"{self.describe()}: sub-domain {index}" if count > 1 else "")
+
+    def _refine(self, pending: list[Domain], options, jobs, split_disjuncts, subdomain_timeout, max_subdomains):
+        start = time.monotonic()
+        deadline = None if options.timeout is None else start + options.timeout
+        leaves: list[tuple[Domain, str]] = []
+        stats, tasks, reasons, rounds = Statistics(), 0, [], 0
+        found = None  # (leaf index, query, counterexample)
+        while pending:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                leaves += [(d, TIMEOUT) for d in pending]
+                reasons.append("time budget exhausted while refining sub-domains")
+                break
+            rounds += 1
+            queries = [self.query_for(d) for d in pending]
+            out = run_queries(queries, replace(options, timeout=left), jobs, split_disjuncts, task_timeout=subdomain_timeout)
+            stats.merge(out.statistics)
+            tasks += out.tasks
+            after: list[Domain] = []
+            for i, sub in enumerate(pending):
+                verdict = SAT if out.query_index == i else merge_verdict(out.verdicts[i])
+                if verdict == SAT:
+                    found = (len(leaves), queries[i], out)
+                if verdict in (SAT, UNSAT) or out.counterexample is not None:
+                    leaves.append((sub, verdict))
+                    continue
+                halves = partition(sub, 2)
+                if len(halves) < 2 or len(leaves) + len(pending) + len(after) >= max_subdomains:
+                    leaves.append((sub, verdict))
+                    reasons.append(out.reason or verdict)
+                else:
+                    after += halves
+            if found is not None:
+                break
+            pending = after
+        verdicts = [v for _, v in leaves]
+        if found is not None:
+            verdict = SAT
+        elif all(v == UNSAT for v in verdicts):
+            verdict = UNSAT
+        else:
+            verdict = TIMEOUT if TIMEOUT in verdicts else UNKNOWN
+        outcome = Outcome(
+            verdict=verdict,
+            counterexample=found[2].counterexample if found else None,
+            query_index=found[0] if found else None,
+            statistics=stats,
+            seconds=time.monotonic() - start,
+            reason="" if verdict in (SAT, UNSAT) else "; ".join(dict.fromkeys(reasons)) or "undecided",
+            verdicts=[[v] for v in verdicts],
+            tasks=tasks,
+        )
+        queries = {found[0]: found[1]} if found else {}
+        result = self.interpret(queries, outcome, [d for d, _ in leaves])
+        result.parameters = {**result.parameters, "subdomain_timeout": subdomain_timeout, "rounds": rounds}
+        return result
+
+    def interpret(self, queries, outcome, subdomains: list[Domain] | None = None) -> PropertyResult:
+        """The property's result; ``queries`` maps (or lists) query index -> query, at least the violated one."""
+        if isinstance(queries, list):
+            first = queries[0]
+        else:
+            first = next(iter(queries.values()), None) or self.query()
+        result = base_result("global-robustness", self.describe(), self.parameters(), self.network, outcome, first)
         result.subdomain_verdicts = [merge_verdict(v) for v in outcome.verdicts]
+        if subdomains is not None:
+            result.subdomains = [
+                {"lower": d.lower.tolist(), "upper": d.upper.tolist(), "verdict": v}
+                for d, v in zip(subdomains, result.subdomain_verdicts)
+            ]
+        if len(outcome.verdicts) > 1:
+            result.disjunct_verdicts = []
         if outcome.counterexample is not None:
             qi = outcome.query_index
             query = queries[qi]
             text = query.disjuncts[outcome.counterexample.disjunct].label
-            sub = qi if len(queries) > 1 else None
+            sub = qi if len(outcome.verdicts) > 1 else None
             result.counterexample = pair_counterexample(query, outcome, self.norm, text, self.network, subdomain=sub)
         return result
 
 
 def global_robustness(network: Network, domain, delta: float, epsilon: float, norm: str = "inf",
                       partitions: int = 1, options=None, jobs: int = 1, timeout: float | None = ...,
-                      symmetric: bool = True) -> PropertyResult:
+                      symmetric: bool = True, subdomain_timeout: float | None = None) -> PropertyResult:
     """Check Def. 2 (see :class:`GlobalRobustness`)."""
     prop = GlobalRobustness(network, domain, delta, epsilon, norm, partitions, symmetric)
-    return prop.check(options, jobs=jobs, timeout=timeout)
+    return prop.check(options, jobs=jobs, timeout=timeout, subdomain_timeout=subdomain_timeout)

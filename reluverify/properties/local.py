@@ -147,9 +147,13 @@ class LocalRobustness:
         )
 
     # -------------------------------------------------------------- solving
-    def check(self, options=None, jobs: int = 1, split_disjuncts: bool | None = None,
+    def check(self, options=None, jobs: int = 1, split_disjuncts: bool | int | None = None,
               timeout: float | None = ...) -> PropertyResult:
-        """Decide the property; ``jobs > 1`` runs the disjuncts in parallel processes."""
+        """Decide the property; ``jobs > 1`` runs the disjuncts in parallel processes.
+
+        By default the disjuncts are split into ``jobs`` groups (see :mod:`reluverify.properties.runner`);
+        ``split_disjuncts=True`` makes one task per disjunct.
+        """
         if self.label is None:
             return PropertyResult(
                 kind="local-robustness",
@@ -162,7 +166,7 @@ class LocalRobustness:
                 network=network_info(self.network),
             )
         query = self.query()
-        split = jobs > 1 if split_disjuncts is None else split_disjuncts
+        split = jobs if split_disjuncts is None else split_disjuncts
         outcome = decide([query], solver_options(options, timeout), jobs, split)
         return self.interpret(query, outcome)
 

@@ -118,6 +118,8 @@ class PropertyResult:
     """The solver's verdict per disjunct of the (first) query; per sub-domain, see ``subdomain_verdicts``."""
     disjunct_labels: list = field(default_factory=list)
     subdomain_verdicts: list = field(default_factory=list)
+    subdomains: list = field(default_factory=list)
+    """Global robustness: the sub-domains as ``{"lower", "upper", "verdict"}`` (after any refinement)."""
     network: dict = field(default_factory=dict)
 
     @property
@@ -156,6 +158,7 @@ class PropertyResult:
             "disjunct_verdicts": self.disjunct_verdicts,
             "disjunct_labels": self.disjunct_labels,
             "subdomain_verdicts": self.subdomain_verdicts,
+            "subdomains": self.subdomains,
             "network": self.network,
         }
 

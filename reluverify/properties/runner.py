@@ -9,9 +9,12 @@ sub-domain). :func:`run_queries` decides them all and merges the answers into on
 * otherwise ``timeout`` if some query ran out of time, else ``unknown`` (with the reasons).
 
 With ``jobs > 1`` each task runs in its own process (:func:`reluverify.parallel.run_tasks`),
-killed if it overruns. ``split_disjuncts=True`` makes one task per disjunct
-(``query.with_disjuncts([d])``), the paper's "disjuncts in parallel"; the tasks run in the
-order of the disjuncts, so the property lists the likeliest violations first.
+killed if it overruns. Splitting a query's disjuncts across workers is the paper's "disjuncts
+in parallel": ``split_disjuncts=True`` makes one task per disjunct (``query.with_disjuncts([d])``),
+in the order of the disjuncts, so the property lists the likeliest violations first;
+``split_disjuncts=k`` (an int) makes ``k`` tasks, disjunct ``i`` going to group ``i mod k``. Groups
+keep what the solver shares between disjuncts of one box (its input-split search bounds them
+together), so ``k = jobs`` is usually faster than one task per disjunct.
 
 ``timeout`` is the wall-clock budget for the whole property: every task gets what is left of
 it when it starts.
@@ -61,8 +64,26 @@ def merge_verdict(verdicts: list[str]) -> str:
     return UNKNOWN
 
 
-def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: bool = False) -> Outcome:
-    """Decide every query (see the module docstring); ``options`` is a ``SolverOptions``."""
+def disjunct_groups(count: int, split: bool | int) -> list[tuple[int, ...] | None]:
+    """How a query's ``count`` disjuncts are split into tasks; ``[None]`` means one task, unsplit."""
+    if split is True:
+        groups = count
+    elif split is False or split is None:
+        groups = 1
+    else:
+        groups = int(split)
+    groups = max(1, min(groups, count))
+    if groups == 1:
+        return [None]
+    return [tuple(range(g, count, groups)) for g in range(groups)]
+
+
+def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: bool | int = False,
+                task_timeout: float | None = None) -> Outcome:
+    """Decide every query (see the module docstring); ``options`` is a ``SolverOptions``.
+
+    ``task_timeout`` caps the seconds of each task (within the overall ``options.timeout``).
+    """
     start = time.monotonic()
     deadline = None if options.timeout is None else start + options.timeout
     verdicts = [[UNKNOWN] * len(q.disjuncts) for q in queries]
@@ -72,19 +93,22 @@ def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: b
     tasks = 0
 
     def remaining() -> float | None:
-        return None if deadline is None else max(0.0, deadline - time.monotonic())
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if task_timeout is None:
+            return left
+        return task_timeout if left is None else min(left, task_timeout)
 
-    def record(qi: int, disjunct: int | None, result: Result) -> None:
+    def record(qi: int, group: tuple[int, ...] | None, result: Result) -> None:
         nonlocal found
         stats.merge(result.statistics)
-        if disjunct is None:
-            verdicts[qi] = list(result.disjunct_verdicts) or [result.verdict] * len(queries[qi].disjuncts)
-        else:
-            verdicts[qi][disjunct] = result.verdict
+        members = group if group is not None else tuple(range(len(queries[qi].disjuncts)))
+        per = list(result.disjunct_verdicts) or [result.verdict] * len(members)
+        for k, verdict in zip(members, per):
+            verdicts[qi][k] = verdict
         if result.verdict == SAT and found is None:
             cex = result.counterexample
-            if disjunct is not None:  # a single-disjunct query: its disjunct 0 is `disjunct`
-                cex = replace(cex, disjunct=disjunct)
+            if group is not None:  # the task's disjunct i is the query's disjunct group[i]
+                cex = replace(cex, disjunct=group[cex.disjunct])
             found = (qi, cex)
             verdicts[qi][cex.disjunct] = SAT
         if result.verdict in (UNKNOWN, TIMEOUT) and result.reason:
@@ -107,11 +131,12 @@ def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: b
 
         def generate():
             for qi, query in enumerate(queries):
-                if split_disjuncts and len(query.disjuncts) > 1:
-                    for k, disjunct in enumerate(query.disjuncts):
-                        yield (qi, k), _solve, (query.with_disjuncts([disjunct]), replace(options, timeout=remaining()))
-                else:
-                    yield (qi, None), _solve, (query, replace(options, timeout=remaining()))
+                for group in disjunct_groups(len(query.disjuncts), split_disjuncts):
+                    if group is None:
+                        yield (qi, None), _solve, (query, replace(options, timeout=remaining()))
+                    else:
+                        sub = query.with_disjuncts([query.disjuncts[k] for k in group])
+                        yield (qi, group), _solve, (sub, replace(options, timeout=remaining()))
 
         def limit(key) -> float | None:
             left = remaining()
@@ -126,10 +151,8 @@ def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: b
             if task.status == "cancelled":
                 continue
             status = TIMEOUT if task.status == "timeout" else UNKNOWN
-            if k is None:
-                verdicts[qi] = [status] * len(queries[qi].disjuncts)
-            else:
-                verdicts[qi][k] = status
+            for member in k if k is not None else range(len(queries[qi].disjuncts)):
+                verdicts[qi][member] = status
             reasons.append(f"worker {task.status}: {task.message}")
 
     if found is not None:
