@@ -173,6 +173,10 @@ class PropertyResult:
             f"(relu {s.get('relu_splits', 0)}, input {s.get('input_splits', 0)})   boxes {s.get('boxes', 0)}   "
             f"pivots {s.get('pivots', 0)}"
         )
+        if self.subdomain_verdicts and len(self.subdomain_verdicts) > 1:
+            counts = {v: self.subdomain_verdicts.count(v) for v in dict.fromkeys(self.subdomain_verdicts)}
+            text = ", ".join(f"{v} {c}" for v, c in counts.items())
+            lines.append(f"domain    {len(self.subdomain_verdicts)} sub-domains ({text})")
         if self.ties:
             lines.append(f"tie       labels {', '.join(map(str, self.ties))} share the top score at the point")
         if self.reason:
