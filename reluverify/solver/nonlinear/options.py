@@ -19,6 +19,15 @@ class NonlinearOptions:
     """Re-linearisation rounds for the bounds of relaxed nodes (0: plain back-substitution)."""
     row_rounds: int = 2
     """Re-linearisation rounds for the disjuncts' rows."""
+    split: str = "auto"
+    """How undecided boxes are split (see :mod:`~reluverify.solver.nonlinear.splitting`):
+    ``input`` (halve an input dimension: every relaxation becomes exact as boxes shrink, so the
+    search is complete in the limit), ``relaxation`` (halve the interval of the relaxed value whose
+    relaxation costs the bound most; an input dimension only when no such value is left -- not
+    complete in the limit, the clamps do not reach the minimisation over the box), ``alternate``
+    (relaxation splits at odd depths, input splits at even ones: complete in the limit) or ``auto``:
+    ``input`` for at most ``input_split_max_inputs`` input variables, else ``alternate``."""
+    input_split_max_inputs: int = 12
     min_width: float = 1e-9
     """An input dimension narrower than this (relative to the query box) is not split further;
     a box with no splittable dimension left that is neither pruned nor confirmed stays undecided."""
@@ -36,6 +45,10 @@ class NonlinearOptions:
     confirm_tolerance: float = 1e-6
     prune_margin: float = 1e-9
 
+    def __post_init__(self) -> None:
+        if self.split not in ("auto", "input", "relaxation", "alternate"):
+            raise ValueError(f"unknown split {self.split!r}")
+
     @staticmethod
     def from_solver_options(options: SolverOptions, **overrides) -> "NonlinearOptions":
         """The fields shared with :class:`SolverOptions` taken from it; the rest default (or ``overrides``)."""
@@ -48,6 +61,7 @@ class NonlinearOptions:
             seed=options.seed,
             confirm_tolerance=options.confirm_tolerance,
             prune_margin=options.prune_margin,
+            input_split_max_inputs=options.input_split_max_inputs,
         )
         if options.node_budget is not None:
             base = replace(base, max_boxes=options.node_budget)

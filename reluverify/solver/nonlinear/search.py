@@ -6,29 +6,39 @@
    (numpy reverse mode through the DAG) from the box centre and random starts. Every point that
    satisfies a disjunct in float64 goes to :func:`reluverify.solver.confirm.confirm`
    (onnxruntime on the ONNX file): ``sat`` is returned only for a confirmed counterexample.
-2. **Branch and bound over input boxes.** Disjuncts sharing a box are searched together, each
-   box carrying the set of disjuncts still *alive* on it. A batch of boxes is bounded at once
+2. **Branch and bound.** Disjuncts sharing a box are searched together, each box carrying the
+   set of disjuncts still *alive* on it. A batch of boxes is bounded at once
    (:mod:`~reluverify.solver.nonlinear.bounds`: back-substitution with tangent/chord and
-   McCormick relaxations, re-linearised at each row's minimising vertex); a disjunct dies on a
-   box when one of its rows provably exceeds its right-hand side there. Each surviving box
-   proposes candidates -- its centre, the vertex minimising each alive disjunct's tightest row's
-   linear bound, and a few gradient steps from there -- and is then split in half along the input
-   dimension with the largest influence (width times the magnitude of the tightest rows'
-   coefficients, summed over the alive disjuncts).
+   McCormick relaxations, re-linearised at each row's minimising vertex -- incremental
+   linearisation); a disjunct dies on a box when one of its rows provably exceeds its right-hand
+   side there. Each surviving box proposes candidates -- its centre, the vertex minimising each
+   alive disjunct's tightest row's linear bound, and a few gradient steps from there -- and is
+   then split in two (:mod:`~reluverify.solver.nonlinear.splitting`): along an input dimension,
+   or by cutting the interval of one relaxed value (a sigmoid/tanh/ReLU input or a product
+   operand) into two clamped halves, per ``NonlinearOptions.split``.
 3. **Verdict.** ``unsat`` when every box is pruned for every disjunct; ``timeout`` when
    ``options.timeout`` runs out; ``unknown`` when the box budget runs out or a box becomes too
    narrow to split without being decided (e.g. a counterexample exactly on the boundary that
    float32 cannot confirm), each with its reason.
 
-Soundness: the boxes on the stack, each with its alive set, always cover every counterexample not
-yet ruled out, and a disjunct is dropped from a box only by a sound lower bound. Splitting input
-boxes makes every relaxation exact in the limit (the gap of a tangent, chord or McCormick plane
-shrinks with the square of the interval width), so the procedure is complete in the limit for
-queries whose answer is not on a boundary; the budget decides what "the limit" is in practice.
+Soundness: the boxes on the stack (each a box plus clamps of relaxed values, the two halves of a
+relaxation split covering its parent), each with its alive set, always cover every counterexample
+not yet ruled out, and a disjunct is dropped from a box only by a sound lower bound. Splitting
+input boxes makes every relaxation exact in the limit (the gap of a tangent, chord or McCormick
+plane shrinks with the square of the interval width), so with ``input`` or ``alternate``
+splitting the procedure is complete in the limit for queries whose answer is not on a boundary;
+the budget decides what "the limit" is in practice.
 
 **ReLUs** inside such a network are relaxed by the triangle relaxation (sound, not exact);
-input splitting makes them exact in the limit too. The exact Reluplex handling of
-:mod:`reluverify.solver.decide` applies to networks that are ReLU-only (``solve`` dispatches).
+input splitting makes them exact in the limit, and a relaxation split of a ReLU input at 0 fixes
+its phase (the relaxation is then exact), the analogue of a Reluplex case split. The exact
+Reluplex procedure of :mod:`reluverify.solver.decide` handles networks that are ReLU-only
+(``solve`` dispatches); a mixed network's ReLUs are decided here, by bounds and splits only.
+
+**Statistics:** ``boxes`` bounded, ``leaves`` closed by bounds, ``splits`` (``input_splits`` of
+them along input dimensions, the rest relaxation splits), ``candidates_checked`` points evaluated
+during the search, ``candidates_rejected`` confirmations that failed, ``falsification_samples``
+network evaluations spent proposing points, ``max_depth``.
 
 **Input rows / auxiliary variables** (an L1 ball): bounds are computed over each box (a hull of
 its part of the polytope), boxes are shrunk by the rows' interval propagation, a row's linear
@@ -49,6 +59,7 @@ from reluverify.solver.nonlinear.bounds import Layout, linearised_row_bounds, no
 from reluverify.solver.nonlinear.options import NonlinearOptions
 from reluverify.solver.nonlinear.problem import Problem, Target, build_problem
 from reluverify.solver.nonlinear.region import Region
+from reluverify.solver.nonlinear.splitting import RelaxationScorer, input_influence
 from reluverify.solver.options import SolverOptions
 from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result, Statistics
 
@@ -76,6 +87,11 @@ class _Search:
         self.problem: Problem = build_problem(query)
         self.network = self.problem.network
         self.layout = Layout(self.network)
+        self.scorer = RelaxationScorer(self.network, self.layout)
+        split = options.split
+        if split == "auto":
+            split = "input" if query.num_network_inputs <= options.input_split_max_inputs else "alternate"
+        self.split = split if self.layout.size else "input"
         self.region = Region(query.input_constraints, query.lower, query.upper, query.num_network_inputs)
         self.verdicts = [UNKNOWN] * len(query.disjuncts)
         for k, d in enumerate(query.disjuncts):
@@ -164,8 +180,10 @@ class _Search:
         padded_rows, padded_rhs = stack_rows([t.rows for t in targets], [t.rhs for t in targets])
         root_lo, root_hi = targets[0].lower, targets[0].upper
         narrowest = self.options.min_width * np.maximum(root_hi - root_lo, 1e-300)
-        stack = _BoxStack(n, d)
-        stack.push(root_lo[None], root_hi[None], np.ones((1, d), bool), np.zeros(1, int))
+        size = self.layout.size
+        stack = _BoxStack(n, d, size)
+        stack.push(root_lo[None], root_hi[None], np.ones((1, d), bool), np.zeros(1, int),
+                   np.full((1, size), -np.inf), np.full((1, size), np.inf))
         undecided = np.zeros(d, dtype=bool)
         status = UNSAT
         while stack.size:
@@ -177,16 +195,16 @@ class _Search:
                 status = UNKNOWN
                 self.reasons.append(f"box budget of {opts.max_boxes} exhausted in branch and bound")
                 break
-            lo, hi, alive, depth = stack.pop(opts.batch_size)
+            lo, hi, alive, depth, klo, khi = stack.pop(opts.batch_size)
             self.stats.boxes += lo.shape[0]
             if self.region.active:
                 lo, hi, empty = self.region.tighten(lo, hi)
                 keep = ~empty
-                lo, hi, alive, depth = lo[keep], hi[keep], alive[keep], depth[keep]
+                lo, hi, alive, depth, klo, khi = lo[keep], hi[keep], alive[keep], depth[keep], klo[keep], khi[keep]
                 self.stats.leaves += int(empty.sum())
                 if not lo.shape[0]:
                     continue
-            bounds = node_bounds(self.network, lo, hi, self.layout, rounds=opts.intermediate_rounds)
+            bounds = node_bounds(self.network, lo, hi, self.layout, klo, khi, rounds=opts.intermediate_rounds)
             rb = linearised_row_bounds(self.network, bounds, lo, hi, rows, rhs, opts.row_rounds)
             lower = np.where(bounds.empty[:, None], np.inf, rb.lower)
             if self.region.active:
@@ -195,39 +213,62 @@ class _Search:
             alive &= ~(refuted[:, None, :] & owns[None]).any(axis=2)
             keep = alive.any(axis=1)
             self.stats.leaves += int((~keep).sum())
-            lo, hi, alive, depth = lo[keep], hi[keep], alive[keep], depth[keep]
+            lo, hi, alive, depth, klo, khi = lo[keep], hi[keep], alive[keep], depth[keep], klo[keep], khi[keep]
             coef, lower = rb.coef[keep], lower[keep]
             if not lo.shape[0]:
                 continue
             tight = np.where(owns[None], lower[:, None, :], -np.inf).argmax(axis=2)  # (B, D): each target's tightest row
             if self._candidates(lo, hi, alive, coef, tight, targets, padded_rows, padded_rhs):
                 return SAT
-            # split along the most influential dimension
+            # split: a relaxation interval (where chosen and useful), else the most influential input dimension
             width = hi - lo
-            chosen = np.take_along_axis(coef, tight[:, :, None], axis=1)  # (B, D, n)
-            influence = (np.abs(chosen) * alive[:, :, None]).sum(axis=1) * width
+            influence = input_influence(np.take_along_axis(coef, tight[:, :, None], axis=1), alive, width)
             splittable = width > narrowest
             influence = np.where(splittable, influence + 1e-12 * width, -1.0)
-            stuck = ~splittable.any(axis=1)
+            value_split = np.zeros(lo.shape[0], dtype=bool)
+            if self.split in ("relaxation", "alternate"):
+                flat_lo, flat_hi = (a[keep] for a in bounds.flat(self.layout))
+                scores = self.scorer.scores(_select(bounds, keep), rows[tight], alive)
+                scores = np.where(flat_hi - flat_lo > opts.min_width * (1.0 + np.abs(flat_lo) + np.abs(flat_hi)), scores, 0.0)
+                value = scores.argmax(axis=1)
+                at = np.arange(lo.shape[0])
+                value_split = scores[at, value] > 0
+                if self.split == "alternate":
+                    value_split &= (depth % 2 == 1) | ~splittable.any(axis=1)
+            stuck = ~value_split & ~splittable.any(axis=1)
             if np.any(stuck):
                 undecided |= alive[stuck].any(axis=0)
-                lo, hi, alive, depth, influence = lo[~stuck], hi[~stuck], alive[~stuck], depth[~stuck], influence[~stuck]
+                go = ~stuck
+                lo, hi, alive, depth, klo, khi, influence, value_split = (
+                    a[go] for a in (lo, hi, alive, depth, klo, khi, influence, value_split)
+                )
+                if self.split in ("relaxation", "alternate"):
+                    flat_lo, flat_hi, value = flat_lo[go], flat_hi[go], value[go]
                 if not lo.shape[0]:
                     continue
-            dim = influence.argmax(axis=1)
             at = np.arange(lo.shape[0])
+            left_lo, left_hi, right_lo, right_hi = lo.copy(), hi.copy(), lo.copy(), hi.copy()
+            left_klo, left_khi, right_klo, right_khi = klo.copy(), khi.copy(), klo.copy(), khi.copy()
+            dim = influence.argmax(axis=1)
             middle = 0.5 * (lo[at, dim] + hi[at, dim])
-            left_hi, right_lo = hi.copy(), lo.copy()
-            left_hi[at, dim] = middle
-            right_lo[at, dim] = middle
-            self.stats.input_splits += lo.shape[0]
+            by_input = ~value_split
+            left_hi[at[by_input], dim[by_input]] = middle[by_input]
+            right_lo[at[by_input], dim[by_input]] = middle[by_input]
+            if np.any(value_split):
+                b, e = at[value_split], value[value_split]
+                cut = self.scorer.split_points(flat_lo[b, e], flat_hi[b, e], e)
+                left_khi[b, e] = np.minimum(left_khi[b, e], cut)
+                right_klo[b, e] = np.maximum(right_klo[b, e], cut)
+            self.stats.input_splits += int(by_input.sum())
             self.stats.splits += lo.shape[0]
             self.stats.max_depth = max(self.stats.max_depth, int(depth.max()) + 1)
             stack.push(
-                np.concatenate([lo, right_lo]),
-                np.concatenate([left_hi, hi]),
+                np.concatenate([right_lo, left_lo]),
+                np.concatenate([right_hi, left_hi]),
                 np.concatenate([alive, alive]),
                 np.concatenate([depth + 1, depth + 1]),
+                np.concatenate([right_klo, left_klo]),
+                np.concatenate([right_khi, left_khi]),
             )
         still = stack.alive[: stack.size].any(axis=0) | undecided
         for k, target in enumerate(targets):
@@ -295,30 +336,37 @@ class _Search:
         return self.result(final if final != UNSAT else UNKNOWN, reason or "undecided")
 
 
-class _BoxStack:
-    """A LIFO of boxes in growing numpy arrays (lower, upper, alive mask, depth)."""
+def _select(bounds, keep: np.ndarray):
+    """The bounds of the kept boxes only (relaxations included)."""
+    from reluverify.solver.nonlinear.bounds import DagBounds
 
-    def __init__(self, n: int, d: int) -> None:
-        self.lo = np.zeros((64, n))
-        self.hi = np.zeros((64, n))
-        self.alive = np.zeros((64, d), dtype=bool)
-        self.depth = np.zeros(64, dtype=np.int64)
+    relaxations = {k: type(r)(*(a[keep] for a in r)) for k, r in bounds.relaxations.items()}
+    return DagBounds([a[keep] for a in bounds.lower], [a[keep] for a in bounds.upper], relaxations, bounds.empty[keep])
+
+
+class _BoxStack:
+    """A LIFO of boxes in growing numpy arrays: lower, upper, alive mask, depth, and the clamps of
+    relaxation splits (lower and upper, over the bounds' layout of relaxed values)."""
+
+    def __init__(self, n: int, d: int, clamps: int) -> None:
+        self.arrays = [np.zeros((64, n)), np.zeros((64, n)), np.zeros((64, d), dtype=bool),
+                       np.zeros(64, dtype=np.int64), np.zeros((64, clamps)), np.zeros((64, clamps))]
         self.size = 0
 
-    def push(self, lo, hi, alive, depth) -> None:
-        k = lo.shape[0]
-        while self.size + k > self.lo.shape[0]:
-            self.lo = np.concatenate([self.lo, np.zeros_like(self.lo)])
-            self.hi = np.concatenate([self.hi, np.zeros_like(self.hi)])
-            self.alive = np.concatenate([self.alive, np.zeros_like(self.alive)])
-            self.depth = np.concatenate([self.depth, np.zeros_like(self.depth)])
-        s = slice(self.size, self.size + k)
-        self.lo[s], self.hi[s], self.alive[s], self.depth[s] = lo, hi, alive, depth
+    @property
+    def alive(self) -> np.ndarray:
+        return self.arrays[2]
+
+    def push(self, *parts) -> None:
+        k = parts[0].shape[0]
+        while self.size + k > self.arrays[0].shape[0]:
+            self.arrays = [np.concatenate([a, np.zeros_like(a)]) for a in self.arrays]
+        for array, part in zip(self.arrays, parts):
+            array[self.size : self.size + k] = part
         self.size += k
 
     def pop(self, k: int):
         k = min(k, self.size)
-        s = slice(self.size - k, self.size)
-        out = self.lo[s].copy(), self.hi[s].copy(), self.alive[s].copy(), self.depth[s].copy()
+        out = tuple(a[self.size - k : self.size].copy() for a in self.arrays)
         self.size -= k
         return out
