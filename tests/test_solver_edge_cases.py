@@ -323,13 +323,6 @@ def test_random_huge_and_tiny_chains_agree_with_z3(seed):
     _agree_with_z3(random_query(rng, net))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug (performance): the auto strategy (input splitting, for <= 12 inputs) times out on this 12-ReLU "
-    "network with 1e4 weights: it bisects to depth 60 (tens of thousands of boxes) while one LP of the "
-    "relu-split strategy proves unsat in milliseconds; input splitting never asks the LP about a large box",
-)
 def test_auto_strategy_decides_a_small_query_with_huge_weights():
     """Reproducer (random_queries seed 329): 4 inputs, layers 7-5, weights up to ~1e4, three disjuncts."""
     rng = np.random.default_rng(329)

@@ -242,8 +242,12 @@ class _Decider:
             return self.result(TIMEOUT, "time budget exhausted during falsification")
         strategy = self.options.strategy
         if strategy == "auto":
+            # input splitting pays when inputs are few and ReLUs many (ACAS Xu: 5 and 300); a network
+            # with few ReLUs has at most 2^R phase combinations, which Reluplex settles quickly even
+            # when huge weights make box bounds useless
             few_inputs = self.chain.input_size <= self.options.input_split_max_inputs
-            strategy = "input-split" if few_inputs and self.query.num_auxiliary == 0 else "relu-split"
+            many_relus = self.chain.num_relus >= self.options.input_split_min_relus
+            strategy = "input-split" if few_inputs and many_relus and self.query.num_auxiliary == 0 else "relu-split"
         if strategy == "input-split" and self.query.num_auxiliary:
             strategy = "relu-split"  # boxes cannot express auxiliary variables' constraints
         if strategy == "input-split":

@@ -145,6 +145,8 @@ def input_split_search(
         # residues go to Reluplex; the rest is split
         residue = (unstable <= options.leaf_unstable_relus) | (depth >= options.leaf_depth)
         for b in np.flatnonzero(residue):
+            if deadline is not None and time.monotonic() > deadline:
+                return SearchOutcome("timeout", reason="time budget exhausted in input splitting")
             statistics.leaves += 1
             for position in np.flatnonzero(alive[b]):
                 outcome = leaf_solver(int(position), lo[b], hi[b])

@@ -46,7 +46,9 @@ class SolverOptions:
     strategy: str = "auto"
     """``auto``, ``input-split`` (box splitting + Reluplex on small residues) or ``relu-split`` (Reluplex only)."""
     input_split_max_inputs: int = 12
-    """``auto`` splits the input box when the networks have at most this many inputs."""
+    """``auto`` splits the input box when the networks have at most this many inputs ..."""
+    input_split_min_relus: int = 40
+    """... and at least this many ReLUs (fewer ReLUs: Reluplex alone is faster and robust)."""
     leaf_unstable_relus: int = 6
     """Input splitting hands a box to Reluplex when at most this many ReLUs are unstable on it."""
     leaf_depth: int = 60

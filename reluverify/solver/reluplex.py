@@ -473,7 +473,8 @@ class ReluplexEngine:
                 if self._unfixed_broken().size == 0 and self._candidate() is None:
                     raise _Budget("unknown", "numerical trouble: a simplex solution does not evaluate as a counterexample")
                 continue
-            # Reluplex: repair the pair broken least often; split a pair once it exceeds the threshold
+            # Reluplex: repair the pair repaired most often so far (so a pair that keeps breaking
+            # reaches the threshold and is split); split a pair once it exceeds the threshold
             relu = int(broken[np.argmax(repairs[broken])])
             repairs[relu] += 1
             stats.repairs += 1
