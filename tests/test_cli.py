@@ -51,3 +51,35 @@ def test_bad_network_gives_one_line_and_nonzero_exit(tmp_path):
     assert proc.stderr.startswith("reluverify: error: ")
     proc = run_cli("info", tmp_path / "missing.onnx")
     assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_broken_vnnlib_and_wrong_arity_give_one_line_and_exit_2(tmp_path, test_bench_dir):
+    net = test_bench_dir / "test_small.onnx"  # 1 input, 1 output
+    broken = tmp_path / "broken.vnnlib"
+    broken.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (<= X_0 1)\n")
+    proc = run_cli("vnnlib", net, broken)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "broken.vnnlib:3" in proc.stderr and "never closed" in proc.stderr
+    arity = tmp_path / "arity.vnnlib"
+    arity.write_text(
+        "(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
+        "(assert (>= X_0 0)) (assert (<= X_0 1)) (assert (>= X_1 0)) (assert (<= X_1 1)) (assert (>= Y_0 1))\n"
+    )
+    proc = run_cli("vnnlib", net, arity)
+    assert proc.returncode == 2
+    assert "declares 2 inputs" in proc.stderr and "network has 1" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+
+
+def test_unsupported_operator_through_the_cli(tmp_path):
+    from onnx import helper
+
+    from onnx_builders import model, save, value
+
+    path = save(model([helper.make_node("Softmax", ["x"], ["y"], name="probs")], [value("x", [1, 3])],
+                      [value("y", [1, 3])]), tmp_path / "softmax.onnx")
+    proc = run_cli("info", path)
+    assert proc.returncode == 2
+    assert "unsupported operator 'Softmax'" in proc.stderr and "probs" in proc.stderr
+    assert "Traceback" not in proc.stderr
