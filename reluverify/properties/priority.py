@@ -34,6 +34,13 @@ from reluverify.query import Query
 _TINY = 1e-12
 
 
+def _one_thread():
+    """BLAS limited to one thread: these matrices are small, and threads only contend (as in the solver)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 # ---------------------------------------------------------------- helpers
 def _chain_of(network: Network):
     if not network.is_piecewise_linear:
@@ -102,10 +109,11 @@ def ball_scores(
     chain = _chain_of(network)
     rng = np.random.default_rng(seed)
     scores = np.empty(count)
-    for start in range(0, count, chunk):
-        part = slice(start, min(count, start + chunk))
-        scores[part] = _ball_chunk(network, chain, rng, centres[part], radii[part], lower[part], upper[part], norm,
-                                   decision, epsilon, samples, attack_steps)
+    with _one_thread():
+        for start in range(0, count, chunk):
+            part = slice(start, min(count, start + chunk))
+            scores[part] = _ball_chunk(network, chain, rng, centres[part], radii[part], lower[part], upper[part],
+                                       norm, decision, epsilon, samples, attack_steps)
     return scores
 
 
@@ -215,59 +223,110 @@ def _subset(layer_bounds, members):
 
 
 # ---------------------------------------------------------------- disjuncts and sub-domains
-def disjunct_scores(query: Query, samples: int = 256, attack_steps: int = 10, restarts: int = 4,
+def disjunct_scores(query: Query, samples: int = 128, attack_steps: int = 8, restarts: int = 2,
                     seed: int = 0) -> np.ndarray:
     """A score per disjunct of ``query`` (lower = likelier violation; ``inf``: refuted by bounds).
 
     The score is the smallest violation ``max_r (row_r - rhs_r)`` of the disjunct's rows and the
     query's input rows seen by sampling its box and a short attack (<= 0: a candidate
-    counterexample). Queries with auxiliary variables (L1 balls) or non-ReLU networks get
-    zeros: no reordering.
+    counterexample). Disjuncts over the same box share one batch of samples and one bound
+    computation. Queries with auxiliary variables (L1 balls) or non-ReLU networks get zeros: no
+    reordering.
     """
+    with _one_thread():
+        return _disjunct_scores(query, samples, attack_steps, restarts, seed)
+
+
+def _disjunct_scores(query: Query, samples: int, attack_steps: int, restarts: int, seed: int) -> np.ndarray:
     count = len(query.disjuncts)
     if query.num_auxiliary or not all(net.is_piecewise_linear for net in query.networks):
         return np.zeros(count)
     from reluverify.solver.bounds import forward_bounds, row_lower_bounds
-    from reluverify.solver.falsify import attack, random_samples, violations
+    from reluverify.solver.falsify import random_samples
 
     chain = query.relu_chain()
-    n_x, n_v = chain.input_size, query.num_inputs
+    n_x = chain.input_size
     rng = np.random.default_rng(seed)
     input_rows = query.input_constraints
     padded = np.hstack([input_rows.matrix, np.zeros((input_rows.num_rows, query.num_outputs))])
-    scores = np.empty(count)
-    layer_cache: dict[tuple[bytes, bytes], object] = {}
+    scores = np.full(count, np.inf)
+    boxes: dict[tuple[bytes, bytes], list[int]] = {}
     for k, disjunct in enumerate(query.disjuncts):
-        if disjunct.is_empty_box():
-            scores[k] = np.inf
+        if not disjunct.is_empty_box():
+            boxes.setdefault((disjunct.lower.tobytes(), disjunct.upper.tobytes()), []).append(k)
+    for members in boxes.values():
+        lo, hi = query.disjuncts[members[0]].lower[:n_x], query.disjuncts[members[0]].upper[:n_x]
+        own = [query.disjuncts[k].constraints for k in members]
+        rows = np.vstack([c.matrix for c in own] + [padded])
+        rhs = np.concatenate([c.rhs for c in own] + [input_rows.rhs])
+        starts = np.cumsum([0] + [c.num_rows for c in own])
+        shared = np.arange(starts[-1], rows.shape[0])
+        if rows.shape[0] == 0:  # no row at all: every point of the box satisfies these disjuncts
+            scores[members] = -np.inf
             continue
-        rows = np.vstack([disjunct.constraints.matrix, padded])
-        rhs = np.concatenate([disjunct.constraints.rhs, input_rows.rhs])
-        lo, hi = disjunct.lower[:n_x], disjunct.upper[:n_x]
-        key = (lo.tobytes(), hi.tobytes())
-        if key not in layer_cache:
-            layer_cache[key] = forward_bounds(chain, lo[None, :], hi[None, :])
-        bounds = row_lower_bounds(chain, lo[None, :], hi[None, :], layer_cache[key], rows[:, n_v:], rows[:, :n_x], rhs)
-        if np.any(bounds.lower[0] > 0):
-            scores[k] = np.inf
-            continue
+        # bounds: one backward pass for every row of the box
+        layer_bounds = forward_bounds(chain, lo[None, :], hi[None, :])
+        low = row_lower_bounds(chain, lo[None, :], hi[None, :], layer_bounds, rows[:, n_x:], rows[:, :n_x], rhs).lower[0]
+        # samples: one forward pass for every disjunct of the box
         points = random_samples(rng, lo, hi, samples)
-        values = violations(chain, points, rows, rhs)
-        best = np.argsort(values)[:restarts]
-        value = float(values[best[0]])
-        if value > 0 and attack_steps > 0:
-            _, attacked = attack(chain, lo, hi, rows, rhs, rng, starts=points[best], steps=attack_steps)
-            value = min(value, float(attacked.min()))
-        scores[k] = value
+        margins = points @ rows[:, :n_x].T + chain.evaluate(points) @ rows[:, n_x:].T - rhs
+        refuted_all = bool(shared.size and np.any(low[shared] > 0))
+        live, masks, first = [], [], []
+        for position, k in enumerate(members):
+            mine = np.arange(starts[position], starts[position + 1])
+            if refuted_all or np.any(low[mine] > 0):
+                continue  # refuted by bounds: stays inf
+            mask = np.zeros(rows.shape[0], dtype=bool)
+            mask[mine] = True
+            mask[shared] = True
+            values = np.where(mask, margins, -np.inf).max(axis=1)
+            best = np.argsort(values)[:restarts]
+            scores[k] = float(values[best[0]])
+            if scores[k] > 0:
+                live.append(k)
+                masks.append(np.broadcast_to(mask, (best.size, mask.size)))
+                first.append(points[best])
+        if live and attack_steps > 0:  # one batched attack for every disjunct of the box not yet violated
+            owner = np.repeat(np.arange(len(live)), [m.shape[0] for m in masks])
+            found = _attack_rows(chain, lo, hi, np.vstack(first), rows, rhs, np.vstack(masks), attack_steps)
+            for position, k in enumerate(live):
+                scores[k] = min(scores[k], float(found[owner == position].min()))
     return scores
 
 
-def order_disjuncts(query: Query, **options) -> list[int]:
+def _attack_rows(chain, lower, upper, starts, rows, rhs, mask, steps) -> np.ndarray:
+    """Projected sign-gradient descent, each start on its own conjunction of rows (``mask`` (P, R)).
+
+    Returns the smallest violation ``max_{r in mask[p]} (row_r - rhs_r)`` seen from each start.
+    """
+    n = chain.input_size
+    x = np.clip(starts, lower, upper)
+    width = upper - lower
+    best = np.full(x.shape[0], np.inf)
+    index = np.arange(x.shape[0])
+    for step in range(steps + 1):
+        y, pre = chain.forward(x)
+        margins = np.where(mask, x @ rows[:, :n].T + y @ rows[:, n:].T - rhs, -np.inf)
+        worst = np.argmax(margins, axis=1)
+        best = np.minimum(best, margins[index, worst])
+        if step == steps or np.all(best <= 0):
+            break
+        grad = _backprop(chain, pre, rows[worst, n:]) + rows[worst, :n]
+        size = 0.25 * (1.0 - step / steps) ** 2 + 1e-3
+        x = np.clip(x - size * width * np.sign(grad), lower, upper)
+    return best
+
+
+def order_disjuncts(query: Query, samples: int = 128, attack_steps: int = 8, restarts: int = 2,
+                    seed: int = 0) -> list[int]:
     """The disjunct indices of ``query``, likeliest violation first (ties keep the query's order)."""
-    return [int(k) for k in np.argsort(disjunct_scores(query, **options), kind="stable")]
+    scores = disjunct_scores(query, samples, attack_steps, restarts, seed)
+    return [int(k) for k in np.argsort(scores, kind="stable")]
 
 
-def order_queries(queries: list[Query], **options) -> list[int]:
+def order_queries(queries: list[Query], samples: int = 128, attack_steps: int = 8, restarts: int = 2,
+                  seed: int = 0) -> list[int]:
     """Query indices (e.g. sub-domains), the query with the likeliest violation first."""
-    best = [float(np.min(disjunct_scores(q, **options))) for q in queries]
+    with _one_thread():
+        best = [float(np.min(_disjunct_scores(q, samples, attack_steps, restarts, seed))) for q in queries]
     return [int(k) for k in np.argsort(np.asarray(best), kind="stable")]

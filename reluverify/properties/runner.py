@@ -18,6 +18,19 @@ together), so ``k = jobs`` is usually faster than one task per disjunct.
 
 ``timeout`` is the wall-clock budget for the whole property: every task gets what is left of
 it when it starts.
+
+**Prioritisation** (``prioritize``; by default on when there are several queries, i.e.
+sub-domains): :mod:`reluverify.properties.priority` scores every disjunct by sampling and a short
+gradient attack, refuted-by-bounds ones last; the queries run likeliest violation first and, when
+disjuncts are split, the groups are formed in that order. Verdicts and indices are unchanged.
+
+**Shared facts** (``facts``): ReLU phases proven fixed on a domain (a
+:class:`~reluverify.solver.facts.PhaseFacts`, sent to the workers as plain dicts) go to every
+task; the solver uses each one only on a query whose box lies inside the domain it was proven on
+(:meth:`~reluverify.solver.facts.PhaseFacts.covers`), never on another. By default, with several
+queries (sub-domains), the phases fixed on the hull of their boxes are computed once and shared.
+``Outcome.facts`` returns, per query, the facts its own run proved on its box, for a caller that
+splits the query further.
 """
 
 from __future__ import annotations
@@ -46,12 +59,46 @@ class Outcome:
     verdicts: list[list[str]] = field(default_factory=list)
     """Per query, the verdict per disjunct (``unknown`` for what never ran)."""
     tasks: int = 0
+    facts: list = field(default_factory=list)
+    """Per query, the phase facts (``PhaseFacts.to_dict()``) its run proved on its box; None if it never ran."""
 
 
-def _solve(query: Query, options) -> Result:
+def _solve(query: Query, options, facts=()) -> Result:
     from reluverify.solver import solve
 
-    return solve(query, options)
+    if facts:
+        from reluverify.solver.facts import PhaseFacts
+
+        facts = [f if isinstance(f, PhaseFacts) else PhaseFacts.from_dict(f) for f in facts]
+    return solve(query, options, facts=facts)
+
+
+def shared_facts(queries: list[Query], options) -> list[dict]:
+    """The ReLU phases fixed on the hull of the queries' boxes (one ``PhaseFacts.to_dict()``), or ``[]``.
+
+    Every query's box lies in the hull, so the solver may use these on each of them; only queries
+    over the same networks share them (``[]`` otherwise, and for networks that are not ReLU chains).
+    """
+    import numpy as np
+
+    if not all(n.is_piecewise_linear for q in queries for n in q.networks):
+        return []
+    from reluverify.solver.bounds import forward_bounds
+    from reluverify.solver.facts import PhaseFacts, chain_fingerprint, phases_from_bounds
+
+    chain = queries[0].relu_chain()
+    fingerprint = chain_fingerprint(chain)
+    if any(q.relu_chain() is not chain and chain_fingerprint(q.relu_chain()) != fingerprint for q in queries[1:]):
+        return []
+    n_x = chain.input_size
+    lower = np.min([q.lower[:n_x] for q in queries], axis=0)
+    upper = np.max([q.upper[:n_x] for q in queries], axis=0)
+    bounds = forward_bounds(chain, lower[None, :], upper[None, :], refine=options.refine_bounds)
+    if not bounds.pre_lower:
+        return []
+    phases = phases_from_bounds(np.concatenate([b[0] for b in bounds.pre_lower]),
+                                np.concatenate([b[0] for b in bounds.pre_upper]))
+    return [PhaseFacts(fingerprint, lower, upper, phases).to_dict()]
 
 
 def merge_verdict(verdicts: list[str]) -> str:
@@ -79,10 +126,13 @@ def disjunct_groups(count: int, split: bool | int) -> list[tuple[int, ...] | Non
 
 
 def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: bool | int = False,
-                task_timeout: float | None = None) -> Outcome:
+                task_timeout: float | None = None, *, facts=None, prioritize: bool | None = None) -> Outcome:
     """Decide every query (see the module docstring); ``options`` is a ``SolverOptions``.
 
     ``task_timeout`` caps the seconds of each task (within the overall ``options.timeout``).
+    ``facts``: ``PhaseFacts`` (or their dicts) for every task; None shares :func:`shared_facts`
+    when there are several queries. ``prioritize``: order the work by
+    :mod:`~reluverify.properties.priority`; None does so when there are several queries.
     """
     start = time.monotonic()
     deadline = None if options.timeout is None else start + options.timeout
@@ -91,6 +141,20 @@ def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: b
     reasons: list[str] = []
     found: tuple[int, Counterexample] | None = None
     tasks = 0
+    learned: list = [None] * len(queries)
+    several = len(queries) > 1
+    if facts is None:
+        facts = shared_facts(queries, options) if several else []
+    facts = [f.to_dict() if hasattr(f, "to_dict") else f for f in facts]
+    order = list(range(len(queries)))
+    disjunct_order: list[list[int] | None] = [None] * len(queries)
+    if prioritize if prioritize is not None else several:
+        from reluverify.properties.priority import order_disjuncts, order_queries
+
+        if several:
+            order = order_queries(queries)
+        if split_disjuncts:
+            disjunct_order = [order_disjuncts(q) for q in queries]
 
     def remaining() -> float | None:
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -101,6 +165,8 @@ def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: b
     def record(qi: int, group: tuple[int, ...] | None, result: Result) -> None:
         nonlocal found
         stats.merge(result.statistics)
+        if result.facts is not None and learned[qi] is None:
+            learned[qi] = result.facts.to_dict()
         members = group if group is not None else tuple(range(len(queries[qi].disjuncts)))
         per = list(result.disjunct_verdicts) or [result.verdict] * len(members)
         for k, verdict in zip(members, per):
@@ -115,7 +181,8 @@ def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: b
             reasons.append(result.reason)
 
     if jobs <= 1:
-        for qi, query in enumerate(queries):
+        for qi in order:
+            query = queries[qi]
             left = remaining()
             if left is not None and left <= 0:
                 reasons.append("time budget exhausted before every query ran")
@@ -123,20 +190,24 @@ def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: b
                     verdicts[qi][k] = TIMEOUT
                 continue
             tasks += 1
-            record(qi, None, _solve(query, replace(options, timeout=left)))
+            record(qi, None, _solve(query, replace(options, timeout=left), facts))
             if found is not None:
                 break
     else:
         from reluverify.parallel import run_tasks
 
         def generate():
-            for qi, query in enumerate(queries):
+            for qi in order:
+                query = queries[qi]
+                ranked = disjunct_order[qi]
                 for group in disjunct_groups(len(query.disjuncts), split_disjuncts):
                     if group is None:
-                        yield (qi, None), _solve, (query, replace(options, timeout=remaining()))
+                        yield (qi, None), _solve, (query, replace(options, timeout=remaining()), facts)
                     else:
+                        if ranked is not None:  # groups formed in priority order, likeliest first
+                            group = tuple(ranked[k] for k in group)
                         sub = query.with_disjuncts([query.disjuncts[k] for k in group])
-                        yield (qi, group), _solve, (sub, replace(options, timeout=remaining()))
+                        yield (qi, group), _solve, (sub, replace(options, timeout=remaining()), facts)
 
         def limit(key) -> float | None:
             left = remaining()
@@ -168,5 +239,6 @@ def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: b
         reason="" if verdict in (SAT, UNSAT) else "; ".join(dict.fromkeys(reasons)) or "undecided",
         verdicts=verdicts,
         tasks=tasks,
+        facts=learned,
     )
 
