@@ -39,6 +39,24 @@ def margins(network: Network, points: np.ndarray, outputs: np.ndarray, rows: np.
         return np.einsum("prw,pw->pr", rows, full) - rhs
 
 
+def relative_violations(points: np.ndarray, outputs: np.ndarray, rows: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Each point's largest ``(row @ [v; y] - rhs) / (1 + |row| @ |[v; y]| + |rhs|)`` (P,).
+
+    The scale of :func:`reluverify.solver.confirm.confirm`'s tolerance: a point whose relative
+    violation is at most that tolerance may be confirmed, even if it misses a row by round-off.
+    """
+    full = np.concatenate([points, outputs], axis=1)
+    if rows.ndim == 2:
+        rows = np.broadcast_to(rows[None], (full.shape[0],) + rows.shape)
+        rhs = np.broadcast_to(rhs[None], (full.shape[0],) + rhs.shape)
+    finite = np.isfinite(rhs)
+    bound = np.where(finite, rhs, 0.0)
+    margin = np.einsum("prw,pw->pr", rows, full) - bound
+    scale = 1.0 + np.einsum("prw,pw->pr", np.abs(rows), np.abs(full)) + np.abs(bound)
+    value = np.where(finite, margin / scale, -np.inf)
+    return value.max(axis=1) if value.shape[1] else np.full(full.shape[0], -np.inf)
+
+
 def violations(network: Network, points: np.ndarray, rows: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """The violation of every point (P,) for its rows (see the module docstring)."""
     return margins(network, points, network.evaluate_all(points)[-1], rows, rhs).max(axis=1)

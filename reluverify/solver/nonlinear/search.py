@@ -54,7 +54,7 @@ import numpy as np
 
 from reluverify.query import Query
 from reluverify.solver.confirm import confirm
-from reluverify.solver.nonlinear.attack import pgd, stack_rows, uniform_samples
+from reluverify.solver.nonlinear.attack import pgd, relative_violations, stack_rows, uniform_samples
 from reluverify.solver.nonlinear.bounds import Layout, linearised_row_bounds, node_bounds
 from reluverify.solver.nonlinear.options import NonlinearOptions
 from reluverify.solver.nonlinear.problem import Problem, Target, build_problem
@@ -115,12 +115,15 @@ class _Search:
         self.found = cex
         return True
 
-    def confirm_best(self, points: np.ndarray, values: np.ndarray, targets: list[Target], limit: int = 4) -> bool:
-        """Confirm up to ``limit`` of the points whose violation is <= 0, most violating first."""
+    def confirm_best(self, points: np.ndarray, owners: np.ndarray, targets: list[Target], limit: int = 4) -> bool:
+        """Confirm up to ``limit`` of the points (point i proposed for ``targets[owners[i]]``) that satisfy
+        their target in float64 up to the confirmation tolerance, most violating first."""
+        rows, rhs = stack_rows([t.rows for t in targets], [t.rhs for t in targets])
+        values = relative_violations(points, self.network.evaluate(points), rows[owners], rhs[owners])
         for i in np.argsort(values)[:limit]:
-            if values[i] > 0:
+            if values[i] > self.options.confirm_tolerance:
                 break
-            if self.try_confirm(points[i], targets[i]):
+            if self.try_confirm(points[i], targets[owners[i]]):
                 return True
         return False
 
@@ -145,10 +148,7 @@ class _Search:
         for target in targets:
             samples = uniform_samples(self.rng, target.lower, target.upper, opts.random_samples)
             self.stats.falsification_samples += samples.shape[0]
-            y = self.network.evaluate(samples)
-            full = np.concatenate([samples, y], axis=1)
-            values = (full @ target.rows.T - target.rhs).max(axis=1) if target.rhs.size else np.full(len(samples), -np.inf)
-            if self.confirm_best(samples, values, [target] * len(samples)):
+            if self.confirm_best(samples, np.zeros(len(samples), dtype=int), [target]):
                 return True
             if self.timed_out():
                 return False
@@ -163,9 +163,9 @@ class _Search:
         rows, rhs = stack_rows([t.rows for t in targets], [t.rhs for t in targets])
         lower = np.stack([targets[t].lower for t in owners])
         upper = np.stack([targets[t].upper for t in owners])
-        points, values = pgd(self.network, np.concatenate(starts), lower, upper, rows[owners], rhs[owners], opts.attack_steps)
+        points, _ = pgd(self.network, np.concatenate(starts), lower, upper, rows[owners], rhs[owners], opts.attack_steps)
         self.stats.falsification_samples += points.shape[0] * opts.attack_steps
-        return self.confirm_best(points, values, [targets[t] for t in owners], limit=8)
+        return self.confirm_best(points, owners, targets, limit=8)
 
     # ---------------------------------------------------------------- branch and bound
     def branch_and_bound(self, targets: list[Target]) -> str:
@@ -287,8 +287,6 @@ class _Search:
 
     def _candidates(self, lo, hi, alive, coef, tight, targets, padded_rows, padded_rhs) -> bool:
         """Box centres, the vertices minimising each alive target's tightest row, and a short attack from them."""
-        n = lo.shape[1]
-        batch, d = alive.shape
         chosen = np.take_along_axis(coef, tight[:, :, None], axis=1)  # (B, D, n)
         vertices = np.where(chosen > 0, lo[:, None, :], hi[:, None, :])
         box, target = np.nonzero(alive)
@@ -297,12 +295,10 @@ class _Search:
         owners = np.concatenate([target, target])
         boxes = np.concatenate([box, box])
         steps = self.options.box_attack_steps
-        found, values = pgd(
-            self.network, points, lo[boxes], hi[boxes], padded_rows[owners], padded_rhs[owners], steps
-        )
+        found, _ = pgd(self.network, points, lo[boxes], hi[boxes], padded_rows[owners], padded_rhs[owners], steps)
         self.stats.candidates_checked += points.shape[0]
         self.stats.falsification_samples += points.shape[0] * max(steps, 1)
-        return self.confirm_best(found, values, [targets[t] for t in owners], limit=8)
+        return self.confirm_best(found, owners, targets, limit=8)
 
     # ---------------------------------------------------------------- driver
     def run(self) -> Result:
