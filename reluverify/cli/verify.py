@@ -29,7 +29,8 @@ def add_common_arguments(parser, timeout_help: str = "seconds for the whole chec
                         help="solver strategy (default auto)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--cex-out", metavar="FILE",
-                        help="write a counterexample as JSON to FILE and as .npz beside it")
+                        help="write a counterexample as JSON to FILE and as .npz beside it "
+                        "(FILE's .json suffix replaced by .npz, else FILE.npz)")
 
 
 def register(subparsers) -> None:
