@@ -73,10 +73,6 @@ def solve_nonlinear(query: Query, options: SolverOptions | NonlinearOptions | No
     return _Search(query, options).run()
 
 
-class _Stop(Exception):
-    """The time budget ran out (caught in :meth:`_Search.run`, never escapes)."""
-
-
 class _Search:
     def __init__(self, query: Query, options: NonlinearOptions) -> None:
         self.query = query
