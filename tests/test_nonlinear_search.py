@@ -229,6 +229,8 @@ def test_relaxation_splits_are_sound_on_random_dags(seed):
         query = box_query(net, lower, upper, [[(c, threshold)]])
         for split in ("relaxation", "alternate"):
             result = solve_nonlinear(query, replace(OPTIONS, split=split, falsify=False, timeout=2.0))
+            stats = result.statistics
+            assert stats.relu_splits <= stats.splits - stats.input_splits  # relaxation splits at ReLU inputs
             if np.any(values <= threshold):
                 assert result.verdict != UNSAT
             if result.verdict == SAT:

@@ -36,7 +36,8 @@ Reluplex procedure of :mod:`reluverify.solver.decide` handles networks that are 
 (``solve`` dispatches); a mixed network's ReLUs are decided here, by bounds and splits only.
 
 **Statistics:** ``boxes`` bounded, ``leaves`` closed by bounds, ``splits`` (``input_splits`` of
-them along input dimensions, the rest relaxation splits), ``candidates_checked`` points evaluated
+them along input dimensions, the rest relaxation splits, ``relu_splits`` of which cut a ReLU
+input), ``candidates_checked`` points evaluated
 during the search, ``candidates_rejected`` confirmations that failed, ``falsification_samples``
 network evaluations spent proposing points, ``max_depth``.
 
@@ -253,6 +254,7 @@ class _Search:
             if np.any(value_split):
                 b, e = at[value_split], value[value_split]
                 cut = self.scorer.split_points(flat_lo[b, e], flat_hi[b, e], e)
+                self.stats.relu_splits += int(self.scorer.relu_input[e].sum())
                 left_khi[b, e] = np.minimum(left_khi[b, e], cut)
                 right_klo[b, e] = np.maximum(right_klo[b, e], cut)
             self.stats.input_splits += int(by_input.sum())
