@@ -10,7 +10,8 @@ confirmed by onnxruntime, ``unsat`` only when every box is refuted by sound boun
 Modules: ``relaxations`` (tangent/chord lines, McCormick planes), ``bounds`` (interval and
 back-substitution bounds, batched over boxes), ``gradient`` (numpy reverse mode through the IR),
 ``attack`` (sampling and PGD), ``problem`` (a query as one network and its targets), ``region``
-(input rows, e.g. L1 balls), ``options`` (:class:`NonlinearOptions`), ``search`` (the procedure).
+(input rows, e.g. L1 balls), ``splitting`` (input or relaxation-interval splits), ``options``
+(:class:`NonlinearOptions`), ``search`` (the procedure).
 """
 
 from reluverify.solver.nonlinear.options import NonlinearOptions
