@@ -21,6 +21,7 @@ object store, so the nodes need reluverify installed but not the network files.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections import deque
@@ -90,9 +91,11 @@ class LocalBackend:
                     load_network(path, sha)
                 except ReluverifyError:
                     pass  # each of its jobs reports the problem as an error row
+        gc.freeze()  # the parent's objects stay out of the workers' garbage collections (fewer copied pages)
         try:
             yield from self._run(jobs, settings)
         finally:
+            gc.unfreeze()
             if self.worker is run_job:
                 restore_blas_threads()
 
