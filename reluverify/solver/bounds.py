@@ -287,3 +287,34 @@ def gradient_magnitude(chain: ReluChain, layer_bounds: LayerBounds, out_rows: np
         centre = (centre.reshape(-1, width) @ w).reshape(b, k, -1)
         radius = (radius.reshape(-1, width) @ np.abs(w)).reshape(b, k, -1)
     return np.abs(centre + in_rows) + radius
+
+
+def dual_lower_bound(
+    coef: np.ndarray,
+    const: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    rows: np.ndarray,
+    rhs: np.ndarray,
+    iterations: int = 40,
+) -> np.ndarray:
+    """A lower bound of ``coef @ x + const`` over ``box ∩ {rows @ x <= rhs}`` (Lagrangian dual).
+
+    For every ``lam >= 0``, ``min_{x in box} (coef + lam @ rows) @ x - lam @ rhs + const`` is a
+    valid lower bound (weak duality); ``lam`` is improved by projected subgradient ascent and the
+    best bound seen is returned, so the result is sound however few iterations run. It recovers
+    what a box alone loses, e.g. the coupling ``|x1 - x2| <= delta`` of two network copies.
+    Shapes: ``coef`` (B, R, n), ``const`` (B, R), ``lower``/``upper`` (B, n), ``rows`` (m, n).
+    """
+    lo, hi = lower[:, None, :], upper[:, None, :]
+    lam = np.zeros(coef.shape[:2] + (rows.shape[0],))
+    scale = np.abs(coef).max(axis=2, keepdims=True) / max(float(np.abs(rows).max()), 1e-300)
+    best = np.full(coef.shape[:2], -np.inf)
+    for k in range(iterations):
+        shifted = coef + lam @ rows
+        vertex = np.where(shifted > 0, lo, hi)
+        value = np.einsum("brn,brn->br", shifted, vertex) - lam @ rhs + const
+        best = np.maximum(best, value)
+        gradient = vertex @ rows.T - rhs  # d value / d lam at this vertex
+        lam = np.maximum(lam + scale * gradient / np.sqrt(k + 1.0), 0.0)  # any lam is sound; steps ~ 1/sqrt(k)
+    return best

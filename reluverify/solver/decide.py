@@ -105,32 +105,60 @@ class _Decider:
 
     # -------------------------------------------------------------- phases
     def falsify(self, live: list[int]) -> bool:
+        """Sampling, then a gradient attack; disjuncts sharing an input box are attacked in one batch."""
         if not self.options.falsify or self.query.num_auxiliary:
             return False
         opts = self.options
         rng = np.random.default_rng(opts.seed)
-        for k in live:
-            d = self.query.disjuncts[k]
-            rows, rhs = self.targets[k]
-            samples = random_samples(rng, d.lower, d.upper, opts.random_samples)
+        groups = self.box_groups(live)
+        for members in groups:
+            box = self.query.disjuncts[members[0]]
+            rows, rhs, mask_of = self.stacked_targets(members)
+            samples = random_samples(rng, box.lower, box.upper, opts.random_samples)
             self.stats.falsification_samples += samples.shape[0]
-            values = violations(self.chain, samples, rows, rhs)
-            for i in np.argsort(values)[:4]:
-                if values[i] <= 0 and self.try_confirm(samples[i], k):
-                    return True
+            n = self.chain.input_size
+            y = self.chain.evaluate(samples)
+            margins = samples @ rows[:, :n].T + y @ rows[:, n:].T - rhs  # (S, R)
+            for position, k in enumerate(members):
+                values = np.where(mask_of[position], margins, -np.inf).max(axis=1) if rows.shape[0] else np.zeros(len(samples))
+                for i in np.argsort(values)[:4]:
+                    if values[i] <= 0 and self.try_confirm(samples[i], k):
+                        return True
             if self.timed_out():
                 return False
-        for k in live:
-            d = self.query.disjuncts[k]
-            rows, rhs = self.targets[k]
-            points, values = attack(self.chain, d.lower, d.upper, rows, rhs, rng, restarts=opts.attack_restarts, steps=opts.attack_steps)
+        for members in groups:
+            box = self.query.disjuncts[members[0]]
+            rows, rhs, mask_of = self.stacked_targets(members)
+            restarts = opts.attack_restarts
+            starts = np.concatenate(
+                [0.5 * (box.lower + box.upper)[None, :], rng.uniform(box.lower, box.upper, size=(restarts - 1, box.lower.size))]
+            )
+            starts = np.tile(starts, (len(members), 1))
+            mask = np.repeat(mask_of, restarts, axis=0)
+            points, values = attack(self.chain, box.lower, box.upper, rows, rhs, rng, starts=starts, steps=opts.attack_steps, mask=mask)
             self.stats.falsification_samples += points.shape[0] * opts.attack_steps
-            for i in np.argsort(values)[:4]:
-                if values[i] <= 0 and self.try_confirm(points[i], k):
+            for i in np.argsort(values)[: 4 * len(members)]:
+                if values[i] <= 0 and self.try_confirm(points[i], members[i // restarts]):
                     return True
             if self.timed_out():
                 return False
         return False
+
+    def box_groups(self, members: list[int]) -> list[list[int]]:
+        """Disjuncts grouped by identical input box (in order of first appearance)."""
+        groups: dict[tuple[bytes, bytes], list[int]] = {}
+        for k in members:
+            d = self.query.disjuncts[k]
+            groups.setdefault((d.lower.tobytes(), d.upper.tobytes()), []).append(k)
+        return list(groups.values())
+
+    def stacked_targets(self, members: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows of several disjuncts stacked, and a mask (members, rows) of each one's rows."""
+        rows = np.vstack([self.targets[k][0] for k in members])
+        rhs = np.concatenate([self.targets[k][1] for k in members])
+        sizes = [self.targets[k][1].size for k in members]
+        owner = np.repeat(np.arange(len(members)), sizes)
+        return rows, rhs, owner[None, :] == np.arange(len(members))[:, None]
 
     def engine(self, lower: np.ndarray, upper: np.ndarray) -> ReluplexEngine:
         """The Reluplex engine for the input box ``[lower, upper]`` (one tableau for all disjuncts)."""
@@ -178,11 +206,7 @@ class _Decider:
         return outcome
 
     def prove_by_input_splitting(self, live: list[int]) -> Result | None:
-        groups: dict[tuple[bytes, bytes], list[int]] = {}
-        for k in live:
-            d = self.query.disjuncts[k]
-            groups.setdefault((d.lower.tobytes(), d.upper.tobytes()), []).append(k)
-        for members in groups.values():
+        for members in self.box_groups(live):
             box = self.query.disjuncts[members[0]]
             targets = [Target(k, *self.targets[k]) for k in members]
 
@@ -200,6 +224,9 @@ class _Decider:
                 confirm=lambda x, position, members=members: self.try_confirm(x, members[position]),
                 leaf_solver=leaf_solver,
                 known=self.known,
+                input_rows=(self.query.input_constraints.matrix, self.query.input_constraints.rhs)
+                if self.query.input_constraints.num_rows
+                else None,
             )
             if outcome.status == SAT:
                 return self.result(SAT)

@@ -13,19 +13,26 @@ import numpy as np
 from reluverify.network import ReluChain
 
 
-def violations(chain: ReluChain, x: np.ndarray, rows: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Violation of each point (batch,) -- <= 0 means the target holds there."""
+def violations(chain: ReluChain, x: np.ndarray, rows: np.ndarray, rhs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Violation of each point (batch,) -- <= 0 means the target holds there.
+
+    ``mask`` (batch, rows), when given, selects the rows of each point's own target.
+    """
     n = chain.input_size
     y = chain.evaluate(x)
     margins = x @ rows[:, :n].T + y @ rows[:, n:].T - rhs
+    if mask is not None:
+        margins = np.where(mask, margins, -np.inf)
     return margins.max(axis=1) if margins.shape[1] else np.full(x.shape[0], -np.inf)
 
 
-def _violation_gradient(chain: ReluChain, x: np.ndarray, rows: np.ndarray, rhs: np.ndarray):
-    """Violation and its (sub)gradient with respect to x, batched."""
+def _violation_gradient(chain: ReluChain, x: np.ndarray, rows: np.ndarray, rhs: np.ndarray, mask: np.ndarray | None = None):
+    """Violation and its (sub)gradient with respect to x, batched (``mask`` as in :func:`violations`)."""
     n = chain.input_size
     y, pre = chain.forward(x)
     margins = x @ rows[:, :n].T + y @ rows[:, n:].T - rhs
+    if mask is not None:
+        margins = np.where(mask, margins, -np.inf)
     worst = np.argmax(margins, axis=1)
     grad = rows[worst, n:]  # (B, m): d violation / d y
     grad = grad @ chain.weights[-1]
@@ -57,11 +64,13 @@ def attack(
     starts: np.ndarray | None = None,
     restarts: int = 8,
     steps: int = 60,
+    mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Projected sign-gradient descent on the violation from several starts (PGD).
 
     Returns the best point of every start and its violation; the search of a start stops
-    as soon as its violation is negative.
+    as soon as its violation is negative. With ``mask`` (starts, rows), each start attacks
+    its own target (several disjuncts attacked in one batch).
     """
     n = lower.shape[0]
     width = upper - lower
@@ -71,7 +80,7 @@ def attack(
     best_x = x.copy()
     best_v = np.full(x.shape[0], np.inf)
     for step in range(steps):
-        value, grad = _violation_gradient(chain, x, rows, rhs)
+        value, grad = _violation_gradient(chain, x, rows, rhs, mask)
         improved = value < best_v
         best_v = np.where(improved, value, best_v)
         best_x[improved] = x[improved]
@@ -80,7 +89,7 @@ def attack(
             break
         size = 0.25 * (1.0 - step / steps) ** 2 + 1e-3
         x = np.where(active[:, None], np.clip(x - size * width * np.sign(grad), lower, upper), x)
-    value = violations(chain, x, rows, rhs)
+    value = violations(chain, x, rows, rhs, mask)
     improved = value < best_v
     best_v = np.where(improved, value, best_v)
     best_x[improved] = x[improved]

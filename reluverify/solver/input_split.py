@@ -25,7 +25,13 @@ from typing import Callable
 import numpy as np
 
 from reluverify.network import ReluChain
-from reluverify.solver.bounds import LayerBounds, forward_bounds, gradient_magnitude, row_lower_bounds
+from reluverify.solver.bounds import (
+    LayerBounds,
+    dual_lower_bound,
+    forward_bounds,
+    gradient_magnitude,
+    row_lower_bounds,
+)
 from reluverify.solver.options import SolverOptions
 from reluverify.solver.reluplex import LeafOutcome
 from reluverify.solver.result import Statistics
@@ -89,12 +95,15 @@ def input_split_search(
     confirm: Callable[[np.ndarray, int], bool],
     leaf_solver: Callable[[int, np.ndarray, np.ndarray], LeafOutcome],
     known: tuple[list, list] | None = None,
+    input_rows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SearchOutcome:
     """Search ``lower <= x <= upper`` for a point satisfying some target (see module docstring).
 
     ``confirm(x, target_position)`` confirms a candidate with onnxruntime;
     ``leaf_solver(target_position, lo, hi)`` runs Reluplex on a residue box;
-    ``known`` holds pre-activation bounds valid on the whole search box (reused facts).
+    ``known`` holds pre-activation bounds valid on the whole search box (reused facts);
+    ``input_rows`` = (A, b) are constraints ``A x <= b`` shared by every target, used to
+    shrink each box before it is bounded (e.g. the pair rows of a two-copy query).
     """
     known_lower, known_upper = known if known is not None else (None, None)
     n = chain.input_size
@@ -112,17 +121,31 @@ def input_split_search(
     stack.push(lower[None, :], upper[None, :], np.ones((1, d), dtype=bool), np.zeros(1, dtype=np.int64))
     undecided: list[str] = []
     processed = 0
+    seconds_per_box = 0.0
     while stack.size:
+        if processed:  # running estimate of the cost of one box (bounds, candidates, residues)
+            seconds_per_box = 0.5 * seconds_per_box + 0.5 * (time.monotonic() - batch_started) / batch
         if deadline is not None and time.monotonic() > deadline:
             return SearchOutcome("timeout", reason="time budget exhausted in input splitting")
         if options.node_budget is not None and processed > options.node_budget:
             return SearchOutcome("unknown", reason="node budget exhausted in input splitting")
-        lo, hi, alive, depth = stack.pop(options.batch_size)
+        # about a second of work per batch, so the deadline is never overshot by much
+        batch_size = int(np.clip(1.0 / max(seconds_per_box, 1e-6), 16, options.batch_size))
+        batch_started = time.monotonic()
+        lo, hi, alive, depth = stack.pop(batch_size)
         batch = lo.shape[0]
         processed += batch
         statistics.boxes += batch
+        if input_rows is not None:
+            lo, hi, empty = tighten_boxes(lo, hi, *input_rows)
+            alive &= ~empty[:, None]
         layer_bounds = forward_bounds(chain, lo, hi, known_lower, known_upper, refine=options.refine_bounds)
         row_bounds = row_lower_bounds(chain, lo, hi, layer_bounds, rows[:, n:], rows[:, :n], rhs)
+        if input_rows is not None:
+            # the shared input rows also bind the rows' linear lower bounds (Lagrangian dual)
+            row_bounds.lower = np.maximum(
+                row_bounds.lower, dual_lower_bound(row_bounds.coef, row_bounds.const, lo, hi, *input_rows)
+            )
         refuted = row_bounds.lower > options.prune_margin  # (B, R)
         dead = (refuted[:, None, :] & owner_matrix[None, :, :]).any(axis=2)  # (B, D)
         dead |= layer_bounds.infeasible[:, None]  # no input of the box meets the known bounds
@@ -180,6 +203,32 @@ def input_split_search(
     if undecided:
         return SearchOutcome("unknown", reason=undecided[0])
     return SearchOutcome("unsat")
+
+
+def tighten_boxes(lower: np.ndarray, upper: np.ndarray, rows: np.ndarray, rhs: np.ndarray, rounds: int = 2):
+    """Shrink boxes (B, n) to the hull of their points that satisfy ``rows @ x <= rhs``.
+
+    Interval propagation: ``a_j x_j <= rhs - sum_{k != j} min(a_k x_k)`` for every row and
+    variable. Sound: no point of a box that satisfies the rows is cut. Returns the new
+    bounds and a mask of boxes found empty.
+    """
+    lo, hi = lower.copy(), upper.copy()
+    if rows.shape[0] == 0:
+        return lo, hi, np.zeros(lo.shape[0], dtype=bool)
+    a = rows[None, :, :]  # (1, R, n)
+    nonzero = a != 0
+    safe = np.where(nonzero, a, 1.0)
+    for _ in range(rounds):
+        contribution = np.minimum(a * lo[:, None, :], a * hi[:, None, :])  # (B, R, n)
+        rest = contribution.sum(axis=2, keepdims=True) - contribution
+        bound = (rhs[None, :, None] - rest) / safe
+        slack = 1e-12 * (1.0 + np.abs(bound))
+        new_hi = np.where(a > 0, bound + slack, np.inf).min(axis=1)
+        new_lo = np.where(a < 0, bound - slack, -np.inf).max(axis=1)
+        lo, hi = np.maximum(lo, new_lo), np.minimum(hi, new_hi)
+    empty = np.any(lo > hi, axis=1)
+    hi = np.maximum(hi, lo)
+    return lo, hi, empty
 
 
 def _select(bounds: LayerBounds, index: np.ndarray) -> LayerBounds:

@@ -29,7 +29,7 @@ from reluverify.solver.bound_store import BoundStore
 from reluverify.solver.bounds import forward_bounds, row_lower_bounds
 from reluverify.solver.options import SolverOptions
 from reluverify.solver.result import Statistics
-from reluverify.solver.tableau import BUDGET, FEASIBLE, INFEASIBLE, Tableau
+from reluverify.solver.tableau import BUDGET, FEASIBLE, INFEASIBLE, OUT_OF_TIME, Tableau
 
 ACTIVE, INACTIVE = 1, 0
 
@@ -454,10 +454,14 @@ class ReluplexEngine:
             if deadline is not None and time.monotonic() > deadline:
                 raise _Budget("timeout", "time budget exhausted in the Reluplex search")
             stats.simplex_calls += 1
-            outcome = tableau.check(store, max_pivots=20000, bland_after=opts.bland_after, refactor_every=opts.refactor_every)
+            outcome = tableau.check(
+                store, max_pivots=20000, bland_after=opts.bland_after, refactor_every=opts.refactor_every, deadline=deadline
+            )
             stats.pivots += outcome.pivots
             if outcome.status == BUDGET:
                 raise _Budget("unknown", "the simplex exceeded its pivot budget")
+            if outcome.status == OUT_OF_TIME:
+                raise _Budget("timeout", "time budget exhausted in the simplex")
             if outcome.status == INFEASIBLE:
                 if not self._backtrack(frames):
                     return LeafOutcome("unsat")

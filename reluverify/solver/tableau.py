@@ -15,13 +15,14 @@ cannot be (infeasible). The basis survives bound changes, so every call is warm-
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from reluverify.solver.bound_store import BoundStore
 
-FEASIBLE, INFEASIBLE, BUDGET = "feasible", "infeasible", "budget"
+FEASIBLE, INFEASIBLE, BUDGET, OUT_OF_TIME = "feasible", "infeasible", "budget", "out of time"
 
 
 def _rank_one_update(matrix: np.ndarray, column: np.ndarray, row: np.ndarray) -> np.ndarray:
@@ -144,7 +145,14 @@ class Tableau:
         self.pivots_since_refactor += 1
 
     # --------------------------------------------------------------- simplex
-    def check(self, store: BoundStore, max_pivots: int, bland_after: int, refactor_every: int) -> SimplexOutcome:
+    def check(
+        self,
+        store: BoundStore,
+        max_pivots: int,
+        bland_after: int,
+        refactor_every: int,
+        deadline: float | None = None,
+    ) -> SimplexOutcome:
         """Drive the basic variables into their bounds, or prove that no assignment can.
 
         A phase-1 primal simplex on the sum of infeasibilities ``w``: the entering variable
@@ -173,6 +181,8 @@ class Tableau:
                 return SimplexOutcome(FEASIBLE, pivots=pivots)
             if steps >= max_pivots:
                 return SimplexOutcome(BUDGET, pivots=pivots)
+            if deadline is not None and steps % 32 == 31 and time.monotonic() > deadline:
+                return SimplexOutcome(OUT_OF_TIME, pivots=pivots)
             steps += 1
             sigma = above.astype(np.float64) - below.astype(np.float64)
             active_rows = np.flatnonzero(sigma)
