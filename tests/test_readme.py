@@ -34,3 +34,12 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     assert install.replace("pip install", "python3 -m pip install --quiet") in ci
     assert test in ci
+
+
+def test_python_example_runs_as_written():
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)\n```", text, flags=re.S)
+    assert blocks, "the README shows the Python API"
+    proc = subprocess.run([sys.executable, "-c", blocks[0]], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("robust 2 ")
