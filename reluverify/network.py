@@ -147,15 +147,15 @@ class Network:
         return set(self.activation_counts) <= {"relu"}
 
     # ------------------------------------------------------------- evaluation
-    def evaluate_all(self, inputs: np.ndarray) -> list[np.ndarray]:
-        """Values of every node for a batch ``inputs`` of shape (batch, input_size)."""
+    def evaluate_all(self, inputs: np.ndarray, upto: int | None = None) -> list[np.ndarray]:
+        """Values of every node (or of nodes ``0..upto``) for a batch ``inputs`` of shape (batch, input_size)."""
         x = np.asarray(inputs, dtype=np.float64)
         if x.ndim == 1:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != self.input_size:
             raise NetworkError(f"expected inputs of shape (batch, {self.input_size}), got {np.shape(inputs)}")
         values: list[np.ndarray] = [x]
-        for node in self.nodes[1:]:
+        for node in self.nodes[1 : None if upto is None else upto + 1]:
             if isinstance(node, AffineNode):
                 out = np.broadcast_to(node.bias, (x.shape[0], node.size)).copy()
                 for s, w in zip(node.sources, node.weights):

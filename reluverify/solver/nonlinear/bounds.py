@@ -329,21 +329,8 @@ def _relinearise(network, lo, hi, lower, upper, start, multiplier, input_part, o
 
 
 def _prefix(network: Network, x: np.ndarray, upto: int) -> list[np.ndarray]:
-    """Values of nodes ``0..upto`` for a batch (the rest of ``evaluate_all``'s list is not computed)."""
-    from reluverify.network import ACTIVATIONS
-
-    values = [x]
-    for node in network.nodes[1 : upto + 1]:
-        if isinstance(node, AffineNode):
-            out = np.broadcast_to(node.bias, (x.shape[0], node.size)).copy()
-            for source, weight in zip(node.sources, node.weights):
-                out += values[source] @ weight.T
-        elif isinstance(node, ActivationNode):
-            out = ACTIVATIONS[node.kind](values[node.source])
-        else:
-            out = values[node.left] * values[node.right]
-        values.append(out)
-    return values
+    """Values of nodes ``0..upto`` for a batch (the rest of the network is not computed)."""
+    return network.evaluate_all(x, upto=upto)
 
 
 def _relaxations_at(network: Network, lo, hi, values: list[np.ndarray], upto: int, plans: dict) -> dict:
