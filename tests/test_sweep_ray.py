@@ -102,3 +102,30 @@ def test_ray_retries_a_dead_worker_once_then_reports_an_error(local_ray, plan, t
     assert len(rows) == 4
     assert rows[1]["verdict"] == "error" and rows[1]["attempts"] == 2 and "died" in rows[1]["reason"]
     assert all(rows[i]["verdict"] in ("robust", "not robust") for i in (0, 2, 3))
+
+
+def hang_on_point_0(job, settings, data=None):
+    """A worker stuck on point 0 (sent by value too)."""
+    if job["point_index"] == 0:
+        time.sleep(600)
+    from reluverify.sweep.worker import run_job
+
+    return run_job(job, settings, data)
+
+
+def test_ray_kills_a_query_past_its_timeout_and_goes_on(local_ray, plan, tmp_path):
+    import sys
+
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    folder, jobs = plan
+    jobs = [j for j in jobs if j.epsilon is None and j.delta == 0.05]
+    start = time.monotonic()
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        backend = RayBackend(timeout=1.0, kill_grace=0.5, worker=hang_on_point_0)
+        run_sweep(jobs, store, backend, {}, order="plan", progress=False)
+        rows = {r["point_index"]: r for r in store.rows()}
+    assert time.monotonic() - start < 60
+    assert rows[0]["verdict"] == "timeout" and "killed after" in rows[0]["reason"]
+    assert all(rows[i]["verdict"] in ("robust", "not robust") for i in (1, 2, 3))
