@@ -170,14 +170,17 @@ def test_a_shipped_network_with_300_relus_per_copy():
     assert np.abs(y1 - y2).max() >= 0.05 - 1e-5
 
 
-def test_adaptive_refinement_decides_what_input_splitting_stalls_on(tmp_path):
-    """The query of test_brute_force_pairs_bracket_the_answer stalls in input splitting with the
-    default strategy; halving undecided sub-domains (which also shrinks x2's box) decides it."""
+def test_adaptive_refinement_decides_what_a_small_budget_cannot(tmp_path):
+    """With a node budget too small for the whole domain (each query then answers ``unknown``,
+    deterministically, unlike a time limit), halving undecided sub-domains -- which also shrinks
+    x2's box -- decides the query of test_brute_force_pairs_bracket_the_answer."""
     net = random_net(tmp_path, 5, (2, 5, 4, 2))
     domain = (np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
     epsilon = 1.5 * brute_force_max_difference(net, domain, 0.1, "inf")
     prop = GlobalRobustness(net.network, Domain(*domain), 0.1, epsilon, "inf", 2)
-    result = prop.check(OPTIONS, subdomain_timeout=0.5)
+    budget = SolverOptions(timeout=60, node_budget=3, strategy="relu-split")
+    assert prop.check(budget).verdict == "unknown"  # without refinement the budget is too small
+    result = prop.check(budget, subdomain_timeout=30)
     assert result.verdict == "robust", result.summary()
     assert result.parameters["rounds"] >= 2 and len(result.subdomains) > 2
     assert all(s["verdict"] == "unsat" for s in result.subdomains)

@@ -42,6 +42,7 @@ class _Decider:
         self.fingerprint = chain_fingerprint(self.chain)
         usable = [f for f in facts if f.covers(self.fingerprint, query.lower[:n_x], query.upper[:n_x])]
         self.known = known_bounds(usable, self.chain.layer_sizes) if usable else None
+        self._layer_bounds: dict[tuple[bytes, bytes], object] = {}
         self.facts = self._facts_on_box()
         n_v, m = query.num_inputs, query.num_outputs
         input_rows = query.input_constraints
@@ -60,12 +61,22 @@ class _Decider:
         self.reasons: list[str] = []
 
     # ------------------------------------------------------------ helpers
+    def layer_bounds(self, lower: np.ndarray, upper: np.ndarray):
+        """Forward bounds of the chain on one box of network inputs (cached: disjuncts share boxes)."""
+        n_x = self.chain.input_size
+        key = (lower[:n_x].tobytes(), upper[:n_x].tobytes())
+        if key not in self._layer_bounds:
+            known_lower, known_upper = self.known if self.known else (None, None)
+            self._layer_bounds[key] = forward_bounds(
+                self.chain, lower[None, :n_x], upper[None, :n_x], known_lower, known_upper, refine=self.options.refine_bounds
+            )
+        return self._layer_bounds[key]
+
     def _facts_on_box(self) -> PhaseFacts:
         """The ReLU phases that bounds fix on the whole query box (for reuse on its sub-domains)."""
         n_x = self.chain.input_size
         lo, hi = self.query.lower[None, :n_x], self.query.upper[None, :n_x]
-        known_lower, known_upper = self.known if self.known else (None, None)
-        bounds = forward_bounds(self.chain, lo, hi, known_lower, known_upper, refine=self.options.refine_bounds)
+        bounds = self.layer_bounds(self.query.lower, self.query.upper)
         if bounds.pre_lower:
             pre_lo = np.concatenate([b[0] for b in bounds.pre_lower])
             pre_hi = np.concatenate([b[0] for b in bounds.pre_upper])
@@ -185,8 +196,7 @@ class _Decider:
         rows, rhs = self.targets[k]
         n_x = self.chain.input_size
         lo, hi = lower[None, :n_x], upper[None, :n_x]
-        known_lower, known_upper = self.known if self.known else (None, None)
-        layer_bounds = forward_bounds(self.chain, lo, hi, known_lower, known_upper, refine=self.options.refine_bounds)
+        layer_bounds = self.layer_bounds(lower, upper)
         if layer_bounds.infeasible[0]:
             return True
         in_rows = rows[:, :n_x]
@@ -241,9 +251,6 @@ class _Decider:
     def prove_by_relu_splitting(self, live: list[int]) -> Result | None:
         for k in live:
             d = self.query.disjuncts[k]
-            if self.refuted_by_bounds(k, d.lower, d.upper):
-                self.verdicts[k] = UNSAT
-                continue
             outcome = self.leaf(self.engine(d.lower, d.upper), k, d.lower, d.upper)
             if outcome.status == SAT:
                 return self.result(SAT)
@@ -263,6 +270,14 @@ class _Decider:
                 live.append(k)
         if not live:
             return self.result(UNSAT, "every disjunct has an empty input region")
+        # cheap bounds first: a disjunct they refute needs neither falsification nor search
+        for k in list(live):
+            d = self.query.disjuncts[k]
+            if self.refuted_by_bounds(k, d.lower, d.upper):
+                self.verdicts[k] = UNSAT
+                live.remove(k)
+        if not live:
+            return self.result(UNSAT)
         if self.falsify(live):
             return self.result(SAT)
         if self.timed_out():
@@ -308,7 +323,17 @@ def solve(query: Query, options: SolverOptions | None = None, facts=()) -> Resul
         run = lambda: solve_nonlinear(query, options)  # noqa: E731
     if options.blas_threads is None:
         return run()
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=options.blas_threads):
+    with _blas_controller().limit(limits=options.blas_threads):
         return run()
+
+
+_CONTROLLER = []
+
+
+def _blas_controller():
+    """One threadpoolctl controller per process: building it scans every loaded library (~80 ms)."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
