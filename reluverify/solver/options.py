@@ -34,7 +34,9 @@ class SolverOptions:
     relu_tolerance: float = 1e-9
     pivot_tolerance: float = 1e-9
     refactor_every: int = 100
-    """Recompute the tableau from the original equations after this many pivots."""
+    """Every this many pivots, check the assignment against the original equations and recompute
+    the tableau (refactorise) when it misses them by more than 1e-10 relative; after five times
+    this many pivots the tableau is recomputed regardless."""
     bland_after: int = 50
     """Switch to Bland's anti-cycling rule after this many pivots without leaving a vertex."""
     row_tightening: bool = True

@@ -96,6 +96,14 @@ class Tableau:
         self.refactorisations += 1
         self.recompute_basic()
 
+    def drifted(self, refactor_every: int) -> bool:
+        """True when round-off has grown: the assignment misses the original equations by more
+        than 1e-10 (relative), or 5 * ``refactor_every`` pivots have passed regardless."""
+        if self.pivots_since_refactor >= 5 * refactor_every:
+            return True
+        residual = np.abs(self.equations @ self.values).max() if self.m else 0.0
+        return residual > 1e-10 * (1.0 + np.abs(self.values).max())
+
     def recompute_basic(self) -> None:
         self.values[self.basic] = self.T @ self.values
 
@@ -203,6 +211,10 @@ class Tableau:
             if bland:
                 entering = int(candidates[0])
             else:
+                # largest rate per unit of column length, among the 20 largest raw rates
+                # (norms of every candidate column would cost O(m * candidates) per step)
+                if candidates.size > 20:
+                    candidates = candidates[np.argpartition(-np.abs(rate[candidates]), 20)[:20]]
                 norms = np.sqrt(1.0 + np.einsum("ij,ij->j", self.T[:, candidates], self.T[:, candidates]))
                 entering = int(candidates[np.argmax(np.abs(rate[candidates]) / norms)])
             direction = 1.0 if rate[entering] < 0 else -1.0
@@ -246,7 +258,7 @@ class Tableau:
             self.pivot(row, entering)
             pivots += 1
             degenerate = 0 if step > tol else degenerate + 1
-            if self.pivots_since_refactor >= refactor_every:
+            if self.pivots_since_refactor >= refactor_every and self.drifted(refactor_every):
                 self.refactor()
 
     # ------------------------------------------------------------ tightening
