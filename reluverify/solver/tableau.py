@@ -26,15 +26,16 @@ FEASIBLE, INFEASIBLE, BUDGET, OUT_OF_TIME = "feasible", "infeasible", "budget", 
 
 
 def _rank_one_update(matrix: np.ndarray, column: np.ndarray, row: np.ndarray) -> np.ndarray:
-    """``matrix += outer(column, row)``, in place when ``matrix`` is Fortran-ordered float64.
+    """``matrix += outer(column, row)``, in place when ``matrix`` is row-major float64.
 
-    BLAS ``dger`` updates in place, several times faster than numpy's outer product; scipy.linalg
-    is imported on the first pivot only (most queries never pivot, and it is slow to import).
+    BLAS ``dger`` updates in place, several times faster than numpy's outer product: a row-major
+    matrix is the column-major transpose, updated by ``outer(row, column)``. scipy.linalg is
+    imported on the first pivot only (most queries never pivot, and it is slow to import).
     """
-    if matrix.flags.f_contiguous:
+    if matrix.flags.c_contiguous and matrix.dtype == np.float64:
         from scipy.linalg.blas import dger
 
-        return dger(1.0, column, row, a=matrix, overwrite_a=True)
+        return dger(1.0, row, column, a=matrix.T, overwrite_a=True).T
     matrix += np.outer(column, row)
     return matrix
 
@@ -74,7 +75,7 @@ class Tableau:
         if initial is None:
             self.refactor()
         else:
-            self.T = np.asfortranarray(initial, dtype=np.float64)
+            self.T = np.ascontiguousarray(initial, dtype=np.float64)
             self.T[:, self.basic] = 0.0
             self.recompute_basic()
 
@@ -91,7 +92,7 @@ class Tableau:
             t = -np.linalg.lstsq(basis_matrix, self.equations, rcond=None)[0]
         t[:, self.basic] = 0.0
         t[np.abs(t) < 1e-13] = 0.0
-        self.T = np.asfortranarray(t)
+        self.T = np.ascontiguousarray(t)
         self.pivots_since_refactor = 0
         self.refactorisations += 1
         self.recompute_basic()
@@ -143,7 +144,7 @@ class Tableau:
         column = t[:, entering].copy()
         column[row] = 0.0
         if np.any(column):
-            # in-place rank-1 update t += column new_row^T (BLAS dger on the Fortran-ordered tableau)
+            # in-place rank-1 update t += column new_row^T (BLAS dger on the row-major tableau)
             self.T = t = _rank_one_update(t, column, new_row)
             t[:, entering] = 0.0
         self.basic[row] = entering
@@ -194,8 +195,9 @@ class Tableau:
             steps += 1
             sigma = above.astype(np.float64) - below.astype(np.float64)
             active_rows = np.flatnonzero(sigma)
-            rate = sigma[active_rows] @ self.T[active_rows]  # d w / d x_j for every non-basic j
-            magnitude = np.abs(self.T[active_rows]).sum(axis=0)
+            block = self.T[active_rows]  # the infeasible rows (T is row-major: a cheap gather)
+            rate = sigma[active_rows] @ block  # d w / d x_j for every non-basic j
+            magnitude = np.abs(block, out=block).sum(axis=0)
             rate_tol = 1e-9 * (1.0 + magnitude)
             nonbasic = self.row_of < 0
             room_up = upper - v
@@ -258,7 +260,8 @@ class Tableau:
             self.pivot(row, entering)
             pivots += 1
             degenerate = 0 if step > tol else degenerate + 1
-            if self.pivots_since_refactor >= refactor_every and self.drifted(refactor_every):
+            since = self.pivots_since_refactor
+            if since >= 5 * refactor_every or (since % refactor_every == 0 and self.drifted(refactor_every)):
                 self.refactor()
 
     # ------------------------------------------------------------ tightening
