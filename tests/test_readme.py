@@ -43,3 +43,25 @@ def test_python_example_runs_as_written():
     proc = subprocess.run([sys.executable, "-c", blocks[0]], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("robust 2 ")
+
+
+def test_sweep_example_gives_the_table_it_shows(tmp_path):
+    text = (REPO / "README.md").read_text()
+    section = text.split("### `reluverify sweep`", 1)[1].split("\n### ", 1)[0]
+    block = re.search(r"```\n(.*?)\n```", section, flags=re.S).group(1)
+    command = next(line[2:] for line in block.splitlines() if line.startswith("$ reluverify sweep"))
+    shown = [line.split() for line in block.splitlines() if line.startswith("digits_mlp.onnx")]
+    argv = shlex.split(command)[1:]
+    argv[argv.index("--db") + 1] = str(tmp_path / "sweep.sqlite")
+    argv[argv.index("--plot") + 1] = str(tmp_path / "sweep.png")
+    proc = subprocess.run([sys.executable, "-m", "reluverify", *argv, "--timeout", "120"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    printed = [line.split() for line in proc.stdout.splitlines() if line.startswith("digits_mlp.onnx")]
+    # the verdict counts match the README (the seconds may differ)
+    assert [row[:12] for row in printed] == [row[:12] for row in shown]
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+    report = subprocess.run([sys.executable, "-m", "reluverify", "report", str(tmp_path / "sweep.sqlite"), "--radii"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    assert "certified" in report.stdout
