@@ -130,3 +130,40 @@ def test_dual_lower_bound_recovers_the_pair_coupling():
     rows = np.array([[1.0, -1.0], [-1.0, 1.0]])
     bound = dual_lower_bound(coef, np.zeros((1, 1)), np.zeros((1, 2)), np.ones((1, 2)), rows, np.array([0.1, 0.1]))
     assert -0.11 <= bound[0, 0] <= -0.1 + 1e-12  # a dual bound never exceeds the true minimum
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_conjunction_lower_bound_is_sound_and_beats_single_rows(seed):
+    """The bound of a conjunction never exceeds the true max over its rows anywhere in the box."""
+    from reluverify.solver.bounds import conjunction_lower_bound
+
+    rng = np.random.default_rng(300 + seed)
+    n = int(rng.integers(1, 5))
+    chain = _chain(rng, [n, 8, 8, 4])
+    lo, hi = _boxes(rng, n, 16)
+    rows_out = rng.normal(size=(6, 4))
+    rhs = rng.normal(size=6) * 0.3
+    owner = np.zeros((3, 6), dtype=bool)  # disjuncts of 3, 2 and 1 rows
+    owner[0, :3] = owner[1, 3:5] = owner[2, 5] = True
+    layer_bounds = forward_bounds(chain, lo, hi, refine=True)
+    rb = row_lower_bounds(chain, lo, hi, layer_bounds, rows_out, None, rhs)
+    bound = conjunction_lower_bound(rb.coef, rb.const, lo, hi, owner)
+    pts = _samples(rng, lo, hi, 2000)
+    values = (chain.evaluate(pts.reshape(-1, n)) @ rows_out.T - rhs).reshape(2000, 16, 6)
+    worst = np.where(owner[None, None], values[:, :, None, :], -np.inf).max(axis=3).min(axis=0)  # (B, D)
+    assert np.all(bound <= worst + 1e-9 * (1 + np.abs(worst)))
+    # never weaker than the best single row's linear bound
+    mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    single = np.einsum("brn,bn->br", rb.coef, mid) - np.einsum("brn,bn->br", np.abs(rb.coef), rad) + rb.const
+    best_single = np.where(owner[None], single[:, None, :], -np.inf).max(axis=2)
+    assert np.all(bound >= best_single - 1e-12)
+
+
+def test_conjunction_lower_bound_refutes_rows_jointly():
+    """x <= 0.4 and -x <= -0.6 on [0, 1]: neither row alone is refuted, together they are."""
+    from reluverify.solver.bounds import conjunction_lower_bound
+
+    coef = np.array([[[1.0], [-1.0]]])
+    const = np.array([[-0.4, 0.6]])
+    bound = conjunction_lower_bound(coef, const, np.zeros((1, 1)), np.ones((1, 1)), np.ones((1, 2), dtype=bool))
+    assert bound[0, 0] > 0.09  # the exact value is 0.1 (at x = 0.5)

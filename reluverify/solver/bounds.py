@@ -318,3 +318,41 @@ def dual_lower_bound(
         gradient = vertex @ rows.T - rhs  # d value / d lam at this vertex
         lam = np.maximum(lam + scale * gradient / np.sqrt(k + 1.0), 0.0)  # any lam is sound; steps ~ 1/sqrt(k)
     return best
+
+
+def conjunction_lower_bound(
+    coef: np.ndarray,
+    const: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    owner: np.ndarray,
+    iterations: int = 30,
+) -> np.ndarray:
+    """A lower bound of ``max_{r in d} (coef_r @ x + const_r)`` over each box, per conjunction ``d``.
+
+    A disjunct (a conjunction of rows ``row_r <= 0``) has no solution in a box when this is
+    positive, even where no single row is positive throughout the box: for every ``lam`` on the
+    simplex over the conjunction's rows, ``min_{x in box} sum_r lam_r (coef_r @ x + const_r)``
+    bounds the maximum from below (weak duality), so the result is sound whatever ``lam`` the
+    exponentiated-gradient ascent reaches; the single rows (``lam`` a vertex) are included.
+    Shapes: ``coef`` (B, R, n), ``const`` (B, R), ``lower``/``upper`` (B, n), ``owner`` (D, R)
+    boolean; returns (B, D).
+    """
+    mid, rad = 0.5 * (lower + upper), 0.5 * (upper - lower)
+    single = np.einsum("brn,bn->br", coef, mid) - np.einsum("brn,bn->br", np.abs(coef), rad) + const  # (B, R)
+    best = np.where(owner[None, :, :], single[:, None, :], -np.inf).max(axis=2)  # (B, D)
+    for d in np.flatnonzero(owner.sum(axis=1) > 1):
+        rows = np.flatnonzero(owner[d])
+        c, k = coef[:, rows, :], const[:, rows]  # (B, r, n), (B, r)
+        lam = np.full(k.shape, 1.0 / rows.size)
+        for step in range(iterations):
+            combined = np.einsum("br,brn->bn", lam, c)
+            vertex = np.where(combined > 0, lower, upper)  # the box corner minimising the combination
+            values = np.einsum("brn,bn->br", c, vertex) + k  # each row at that corner
+            best[:, d] = np.maximum(best[:, d], np.einsum("br,br->b", lam, values))
+            spread = values.max(axis=1, keepdims=True) - values.min(axis=1, keepdims=True)
+            rate = 2.0 / ((spread + 1e-12) * np.sqrt(step + 1.0))
+            # ascent on the simplex: weight moves towards the rows that are largest at the corner
+            lam = lam * np.exp(np.clip(rate * (values - values.max(axis=1, keepdims=True)), -50.0, 0.0))
+            lam /= lam.sum(axis=1, keepdims=True)
+    return best

@@ -27,6 +27,7 @@ import numpy as np
 from reluverify.network import ReluChain
 from reluverify.solver.bounds import (
     LayerBounds,
+    conjunction_lower_bound,
     dual_lower_bound,
     forward_bounds,
     gradient_magnitude,
@@ -117,6 +118,7 @@ def input_split_search(
     rhs = np.concatenate([t.rhs for t in targets])
     owner = np.concatenate([np.full(t.rhs.shape[0], k) for k, t in enumerate(targets)])
     owner_matrix = owner[None, :] == np.arange(d)[:, None]  # (D, R)
+    conjunctions = bool((owner_matrix.sum(axis=1) > 1).any())
     stack = _BoxStack(n, d)
     stack.push(lower[None, :], upper[None, :], np.ones((1, d), dtype=bool), np.zeros(1, dtype=np.int64))
     undecided: list[str] = []
@@ -148,6 +150,8 @@ def input_split_search(
             )
         refuted = row_bounds.lower > options.prune_margin  # (B, R)
         dead = (refuted[:, None, :] & owner_matrix[None, :, :]).any(axis=2)  # (B, D)
+        if conjunctions:  # rows of one disjunct that are jointly impossible, though none alone is
+            dead |= conjunction_lower_bound(row_bounds.coef, row_bounds.const, lo, hi, owner_matrix) > options.prune_margin
         dead |= layer_bounds.infeasible[:, None]  # no input of the box meets the known bounds
         alive &= ~dead
         keep = alive.any(axis=1)
