@@ -168,9 +168,9 @@ def _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad):
         lo, hi = pre_lower[prev], pre_upper[prev]
         alpha = _lower_slope(lo, hi)
         slope, intercept = _upper_line(lo, hi)
-        pos, neg = np.maximum(coef, 0.0), np.minimum(coef, 0.0)
-        const = const + np.einsum("brj,bj->br", neg, intercept)
-        coef = pos * alpha[:, None, :] + neg * slope[:, None, :]
+        # a negative coefficient takes the chord (slope, intercept), a positive one alpha * z
+        const = const + np.matmul(np.minimum(coef, 0.0), intercept[:, :, None])[:, :, 0]
+        coef = coef * np.where(coef < 0.0, slope[:, None, :], alpha[:, None, :])
         wp = chain.weights[prev]
         const = const + coef @ chain.biases[prev]
         coef = (coef.reshape(-1, wp.shape[0]) @ wp).reshape(batch, 2 * k, wp.shape[1])
@@ -246,13 +246,14 @@ def row_lower_bounds(
         lo, hi = layer_bounds.pre_lower[layer], layer_bounds.pre_upper[layer]
         # interval bound at this layer: relu outputs lie in [relu(lo), relu(hi)]
         f_lo, f_hi = np.maximum(lo, 0.0), np.maximum(hi, 0.0)
-        at_layer = np.einsum("brj,bj->br", np.maximum(coef, 0.0), f_lo) + np.einsum("brj,bj->br", np.minimum(coef, 0.0), f_hi)
+        pos, neg = np.maximum(coef, 0.0), np.minimum(coef, 0.0)
+        at_layer = np.matmul(pos, f_lo[:, :, None])[:, :, 0] + np.matmul(neg, f_hi[:, :, None])[:, :, 0]
         best = np.maximum(best, at_layer + const + input_part)
         alpha = _lower_slope(lo, hi)
         slope, intercept = _upper_line(lo, hi)
-        pos, neg = np.maximum(coef, 0.0), np.minimum(coef, 0.0)
-        const = const + np.einsum("brj,bj->br", neg, intercept)
-        coef = pos * alpha[:, None, :] + neg * slope[:, None, :]
+        # a negative coefficient takes the chord (slope, intercept), a positive one alpha * z
+        const = const + np.matmul(neg, intercept[:, :, None])[:, :, 0]
+        coef = coef * np.where(coef < 0.0, slope[:, None, :], alpha[:, None, :])
         const = const + coef @ chain.biases[layer]
         w = chain.weights[layer]
         coef = (coef.reshape(-1, w.shape[0]) @ w).reshape(batch, rows, w.shape[1])
