@@ -39,7 +39,7 @@ def register(subparsers) -> None:
         help="robustness at a point (delta-local, (delta, eps)-local) or over a domain ((delta, eps)-global)",
         description="Check delta-local robustness (Def. 1; the label of the point is computed), "
         "(delta, eps)-local robustness (Def. 3, with --epsilon) or (delta, eps)-global robustness "
-        "(Def. 2, with --global) of an ONNX ReLU network, for the L-infinity or L1 distance. "
+        "(Def. 2, with --global) of an ONNX network (ReLU, or SRU with sigmoids and products), for the L-infinity or L1 distance. "
         "Points: .npy, .csv or .json (a JSON point may carry its domain).",
     )
     parser.add_argument("network", help="ONNX file")
