@@ -109,12 +109,15 @@ def _broadcast(value, size: int, what: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ reading
-def _read_json(path: str):
+def read_json(path: str):
+    """The parsed JSON of ``path``; broken JSON or a binary file is a one-line SpecError."""
     try:
         with open(path) as handle:
             return json.load(handle)
     except json.JSONDecodeError as exc:
         raise SpecError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file") from None
 
 
 def _numbers(value, path: str, what: str) -> np.ndarray:
@@ -150,7 +153,8 @@ def _read_csv(path: str) -> list[list[float]]:
     return rows
 
 
-def _read_npy(path: str) -> np.ndarray:
+def read_npy(path: str) -> np.ndarray:
+    """The float64 array of a ``.npy`` file; a broken or non-numeric file is a one-line SpecError."""
     try:
         array = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - numpy raises several types for broken files
@@ -179,11 +183,11 @@ def read_point_file(path: str | os.PathLike) -> tuple[np.ndarray, dict | None]:
     kind = _kind(path)
     domain = None
     if kind == ".npy":
-        values = _read_npy(path).reshape(-1)
+        values = read_npy(path).reshape(-1)
     elif kind == ".csv":
         values = np.asarray([v for row in _read_csv(path) for v in row], dtype=np.float64)
     else:
-        data = _read_json(path)
+        data = read_json(path)
         if isinstance(data, dict):
             key = next((k for k in POINT_KEYS if k in data), None)
             if key is None:
@@ -230,14 +234,14 @@ def load_domain(path: str | os.PathLike, size: int) -> Domain:
     path = os.fspath(path)
     kind = _kind(path)
     if kind == ".json":
-        data = _read_json(path)
+        data = read_json(path)
         if isinstance(data, dict) and "domain" in data and "lower" not in data:
             data = data["domain"]
         if not isinstance(data, (dict, list)):
             raise SpecError(f"{path}: expected an object with 'lower' and 'upper' or a list of [lower, upper] pairs")
         return _domain_from_json(data, size, path)
     if kind == ".npy":
-        array = _read_npy(path)
+        array = read_npy(path)
     else:
         rows = _read_csv(path)
         if len({len(r) for r in rows}) != 1:

@@ -14,13 +14,12 @@ naming the file and the line or point.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
 from reluverify.errors import SpecError
-from reluverify.properties.points import check_point
+from reluverify.properties.points import check_point, read_json, read_npy
 
 
 def read_points(path: str | os.PathLike, size: int) -> np.ndarray:
@@ -52,14 +51,7 @@ def _checked(rows, size: int, path: str, where) -> np.ndarray:
 
 
 def _from_npy(path: str, size: int) -> np.ndarray:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - numpy raises several types for broken files
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise SpecError(f"{path}: not a readable .npy array ({first})") from None
-    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
-        raise SpecError(f"{path}: the .npy file must hold a numeric array")
-    array = np.asarray(array, dtype=np.float64)
+    array = read_npy(path)
     if array.ndim == 0 or array.size == 0:
         raise SpecError(f"{path}: the file holds no points")
     if array.ndim == 1:
@@ -125,13 +117,7 @@ def _numbers(value, path: str, what: str) -> np.ndarray:
 
 
 def _from_json(path: str, size: int) -> np.ndarray:
-    try:
-        with open(path) as handle:
-            data = json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not a text file") from None
+    data = read_json(path)
     if isinstance(data, dict):
         if "points" not in data:
             raise SpecError(f"{path}: expected a list of points or an object with a 'points' list")
