@@ -65,3 +65,20 @@ def test_sweep_example_gives_the_table_it_shows(tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr
     assert "certified" in report.stdout
+
+
+def test_verify_without_a_point_prints_the_certified_robust_accuracy_it_shows():
+    text = (REPO / "README.md").read_text()
+    section = text.split("### `reluverify verify`", 1)[1].split("\n### ", 1)[0]
+    block = next(b for b in re.findall(r"```\n(.*?)\n```", section, flags=re.S) if b.startswith("$ reluverify"))
+    lines = block.splitlines()
+    command = lines[0][2:]
+    assert command == "reluverify verify networks/digits_mlp.onnx --delta 0.01 0.02 0.05"
+    proc = subprocess.run([sys.executable, "-m", "reluverify", *shlex.split(command)[1:]], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+    def without_seconds(line: str) -> str:  # the time at the end of a delta line may differ
+        return re.sub(r"\s+[0-9.]+ s$", "", line) if line.startswith("delta ") else line
+
+    assert [without_seconds(l) for l in proc.stdout.splitlines()] == [without_seconds(l) for l in lines[1:]]

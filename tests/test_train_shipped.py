@@ -107,3 +107,24 @@ def test_shapes_the_verifier_relies_on():
 def test_info_describes_a_shipped_network(capsys):
     assert main(["info", str(NETWORKS / "acas_like.onnx")]) == 0
     assert "5 -> 50 -> 50 -> 50 -> 50 -> 50 -> 50 -> 5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_card_names_held_out_points_with_their_true_labels(name):
+    from reluverify.sweep.evaluation import from_card
+
+    task, _ = SHIPPED[name]
+    network = load_onnx(NETWORKS / f"{name}.onnx")
+    found = from_card(NETWORKS / f"{name}.onnx", network.input_size)
+    assert found is not None and found.card == str(NETWORKS / f"{name}.json")
+    inputs, labels, decide = _held_out(task)
+    k = len(found.points)
+    assert k == 10
+    # the first held-out inputs of the task, in the network's input scale, with the split's labels
+    assert np.array_equal(found.points, inputs[:k].astype(np.float64))
+    assert found.labels.tolist() == labels[:k].tolist()
+    assert found.decision == ("min" if decide is np.argmin else "max")
+    assert found.domain is not None and all(found.domain.contains(p) for p in found.points)
+    # the README's labels: held-out digit 0 is a 2
+    if task != "acas-like":
+        assert found.labels[0] == 2

@@ -1,6 +1,7 @@
-"""``reluverify verify``: robustness properties at a point (Def. 1, Def. 3) or over a domain (Def. 2).
+"""``reluverify verify``: robustness properties at a point (Def. 1, Def. 3), at many points, or over a domain (Def. 2).
 
     reluverify verify NETWORK.onnx --point FILE --delta D [--norm inf|1] [--epsilon E] [--domain FILE]
+    reluverify verify NETWORK.onnx [--points FILE] --delta D [D ...] [--epsilon E] [--verbose]
     reluverify verify NETWORK.onnx --global --domain FILE --delta D --epsilon E [--partitions N]
                       [--subdomain-timeout S]
 
@@ -11,6 +12,10 @@ score moves by less than eps). ``--global`` checks Def. 2 on the domain. Prints 
 to FILE and as .npz beside it (FILE's .json suffix replaced by .npz, or FILE.npz);
 ``--vnncomp-out FILE`` writes the VNN-COMP result file. Exit status 0 when a verdict was
 reached (whatever it is), 2 for bad input.
+
+With neither ``--point`` nor ``--global``, the property is checked at every evaluation point --
+``--points FILE``, else those the network's model card names -- and the certified robust
+accuracy is printed per delta (see :mod:`reluverify.cli.verify_points`).
 """
 
 from __future__ import annotations
@@ -44,7 +49,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("network", help="ONNX file")
     parser.add_argument("--point", metavar="FILE", help="the point x0 (.npy, .csv or .json)")
-    parser.add_argument("--delta", type=float, required=True, help="radius of the ball (>= 0)")
+    parser.add_argument("--points", metavar="FILE",
+                        help="check every point of FILE (as 'sweep --points'; a JSON file may carry 'labels') and "
+                        "print the certified robust accuracy; without --point, --points or --global: the points "
+                        "the network's model card NAME.json names")
+    parser.add_argument("--delta", type=float, nargs="+", required=True, metavar="D",
+                        help="radius of the ball (>= 0); several radii with --points (one line each)")
     parser.add_argument("--epsilon", type=float, help="output tolerance: checks Def. 3 (point) or Def. 2 (--global)")
     parser.add_argument("--global", dest="global_", action="store_true",
                         help="(delta, eps)-global robustness on --domain (two network copies)")
@@ -53,10 +63,12 @@ def register(subparsers) -> None:
     parser.add_argument("--subdomain-timeout", type=float, metavar="S",
                         help="--global: give each sub-domain S seconds, halve the undecided ones and retry "
                         "(adaptive refinement, exact)")
-    parser.add_argument("--decision", choices=("max", "min"), default="max",
-                        help="Def. 1: the label is the top score (max, default) or the lowest (min, e.g. ACAS Xu)")
-    add_common_arguments(parser)
+    parser.add_argument("--decision", choices=("max", "min"),
+                        help="Def. 1: the label is the top score (max, default; or the model card's rule) or the "
+                        "lowest (min, e.g. ACAS Xu)")
+    add_common_arguments(parser, timeout_help="seconds for the whole check, or per point with many points (default 60)")
     parser.add_argument("--vnncomp-out", metavar="FILE", help="write the VNN-COMP result file")
+    parser.add_argument("--verbose", action="store_true", help="many points: one line per point and delta")
     parser.set_defaults(handler=run)
 
 
@@ -68,19 +80,28 @@ def run(args) -> int:
     from reluverify.solver import SolverOptions
 
     if args.global_:
-        if args.point:
-            raise SpecError("--global checks a domain, not a point: drop --point")
+        if args.point or args.points:
+            raise SpecError("--global checks a domain, not points: drop --point/--points")
         if not args.domain:
             raise SpecError("--global needs --domain FILE")
         if args.epsilon is None:
             raise SpecError("--global needs --epsilon")
-    else:
-        if not args.point:
-            raise SpecError("give --point FILE (or --global --domain FILE)")
-        if args.partitions != 1 or args.subdomain_timeout is not None:
-            raise SpecError("--partitions and --subdomain-timeout apply to --global only")
+    elif args.partitions != 1 or args.subdomain_timeout is not None:
+        raise SpecError("--partitions and --subdomain-timeout apply to --global only")
+    if args.point and args.points:
+        raise SpecError("give --point FILE (one point) or --points FILE (many), not both")
     if args.jobs < 1:
         raise SpecError("--jobs must be >= 1")
+    if not args.global_ and not args.point:
+        from reluverify.cli.verify_points import run_points
+
+        return run_points(args)
+    if args.verbose:
+        raise SpecError("--verbose applies to many points (--points, or a model card's points)")
+    if len(args.delta) > 1:
+        raise SpecError("several deltas need many points (--points FILE); --point and --global take one")
+    args.delta = args.delta[0]
+    args.decision = args.decision or "max"
     network = load_onnx(args.network)
     options = solver_options(SolverOptions(strategy=args.strategy), args.timeout)
     if args.global_:

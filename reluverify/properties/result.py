@@ -92,6 +92,21 @@ class PropertyCounterexample:
             "slack": float(self.slack),
         }
 
+    @staticmethod
+    def from_dict(data: dict) -> "PropertyCounterexample":
+        """The inverse of :meth:`to_dict` (e.g. for a counterexample stored in a sweep's row)."""
+
+        def array(key):
+            return np.asarray(data.get(key) or [], dtype=np.float64)
+
+        return PropertyCounterexample(
+            inputs=array("inputs"), outputs=array("outputs"), ir_outputs=array("ir_outputs"),
+            point=array("point"), point_outputs=array("point_outputs"), point_ir_outputs=array("point_ir_outputs"),
+            distance=float(data["distance"]), norm=data["norm"], disjunct=int(data["disjunct"]),
+            violated=data["violated"], query_inputs=array("query_inputs"), slack=float(data["slack"]),
+            subdomain=data.get("subdomain"),
+        )
+
 
 @dataclass
 class PropertyResult:

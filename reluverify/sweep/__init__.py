@@ -18,5 +18,9 @@ One module per concern, data flowing one way::
 * :mod:`~reluverify.sweep.store` -- the SQLite results store (WAL, one transaction per finished
   query, a UNIQUE key so rows are never duplicated);
 * :mod:`~reluverify.sweep.run` -- the loop tying them together (resume, progress bar, ordering);
-* :mod:`~reluverify.sweep.report` / :mod:`~reluverify.sweep.plot` -- tables and a picture.
+* :mod:`~reluverify.sweep.report` / :mod:`~reluverify.sweep.plot` -- tables and a picture;
+* :mod:`~reluverify.sweep.evaluation` -- the evaluation points (and true labels) of ``reluverify
+  verify`` without ``--point``: a points file, or those a network's model card names;
+* :mod:`~reluverify.sweep.accuracy` -- certified robust accuracy per delta from the rows;
+* :mod:`~reluverify.sweep.evidence` -- a row's counterexample written as ``verify --cex-out`` writes it.
 """

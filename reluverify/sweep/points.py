@@ -7,9 +7,12 @@
 * ``.json`` -- a list of points (each a list of ``n`` numbers, nested lists flattened), a single
   point (a flat list of ``n`` numbers), or an object with the list under ``"points"``.
 
+A ``.json`` object may also hold ``"labels"``: the true label of each point (integers, one per
+point), which :func:`read_labels` reads; the other formats carry no labels.
+
 Every problem (missing file, unknown suffix, a cell that is not a number, a point of the wrong
-size, NaN or infinity, no point at all) is a :class:`~reluverify.errors.SpecError` with one line
-naming the file and the line or point.
+size, NaN or infinity, no point at all, labels that are not one integer per point) is a
+:class:`~reluverify.errors.SpecError` with one line naming the file and the line or point.
 """
 
 from __future__ import annotations
@@ -136,3 +139,25 @@ def _from_json(path: str, size: int) -> np.ndarray:
             raise SpecError(f"{path}: point {index} must be a list of numbers")
         rows.append(values.reshape(-1))
     return _checked(rows, size, path, lambda i: f"point {i}")
+
+
+def read_labels(path: str | os.PathLike, count: int) -> np.ndarray | None:
+    """The true labels stored beside the points of ``path`` (a JSON object's ``"labels"``), or None.
+
+    ``count`` is the number of points :func:`read_points` found; the labels must be exactly one
+    non-negative integer per point.
+    """
+    path = os.fspath(path)
+    if os.path.splitext(path)[1].lower() != ".json":
+        return None
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("labels") is None:
+        return None
+    labels = data["labels"]
+    if not isinstance(labels, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in labels
+    ):
+        raise SpecError(f"{path}: 'labels' must be a list of non-negative integers, one per point")
+    if len(labels) != count:
+        raise SpecError(f"{path}: {len(labels)} labels for {count} points")
+    return np.asarray(labels, dtype=np.int64)

@@ -128,6 +128,18 @@ def _test_hooks(key: str) -> None:
             time.sleep(60)
 
 
+def job_property(network, job: dict):
+    """The property a job checks: Def. 1 (no epsilon) or Def. 3, on ``network``."""
+    domain = None if job.get("domain") is None else tuple(job["domain"])
+    if job.get("epsilon") is None:
+        from reluverify.properties.local import LocalRobustness
+
+        return LocalRobustness(network, job["point"], job["delta"], job["norm"], domain, job.get("decision") or "max")
+    from reluverify.properties.eps_local import EpsLocalRobustness
+
+    return EpsLocalRobustness(network, job["point"], job["delta"], job["epsilon"], job["norm"], domain)
+
+
 def run_job(job: dict, settings: dict, network_data: bytes | None = None) -> dict:
     """Check one job's property (Def. 1 or Def. 3) and return its answer as plain data."""
     from reluverify.properties.common import solver_options
@@ -136,18 +148,9 @@ def run_job(job: dict, settings: dict, network_data: bytes | None = None) -> dic
     _test_hooks(job["key"])
     one_blas_thread()
     network = load_network(job["network"], job["network_sha256"], network_data)
-    domain = None if job.get("domain") is None else tuple(job["domain"])
     options = SolverOptions(strategy=settings.get("strategy", "auto"), blas_threads=None)  # limited above
     options = solver_options(options, settings.get("timeout"))
-    if job.get("epsilon") is None:
-        from reluverify.properties.local import LocalRobustness
-
-        prop = LocalRobustness(network, job["point"], job["delta"], job["norm"], domain, job.get("decision") or "max")
-    else:
-        from reluverify.properties.eps_local import EpsLocalRobustness
-
-        prop = EpsLocalRobustness(network, job["point"], job["delta"], job["epsilon"], job["norm"], domain)
-    result = prop.check(options, jobs=1)
+    result = job_property(network, job).check(options, jobs=1)
     return {
         "verdict": result.verdict,
         "solver_verdict": result.solver_verdict or None,
