@@ -136,13 +136,56 @@ class LocalBackend:
 
 # ---------------------------------------------------------------------- Ray
 def _ray_task(worker: Callable, job: dict, settings: dict, network_data: bytes):
-    return worker(job, settings, network_data)
+    value = worker(job, settings, network_data)
+    try:  # which node ran it: host names alone do not tell the nodes of one machine (or of containers) apart
+        import ray
+
+        value = {**value, "worker": f"{value.get('worker')} node {ray.get_runtime_context().get_node_id()[:12]}"}
+    except Exception:  # noqa: BLE001 - a worker function run outside Ray (tests)
+        pass
+    return value
+
+
+AUTH_FIX_NO_MODE = (
+    "the cluster requires token authentication: set RAY_AUTH_MODE=token and give the cluster's token in "
+    "~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN ('ray get-auth-token' on the head node prints it)"
+)
+AUTH_FIX_WRONG_TOKEN = (
+    "the cluster refused this machine's token: copy the head node's token ('ray get-auth-token' there) to "
+    "~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN"
+)
+
+
+def _is_auth_failure(exc: BaseException) -> bool:
+    """True when ``exc`` or an exception it was raised from is Ray refusing this client's token (or its absence)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if type(exc).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(exc) or \
+                "Unauthenticated" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def connection_error(exc: BaseException, address: str | None) -> BackendError:
+    """The one-line error for a failed ``ray.init``; an authentication failure names its fix."""
+    where = f" at {address}" if address else ""
+    if _is_auth_failure(exc):
+        token_mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token"
+        return BackendError(f"cannot reach the Ray cluster{where}: {AUTH_FIX_WRONG_TOKEN if token_mode else AUTH_FIX_NO_MODE}")
+    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return BackendError(f"cannot start or reach a Ray cluster{where}: {first}")
 
 
 class RayBackend:
     """Ray tasks on a cluster at ``address`` (``None``: ``RAY_ADDRESS``, else a fresh local instance).
 
-    ``address="auto"`` joins the cluster that ``ray start`` runs on this machine. An already
+    ``address="auto"`` joins the cluster that ``ray start`` runs on this machine; ``HOST:PORT``
+    the one whose head ran ``ray start --head --port=PORT`` on HOST. A cluster with token
+    authentication is reached with ``RAY_AUTH_MODE=token`` and its token (Ray's own settings,
+    read by ``ray.init``); a refused connection is a :class:`BackendError` naming that fix. Each
+    answer's ``worker`` names the node that ran it (``host:pid node ID``). An already
     initialised Ray (``ray.init`` called by the program) is used as it is. ``jobs`` caps the
     queries in flight (default: the cluster's CPUs); a local instance started here gets ``jobs``
     CPUs and is shut down at the end. ``init_options`` go to ``ray.init``.
@@ -182,9 +225,7 @@ class RayBackend:
         try:
             ray.init(**options)
         except Exception as exc:  # noqa: BLE001 - ray raises many types (ConnectionError, RuntimeError, ...)
-            first = (str(exc).splitlines() or [type(exc).__name__])[0]
-            where = f" at {self.address}" if self.address else ""
-            raise BackendError(f"cannot start or reach a Ray cluster{where}: {first}") from None
+            raise connection_error(exc, self.address or os.environ.get("RAY_ADDRESS")) from None
         return ray, True
 
     def run(self, jobs: Sequence[Job], settings: dict) -> Iterator[JobOutcome]:
