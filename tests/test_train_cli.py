@@ -102,3 +102,21 @@ def test_cuda_without_a_gpu_is_a_user_error(tmp_path):
         pytest.skip("a CUDA device is present")
     proc = _run("mlp", "--device", "cuda", "--out", str(tmp_path / "n.onnx"))
     assert proc.returncode == 2 and "no CUDA device" in proc.stderr
+    assert proc.stderr.startswith("reluverify: error: --device cuda: ") and proc.stderr.count("\n") == 1
+    assert "use --device cpu" in proc.stderr  # the fix
+    assert not (tmp_path / "n.onnx").exists()
+
+
+def test_the_cards_command_names_the_device_auto_chose(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    out = tmp_path / "auto.onnx"
+    assert main(["train", "mlp", "--hidden", "4", "--epochs", "1", "--device", "auto", "--no-progress",
+                 "--out", str(out)]) == 0
+    card = json.loads((tmp_path / "auto.json").read_text())
+    used = "cuda" if torch.cuda.is_available() else "cpu"
+    assert card["training"]["device"] == used and card["training"]["device_name"]
+    assert card["training"]["seconds"] >= 0 and 0 <= card["metrics"]["test_accuracy"] <= 1
+    words = shlex.split(card["command"])
+    assert words[words.index("--device") + 1] == used
+    assert f"on {used} (" in capsys.readouterr().out

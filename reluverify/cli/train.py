@@ -56,7 +56,8 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, help="ONNX file to write; the model card goes beside it as NAME.json")
     parser.add_argument("--optimizer", choices=("nd-adam", "adam", "sgd"), help="default: the task's")
     parser.add_argument("--epochs", type=_positive_int, help="default: the task's")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when available (default)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: CUDA when available (default); the model card's command names the device used")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order (default 0)")
     parser.add_argument("--hidden", type=_hidden, help="hidden layer sizes, comma-separated (SRU: one hidden size)")
     parser.add_argument("--batch-size", type=_positive_int, help="default: the task's")
@@ -102,8 +103,12 @@ def options_from_args(args):
     )
 
 
-def canonical_command(options, out: str) -> str:
-    """``reluverify train ...`` with every option that affects the result spelled out."""
+def canonical_command(options, out: str, device: str | None = None) -> str:
+    """``reluverify train ...`` with every option that affects the result spelled out.
+
+    ``device`` is the device the run used (``cpu`` or ``cuda``): the command names it instead of
+    ``auto``, so that it rebuilds the same weights wherever it is run, or fails saying why.
+    """
     opt = options.optimizer
     words = ["reluverify", "train", options.task, "--hidden", ",".join(map(str, options.hidden)),
              "--optimizer", opt.name, "--lr", repr(opt.learning_rate)]
@@ -119,7 +124,7 @@ def canonical_command(options, out: str) -> str:
         words += ["--bn-scale", repr(options.softmax.bn_scale)]
     if options.task == "acas-like":
         words += ["--samples", str(options.samples)]
-    words += ["--seed", str(options.seed), "--device", options.device, "--out", out]
+    words += ["--seed", str(options.seed), "--device", device or options.device, "--out", out]
     return shlex.join(words)
 
 
@@ -143,8 +148,12 @@ def run(args) -> int:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     except OSError as exc:
         raise ReluverifyError(f"cannot create the folder of {args.out}: {exc.strerror}") from None
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ReluverifyError("--device cuda: torch sees no CUDA device (use --device auto or cpu)")
+    if args.device == "cuda":
+        from reluverify.train.trainer import cuda_unavailable_reason
+
+        reason = cuda_unavailable_reason()
+        if reason is not None:
+            raise ReluverifyError(f"--device cuda: {reason}")
     try:
         options = options_from_args(args)
     except ValueError as exc:
@@ -158,12 +167,12 @@ def run(args) -> int:
     except OSError as exc:
         raise ReluverifyError(f"cannot write {args.out}: {exc.strerror}") from None
     check = check_export(result.model, args.out, task.domain())
-    card = build_card(options, result, args.out, check, canonical_command(options, args.out))
+    card = build_card(options, result, args.out, check, canonical_command(options, args.out, result.device))
     write_card(card, card_path(args.out))
 
     m = result.metrics
     print(f"trained   {task.name}: {card['architecture']['shape']} with {options.optimizer.name}, {options.epochs} epochs, "
-          f"seed {options.seed}, on {result.device} in {result.seconds:.1f} s")
+          f"seed {options.seed}, on {result.device} ({result.device_name}) in {result.seconds:.1f} s")
     print(f"{task.metric}  {m['test_accuracy']:.2%} ({m['test_correct']}/{m['test_size']} held-out); "
           f"train {m['train_accuracy']:.2%}")
     print(f"onnx      {args.out} ({os.path.getsize(args.out) / 1024:.1f} KiB); on {check.samples} random inputs "

@@ -4,8 +4,10 @@ A card holds the architecture, the data (and its held-out split), the optimizer 
 its hyper-parameters, the softmax regularisation, the seed, the metrics measured
 on held-out data, the export check, the software versions, the ONNX file's SHA-256,
 and ``command``: the complete ``reluverify train`` command line, every option
-spelled out, that rebuilds the network (bit for bit on the same kind of machine and
-software; float rounding differs between CPU and CUDA).
+spelled out and the device the run used (``--device cpu`` or ``cuda``, never
+``auto``), that rebuilds the network (bit for bit on the same kind of device and
+software; float rounding differs between CPU and CUDA). ``training`` records the
+device, its name and the training time; ``metrics`` the held-out score.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def build_card(options, result, onnx_path: str, check, command: str) -> dict:
             "batch_size": options.batch_size,
             "schedule": "cosine over epochs",
             "device": result.device,
+            "device_name": result.device_name,
             "seconds": round(result.seconds, 1),
         },
         "seed": options.seed,
@@ -57,6 +60,7 @@ def build_card(options, result, onnx_path: str, check, command: str) -> dict:
         "software": {
             "reluverify": __version__,
             "torch": torch.__version__,
+            **({"cuda": torch.version.cuda} if result.device == "cuda" else {}),
             "numpy": numpy.__version__,
             "python": platform.python_version(),
         },

@@ -3,9 +3,11 @@
 Reproducibility: the model is initialised on the CPU from ``torch.manual_seed(seed)``
 and then moved to the device; mini-batches are drawn from a CPU generator seeded
 with ``seed``; deterministic algorithms are switched on for the run (and restored
-after). So the same options on the same kind of machine give the same weights, and
-CPU and CUDA runs start from the same network and see the same batches (their float
-rounding differs, so their weights differ slightly).
+after; on CUDA with ``CUBLAS_WORKSPACE_CONFIG=:4096:8``). So the same options on the
+same device give the same weights, and CPU and CUDA runs start from the same network
+and see the same batches (their float rounding differs, so their weights differ
+slightly). The model card's command therefore names the device the run used, never
+``auto``.
 
 The loss is cross-entropy on the model's logits with the chosen softmax
 regularisation; every parameter group's learning rate follows a cosine schedule,
@@ -64,17 +66,48 @@ class TrainResult:
     data: dict  # the data set's description (LabelledSplit.description)
     metrics: dict
     device: str
+    """The device type the training ran on: ``cpu`` or ``cuda`` (``auto`` resolved)."""
     seconds: float
+    """Wall time of the training loop (model built, moved to the device, trained, moved back)."""
     epoch_losses: list[float]
+    device_name: str = ""
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why ``--device cuda`` cannot run here, with the fix, in one line; None when it can."""
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return (f"torch {torch.__version__} is a CPU-only build, so it sees no CUDA device: install a CUDA build "
+                "of torch on a machine with an NVIDIA GPU, or use --device cpu (or auto)")
+    return (f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device: check the GPU and its "
+            "driver (nvidia-smi) and CUDA_VISIBLE_DEVICES, or use --device cpu (or auto)")
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    """``auto`` is CUDA when available, else CPU; ``cuda`` without a usable GPU is an error saying why."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("CUDA was requested but torch sees no CUDA device")
+    if name == "cuda":
+        reason = cuda_unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(reason)
     return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name (``NVIDIA H100 80GB HBM3``) or the CPU's, for the model card."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return name
 
 
 @contextlib.contextmanager
@@ -144,10 +177,12 @@ def train(options: TrainOptions, progress: bool = False) -> TrainResult:
             epoch_losses.append(float(total) / n)
             bar.set_postfix(loss=f"{epoch_losses[-1]:.4f}", refresh=False)
         model.to("cpu").eval()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
     metrics = evaluate(model, task, split)
     metrics["final_train_loss"] = epoch_losses[-1]
-    return TrainResult(model, task, split.description, metrics, device.type, seconds, epoch_losses)
+    return TrainResult(model, task, split.description, metrics, device.type, seconds, epoch_losses, device_name(device))
 
 
 def scores(model: torch.nn.Module, inputs: np.ndarray) -> np.ndarray:
