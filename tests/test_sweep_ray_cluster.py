@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("ray", reason='Ray is not installed (pip install "reluverify[distributed]")')
+pytestmark = pytest.mark.slow
 
 from test_properties_oracles import difference_net  # noqa: E402
 

@@ -25,6 +25,7 @@ from reluverify.benchmark import load_instances
 from reluverify.vnncomp import parse_result
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
 
 
 def fresh_env(home: Path) -> dict:

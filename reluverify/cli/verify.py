@@ -25,7 +25,7 @@ import sys
 
 
 def add_common_arguments(parser, timeout_help: str = "seconds for the whole check (default 60)",
-                         timeout_default: float = 60.0) -> None:
+                         timeout_default: float = 60.0, cex_help: str | None = None) -> None:
     parser.add_argument("--norm", choices=("inf", "1"), default="inf", help="distance: L-infinity (default) or L1")
     parser.add_argument("--domain", metavar="FILE", help="box domain (.json/.npy/.csv with lower and upper bounds)")
     parser.add_argument("--timeout", type=float, default=timeout_default, help=timeout_help)
@@ -34,7 +34,7 @@ def add_common_arguments(parser, timeout_help: str = "seconds for the whole chec
                         help="solver strategy (default auto)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--cex-out", metavar="FILE",
-                        help="write a counterexample as JSON to FILE and as .npz beside it "
+                        help=cex_help or "write a counterexample as JSON to FILE and as .npz beside it "
                         "(FILE's .json suffix replaced by .npz, else FILE.npz)")
 
 
@@ -45,7 +45,9 @@ def register(subparsers) -> None:
         description="Check delta-local robustness (Def. 1; the label of the point is computed), "
         "(delta, eps)-local robustness (Def. 3, with --epsilon) or (delta, eps)-global robustness "
         "(Def. 2, with --global) of an ONNX network (ReLU, or SRU with sigmoids and products), for the L-infinity or L1 distance. "
-        "Points: .npy, .csv or .json (a JSON point may carry its domain).",
+        "Points: .npy, .csv or .json (a JSON point may carry its domain). Without --point (and without --global) "
+        "the property is checked at every point of --points FILE, or of the network's model card NAME.json, and the "
+        "certified robust accuracy is printed per delta.",
     )
     parser.add_argument("network", help="ONNX file")
     parser.add_argument("--point", metavar="FILE", help="the point x0 (.npy, .csv or .json)")
@@ -66,7 +68,9 @@ def register(subparsers) -> None:
     parser.add_argument("--decision", choices=("max", "min"),
                         help="Def. 1: the label is the top score (max, default; or the model card's rule) or the "
                         "lowest (min, e.g. ACAS Xu)")
-    add_common_arguments(parser, timeout_help="seconds for the whole check, or per point with many points (default 60)")
+    add_common_arguments(parser, timeout_help="seconds for the whole check, or per point with many points (default 60)",
+                         cex_help="write a counterexample as JSON to FILE and as .npz beside it (FILE's .json suffix "
+                         "replaced by .npz, else FILE.npz); with many points FILE is a folder, one file per refuted point")
     parser.add_argument("--vnncomp-out", metavar="FILE", help="write the VNN-COMP result file")
     parser.add_argument("--verbose", action="store_true", help="many points: one line per point and delta")
     parser.set_defaults(handler=run)
