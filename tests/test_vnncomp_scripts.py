@@ -142,3 +142,27 @@ def test_compressed_files_and_a_failing_run(tool, test_bench_dir):
                  env=env, cwd=work)
     assert ran.returncode == 0 and results.read_text() == "unknown\n"
     assert "reluverify: error" in ran.stderr
+
+
+def test_prepare_instance_ends_a_leftover_run_and_nothing_else(tool, test_bench_dir):
+    repo, env, work = tool
+    pgid_file = repo / ".vnncomp" / "run.pgid"
+
+    def group(name: str) -> subprocess.Popen:  # a process group whose command line reads `name`
+        return subprocess.Popen(["bash", "-c", f'exec -a "{name}" sleep 600'], start_new_session=True)
+
+    args = ("v1", "test", test_bench_dir / "test_tiny.onnx", test_bench_dir / "test_tiny.vnnlib")
+    leftover, stranger = group("reluverify vnnlib leftover"), group("someone else")
+    try:
+        for process, ended in ((stranger, False), (leftover, True)):
+            pgid_file.write_text(f"{process.pid}\n")
+            assert script(repo, "prepare_instance.sh", *args, env=env, cwd=work).returncode == 0
+            if ended:  # prepare_instance.sh has returned: the group was signalled already
+                process.wait(timeout=10)
+            assert (process.poll() is not None) == ended
+            assert not pgid_file.exists()
+    finally:
+        for process in (leftover, stranger):
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -56,14 +56,15 @@ unpacked() {
     echo "$target"
 }
 
-# End the process group of the instance that ran last, if it is still running (a leftover).
+# End the process group of the instance that ran last, if it is still running (a leftover) and is
+# still ours: one of its processes runs 'reluverify vnnlib' (a group id can be reused after a reboot).
 end_leftover() {
     local pgid
     [ -f "$PGID_FILE" ] || return 0
     pgid="$(cat "$PGID_FILE" 2>/dev/null)"
     rm -f "$PGID_FILE"
     case "$pgid" in ''|*[!0-9]*) return 0 ;; esac
-    if kill -0 -- "-$pgid" 2>/dev/null; then
+    if ps -e -o pgid=,args= 2>/dev/null | awk -v g="$pgid" '$1 == g && /reluverify vnnlib/ { found = 1 } END { exit !found }'; then
         kill -TERM -- "-$pgid" 2>/dev/null
         sleep 0.5
         kill -KILL -- "-$pgid" 2>/dev/null
