@@ -36,8 +36,8 @@ MAX_DNF_ATOMS = 1_000_000
 MAX_TERM_WORK = 5_000_000
 
 _TOKEN = re.compile(r";[^\n]*|\(|\)|[^\s();]+")
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_VARIABLE = re.compile(r"^([XY])_(0|[1-9]\d*)$")
+_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+_VARIABLE = re.compile(r"^([XY])_(0|[1-9][0-9]*)$")
 
 
 class _Atom(NamedTuple):
@@ -193,7 +193,7 @@ def parse_vnnlib(text: str, path: str = "<string>") -> VnnlibSpec:
     base_lower = np.full(num_inputs, -np.inf)
     base_upper = np.full(num_inputs, np.inf)
     base_rows: list[_Row] = []
-    _split_atoms(common, num_inputs, base_lower, base_upper, base_rows)
+    _split_atoms(common, num_inputs, base_lower, base_upper, base_rows, path)
     inverted = np.flatnonzero(base_lower > base_upper)
     if inverted.size:
         i = inverted[0]
@@ -203,7 +203,7 @@ def parse_vnnlib(text: str, path: str = "<string>") -> VnnlibSpec:
     disjuncts = []
     for combo in product.disjuncts:
         lower, upper, rows = base_lower.copy(), base_upper.copy(), list(base_rows)
-        _split_atoms(_flatten(combo), num_inputs, lower, upper, rows)
+        _split_atoms(_flatten(combo), num_inputs, lower, upper, rows, path)
         matrix = np.zeros((len(rows), width))
         for r, row in enumerate(rows):
             for index, coefficient in row.coefs.items():
@@ -228,7 +228,7 @@ def _count_contiguous(declared: dict[str, int], prefix: str, path: str) -> int:
     return len(indices)
 
 
-def _split_atoms(atoms, num_inputs, lower, upper, rows) -> None:
+def _split_atoms(atoms, num_inputs, lower, upper, rows, path) -> None:
     """Single-input atoms become box bounds (intersected); all others stay rows."""
     for atom in atoms:
         nz = [i for i, c in atom.coefs.items() if c != 0]
@@ -236,6 +236,8 @@ def _split_atoms(atoms, num_inputs, lower, upper, rows) -> None:
             i = nz[0]
             c = atom.coefs[i]
             bound = atom.rhs / c
+            if not np.isfinite(bound):
+                raise SpecError(f"{path}: the bound {atom.rhs:g} / {c:g} on X_{i} is beyond float64")
             if c > 0:
                 upper[i] = min(upper[i], bound)
             else:
@@ -310,7 +312,7 @@ def _conjoin(a: _Dnf, b: _Dnf, error) -> _Dnf:
         return _Dnf(list(b.disjuncts), atoms)
     if b.disjuncts == [None]:
         return _Dnf(list(a.disjuncts), atoms)
-    return _Dnf([_join(x, y) for x in a.disjuncts for y in b.disjuncts], atoms)
+    return _Dnf([(x, y) if x is not None and y is not None else _join(x, y) for x in a.disjuncts for y in b.disjuncts], atoms)
 
 
 _CONNECTIVES = ("and", "or")
@@ -397,7 +399,9 @@ class _FormulaReader:
                 result = _conjoin(result, part, lambda what: self.error(node, f"the formula expands to more than {what}"))
             return result
         if head == "or":
-            disjuncts = [d for part in values for d in part.disjuncts]
+            disjuncts = []
+            for part in values:
+                disjuncts.extend(part.disjuncts)
             if len(disjuncts) > MAX_DISJUNCTS:
                 raise self.error(node, f"the formula expands to more than {MAX_DISJUNCTS} disjuncts")
             atoms = sum(part.atoms for part in values)
