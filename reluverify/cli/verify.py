@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import sys
 
+from reluverify.cli.common import add_memory_argument
+
 
 def add_common_arguments(parser, timeout_help: str = "seconds for the whole check (default 60)",
                          timeout_default: float = 60.0) -> None:
@@ -57,6 +59,7 @@ def register(subparsers) -> None:
                         help="Def. 1: the label is the top score (max, default) or the lowest (min, e.g. ACAS Xu)")
     add_common_arguments(parser)
     parser.add_argument("--vnncomp-out", metavar="FILE", help="write the VNN-COMP result file")
+    add_memory_argument(parser)
     parser.set_defaults(handler=run)
 
 
