@@ -332,7 +332,6 @@ class _FormulaReader:
         self.path = path
         self.declared = declared
         self.num_inputs = num_inputs
-        self.width = num_inputs + num_outputs
         self.work = 0
 
     def error(self, node, message: str) -> SpecError:

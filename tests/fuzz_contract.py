@@ -12,7 +12,8 @@ traceback, an internal error (exit status 3) or a hang.
 * :func:`run_cli` does the same through a real ``python -m reluverify`` subprocess.
 
 Every call runs under a wall-clock guard (:func:`no_hang`): overrunning it is a :class:`Hang`,
-which derives from BaseException so that no ``except Exception`` in reluverify can swallow it.
+which derives from BaseException so that no ``except Exception`` in reluverify can swallow it
+(the alarm of pytest-timeout, if any, is suspended meanwhile and re-armed afterwards).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import io
 import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 from hypothesis import HealthCheck, settings
@@ -36,7 +38,7 @@ class Hang(BaseException):
     """A reader or command ran past :data:`HANG_S`."""
 
 
-def fuzz_settings(examples: int, deadline_s: float = 10.0):
+def fuzz_settings(examples: int, deadline_s: float = 20.0):
     """Bounded, reproducible hypothesis settings: CI replays the same inputs every time."""
     return settings(max_examples=examples, deadline=timedelta(seconds=deadline_s), derandomize=True,
                     database=None, print_blob=True,
@@ -50,12 +52,16 @@ def no_hang(seconds: float = HANG_S):
         raise Hang(f"still running after {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.monotonic()
+    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_delay:  # pytest-timeout's own alarm goes on with what was left of it
+            left = outer_delay - (time.monotonic() - start)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), outer_interval)
 
 
 def one_line(message: str) -> bool:

@@ -224,20 +224,20 @@ def _load(folder: Path, data: bytes):
 
 
 @pytest.mark.skipif(not BASES, reason="no base models")
-@fuzz_settings(250)
+@fuzz_settings(150)
 @given(mutated_models())
 def test_mutated_models_load_or_fail_cleanly(tmp_path_factory, data):
     _load(tmp_path_factory.mktemp("onnx"), data)
 
 
-@fuzz_settings(40, deadline_s=20)
+@fuzz_settings(40, deadline_s=30)
 @given(mutated_models())
 def test_info_runs_onnxruntime_or_fails_cleanly(tmp_path_factory, data):
     path, _ = _load(tmp_path_factory.mktemp("info"), data)
     run_main(["info", path])
 
 
-@fuzz_settings(25, deadline_s=20)
+@fuzz_settings(25, deadline_s=30)
 @given(mutated_models())
 def test_verify_decides_or_fails_cleanly(tmp_path_factory, data):
     folder = tmp_path_factory.mktemp("verify")

@@ -137,7 +137,7 @@ def test_point_domain_and_points_readers(tmp_path_factory, file):
     _check_readers(path)
 
 
-@fuzz_settings(30, deadline_s=20)
+@fuzz_settings(30, deadline_s=30)
 @given(FILES)
 def test_verify_reads_points_and_domains_cleanly(tmp_path_factory, file):
     from random_queries import chain_to_onnx, random_chain

@@ -214,7 +214,7 @@ def _onnx_for(n: int, m: int, folder: Path) -> str:
     return _NETWORKS[(n, m)]
 
 
-@fuzz_settings(50, deadline_s=20)
+@fuzz_settings(50, deadline_s=30)
 @given(st.one_of(grammar_specs(), mutated_specs() if REAL else grammar_specs()))
 def test_vnnlib_command_decides_or_fails_cleanly(tmp_path_factory, text):
     folder = tmp_path_factory.mktemp("cli")
