@@ -24,3 +24,7 @@ class SpecError(ReluverifyError):
 
 class QueryError(ReluverifyError):
     """A query is ill-formed: inverted or missing bounds, shape mismatch, NaN."""
+
+
+class MemoryLimitError(ReluverifyError):
+    """The command needs more memory than its limit (``--max-memory``) or the machine allows."""

@@ -134,11 +134,18 @@ class _Tracer:
 
         graph = self.model.graph
         initialisers = {}
+        folder = os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
         for init in graph.initializer:
+            if init.data_location == onnx.TensorProto.EXTERNAL:
+                _check_external_data(init, folder)
             try:
-                array = numpy_helper.to_array(init)
+                array = numpy_helper.to_array(init, base_dir=folder)
+            except MemoryError:
+                raise
+            except KeyError:
+                raise NetworkError(f"initializer {init.name!r} has the unknown data type {init.data_type}") from None
             except Exception as exc:  # noqa: BLE001 - any decoding failure is a malformed file
-                raise NetworkError(f"initializer {init.name!r} cannot be decoded: {exc}") from None
+                raise NetworkError(f"initializer {init.name!r} cannot be decoded: {_first_line(exc)}") from None
             if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
                 raise NetworkError(f"initializer {init.name!r} contains NaN or infinity")
             initialisers[init.name] = array
@@ -160,7 +167,10 @@ class _Tracer:
         if not ttype.HasField("shape"):
             raise NetworkError(f"input {graph_input.name!r} has no shape")
         input_shape = tuple(dims)
-        size = int(np.prod(input_shape)) if input_shape else 1
+        size = math.prod(input_shape)
+        if size * (size + 1) > MAX_TRACE_ELEMENTS:
+            raise NetworkError(f"input {graph_input.name!r} of shape {input_shape} has {size} values: too many to trace "
+                               f"(the affine maps of the trace would hold more than {MAX_TRACE_ELEMENTS} numbers)")
         self.nodes.append(InputNode(size))
         table = np.concatenate([np.zeros((1, size)), np.eye(size)], axis=0).reshape((1 + size,) + input_shape)
         self.values[graph_input.name] = Affine(((0, size),), table)
@@ -180,15 +190,19 @@ class _Tracer:
             handler = OPERATORS.get(node.op_type)
             if handler is None:
                 raise NetworkError(f"{where}: unsupported operator {node.op_type!r}")
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            attrs["_outputs"] = len(node.output)
+            for attribute in node.attribute:
+                if attribute.name not in ATTRIBUTES[node.op_type]:
+                    raise NetworkError(f"{where}: attribute {attribute.name!r} is not supported")
             try:
+                attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                attrs["_outputs"] = len(node.output)
                 outputs = handler(self, inputs, attrs, where)
             except NetworkError:
                 raise
-            except (ValueError, IndexError, TypeError) as exc:
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise NetworkError(f"{where}: shape mismatch or bad argument: {message}") from None
+            except KeyError as exc:
+                raise NetworkError(f"{where}: the required attribute {exc.args[0]!r} is missing") from None
+            except (ValueError, IndexError, TypeError, ArithmeticError, AttributeError) as exc:
+                raise NetworkError(f"{where}: shape mismatch or bad argument: {_first_line(exc)}") from None
             for name, value in zip(node.output, outputs):
                 if name:
                     if isinstance(value, Affine) and value.table.size > MAX_TRACE_ELEMENTS:
@@ -212,6 +226,24 @@ class _Tracer:
             source_path=os.path.abspath(self.path) if self.path else None,
             source_sha256=file_sha256(self.path) if self.path else None,
         )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0] or type(exc).__name__
+
+
+def _check_external_data(init, folder: str) -> None:
+    """An initializer's external data file must be a file inside the model's folder."""
+    location = next((entry.value for entry in init.external_data if entry.key == "location"), "")
+    if not location or "\0" in location:
+        raise NetworkError(f"initializer {init.name!r}: its external data has no valid file name")
+    target = os.path.realpath(os.path.join(folder, location))
+    if os.path.isabs(location) or os.path.commonpath([target, os.path.realpath(folder)]) != os.path.realpath(folder):
+        raise NetworkError(f"initializer {init.name!r}: its external data file {location[:100]!r} lies outside "
+                           "the model's folder")
+    if not os.path.isfile(target):
+        raise NetworkError(f"initializer {init.name!r}: its external data file {location[:100]!r} does not exist "
+                           "beside the model")
 
 
 # ---------------------------------------------------------------- operators
@@ -591,6 +623,10 @@ def op_batchnorm(tracer, inputs, attrs, where):
     x = _need(inputs, 0, where)
     scale, bias, mean, var = (_float(_const(inputs[i], where, name)) for i, name in
                               zip(range(1, 5), ("scale", "B", "mean", "var")))
+    if int(attrs.get("training_mode", 0)) != 0:
+        raise NetworkError(f"{where}: training mode (batch statistics) is not supported")
+    if int(attrs.get("spatial", 1)) != 1:
+        raise NetworkError(f"{where}: spatial=0 (per-element statistics) is not supported")
     eps = float(attrs.get("epsilon", 1e-5))
     factor = scale / np.sqrt(var + eps)
     shift = bias - mean * factor
@@ -652,8 +688,15 @@ def op_conv(tracer, inputs, attrs, where):
         pads = pads_begin + pads_end
     elif auto_pad == "VALID":
         pads = [0] * (2 * nd)
-    else:
+    elif auto_pad in ("NOTSET", ""):
         pads = list(attrs.get("pads", [0] * (2 * nd)))
+    else:
+        raise NetworkError(f"{where}: auto_pad {auto_pad!r} is not supported")
+    if "kernel_shape" in attrs and list(attrs["kernel_shape"]) != list(w.shape[2:]):
+        raise NetworkError(f"{where}: kernel_shape {list(attrs['kernel_shape'])} differs from the weights' {list(w.shape[2:])}")
+    if len(strides) != nd or len(dilations) != nd or len(pads) != 2 * nd or min(strides + dilations, default=1) < 1 \
+            or min(pads, default=0) < 0 or group < 1:
+        raise NetworkError(f"{where}: bad strides, dilations, pads or group")
     if shape[1] != w.shape[1] * group:
         raise NetworkError(f"{where}: input has {shape[1]} channels, weights expect {w.shape[1] * group}")
     if isinstance(x, Affine):
@@ -672,6 +715,8 @@ def op_conv(tracer, inputs, attrs, where):
 
 
 def op_dropout(tracer, inputs, attrs, where):
+    if len(inputs) > 2 and inputs[2] is not None and np.any(_const(inputs[2], where, "training_mode")):
+        raise NetworkError(f"{where}: dropout in training mode is not supported")
     return [_need(inputs, 0, where)]
 
 
@@ -704,6 +749,39 @@ OPERATORS: dict[str, Callable] = {
     "BatchNormalization": op_batchnorm,
     "Conv": op_conv,
 }
+
+_LEGACY = ("consumed_inputs",)
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "Identity": (),
+    "Dropout": ("ratio", "seed", "is_test", *_LEGACY),
+    "Constant": ("value", "value_float", "value_int", "value_floats", "value_ints"),
+    "Add": ("broadcast", *_LEGACY),
+    "Sub": ("broadcast", *_LEGACY),
+    "Sum": _LEGACY,
+    "Neg": _LEGACY,
+    "Mul": ("broadcast", *_LEGACY),
+    "Div": ("broadcast", *_LEGACY),
+    "MatMul": (),
+    "Gemm": ("alpha", "beta", "transA", "transB", "broadcast"),
+    "Relu": _LEGACY,
+    "Sigmoid": _LEGACY,
+    "Tanh": _LEGACY,
+    "Flatten": ("axis",),
+    "Reshape": ("allowzero", *_LEGACY),
+    "Squeeze": ("axes",),
+    "Unsqueeze": ("axes",),
+    "Transpose": ("perm",),
+    "Shape": ("start", "end"),
+    "Cast": ("to", "saturate"),
+    "Concat": ("axis",),
+    "Slice": ("starts", "ends", "axes"),
+    "Gather": ("axis",),
+    "Split": ("axis", "split", "num_outputs"),
+    "BatchNormalization": ("epsilon", "momentum", "training_mode", "spatial", "is_test", *_LEGACY),
+    "Conv": ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"),
+}
+"""The attributes each operator understands; any other (an unknown one, or one that would change
+the operator's meaning, such as the legacy broadcast ``axis`` of Add) is refused by name."""
 
 
 def load_onnx(path: str | os.PathLike) -> Network:

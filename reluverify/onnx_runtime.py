@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from reluverify.errors import NetworkError
+from reluverify.memory import is_allocation_failure, out_of_memory
 
 
 class ReferenceModel:
@@ -24,13 +25,20 @@ class ReferenceModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options.log_severity_level = 4
+        self.path = path
+        self.run_options = ort.RunOptions()
+        self.run_options.log_severity_level = 4
         try:
             self.session = ort.InferenceSession(
                 model_bytes if model_bytes is not None else path, sess_options=options, providers=["CPUExecutionProvider"]
             )
+        except MemoryError:
+            raise
         except Exception as exc:  # noqa: BLE001
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if is_allocation_failure(first):
+                raise out_of_memory("onnxruntime could not load the network") from None
             raise NetworkError(f"{path}: onnxruntime cannot load the network: {first}") from None
         initialisers = set()
         try:
@@ -57,15 +65,27 @@ class ReferenceModel:
         outs = []
         if self.batchable and x.shape[0] > 1:
             feed = x.reshape((x.shape[0],) + self.shape[1:]).astype(self.dtype)
-            y = self.session.run([self.output_name], {self.input.name: feed})[0]
+            y = self.run(feed)
             outs = [np.asarray(y, dtype=np.float64).reshape(x.shape[0], -1)]
         else:
             for row in x:
                 feed = row.reshape(self.shape).astype(self.dtype)
-                y = self.session.run([self.output_name], {self.input.name: feed})[0]
+                y = self.run(feed)
                 outs.append(np.asarray(y, dtype=np.float64).reshape(1, -1))
         result = np.concatenate(outs, axis=0)
         return result[0] if single else result
+
+    def run(self, feed: np.ndarray) -> np.ndarray:
+        """One session run; an onnxruntime failure (a model it loads but cannot evaluate) is a NetworkError."""
+        try:
+            return self.session.run([self.output_name], {self.input.name: feed}, self.run_options)[0]
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            first = (str(exc).splitlines() or [""])[0][:300] or type(exc).__name__
+            if is_allocation_failure(first):
+                raise out_of_memory("onnxruntime could not evaluate the network") from None
+            raise NetworkError(f"{self.path}: onnxruntime cannot evaluate the network: {first}") from None
 
 
 @functools.lru_cache(maxsize=64)

@@ -8,6 +8,9 @@ back through a pipe. The parent never waits on a child that misbehaves:
 * a child that dies without answering (a crash, a kill by the OOM killer or by a user) is
   reported as ``status="crashed"`` with its exit code;
 * an exception inside the function comes back as ``status="error"`` with a one-line message;
+* an allocation that fails inside the function (``MemoryError``, e.g. beyond ``--max-memory``)
+  comes back as ``status="memory"`` with the one-line message of
+  :func:`reluverify.memory.out_of_memory`, which names the limit;
 * ``stop()`` returning True (e.g. once a violation is found) kills every running child at
   once and starts no further task.
 
@@ -24,11 +27,14 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, Callable, Iterable, Iterator
 
+from reluverify.errors import MemoryLimitError
+from reluverify.memory import current_limit, is_allocation_failure, out_of_memory
+
 
 @dataclass
 class TaskOutcome:
     key: Any
-    status: str  # "ok", "timeout", "crashed", "error", "cancelled"
+    status: str  # "ok", "timeout", "crashed", "error", "memory", "cancelled"
     value: Any = None
     seconds: float = 0.0
     message: str = ""
@@ -43,7 +49,14 @@ def _child(connection, function, args) -> None:
     try:
         value = function(*args)
         connection.send(("ok", value, ""))
+    except MemoryLimitError as exc:
+        connection.send(("memory", None, str(exc)))
+    except MemoryError:
+        connection.send(("memory", None, str(out_of_memory())))
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
+        if current_limit() is not None and is_allocation_failure(str(exc)):
+            connection.send(("memory", None, str(out_of_memory())))
+            return
         first = (str(exc).splitlines() or [""])[0]
         detail = traceback.format_exc(limit=-3).strip().splitlines()
         connection.send(("error", None, f"{type(exc).__name__}: {first}" if first else detail[-1]))

@@ -8,8 +8,11 @@ constant). The conjunction of all assertions describes the **counterexample**
 (the property is violated iff it is satisfiable), exactly as a :class:`Query` does.
 
 The file is parsed as a real s-expression grammar; anything not understood (strict
-comparisons, ``not``, non-linear terms, unknown commands, undeclared variables) is
-an error naming the file, line and what was expected -- never skipped silently.
+comparisons, ``not``, non-linear terms, unknown commands, undeclared variables, numbers
+beyond float64) is an error naming the file, line and what was expected -- never skipped
+silently. Nothing recurses: nesting depth is limited by memory only, and the sizes that can
+explode (the disjunctive normal form, the arithmetic on terms) have limits with their own
+one-line errors (:data:`MAX_DISJUNCTS`, :data:`MAX_DNF_ATOMS`, :data:`MAX_TERM_WORK`).
 
 (The ``vnnlib`` package on PyPI reads VNN-LIB 2.0 only; its last 1.0 reader was an
 unmaintained alpha, so the 1.0 grammar is implemented here.)
@@ -17,10 +20,10 @@ unmaintained alpha, so the 1.0 grammar is implemented here.)
 
 from __future__ import annotations
 
-import bisect
 import os
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,14 +32,15 @@ from reluverify.network import Network
 from reluverify.query import Disjunct, LinearConstraints, Query
 
 MAX_DISJUNCTS = 100_000
+MAX_DNF_ATOMS = 1_000_000
+MAX_TERM_WORK = 5_000_000
 
 _TOKEN = re.compile(r";[^\n]*|\(|\)|[^\s();]+")
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_VARIABLE = re.compile(r"^([XY])_(\d+)$")
+_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+_VARIABLE = re.compile(r"^([XY])_(0|[1-9][0-9]*)$")
 
 
-@dataclass(frozen=True)
-class _Atom:
+class _Atom(NamedTuple):
     """A token with its line number."""
 
     text: str
@@ -44,30 +48,30 @@ class _Atom:
 
 
 class _List(list):
-    line: int = 0
+    __slots__ = ("line",)
 
 
 def _parse_sexprs(text: str, path: str) -> list:
-    """All top-level s-expressions; atoms as :class:`_Atom`, lists as :class:`_List`."""
-    line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    """All top-level s-expressions; atoms as :class:`_Atom`, lists as :class:`_List` (no recursion)."""
     stack: list[_List] = []
     top: list = []
-    for match in _TOKEN.finditer(text):
-        token = match.group(0)
-        if token[0] == ";":
-            continue
-        line = bisect.bisect_right(line_starts, match.start())
-        if token == "(":
-            node = _List()
-            node.line = line
-            stack.append(node)
-        elif token == ")":
-            if not stack:
-                raise SpecError(f"{path}:{line}: unexpected ')'")
-            node = stack.pop()
-            (stack[-1] if stack else top).append(node)
-        else:
-            (stack[-1] if stack else top).append(_Atom(token, line))
+    tokens = _TOKEN.findall
+    for line, content in enumerate(text.split("\n"), start=1):
+        for token in tokens(content):
+            first = token[0]
+            if first == "(":
+                node = _List()
+                node.line = line
+                stack.append(node)
+            elif first == ")":
+                if not stack:
+                    raise SpecError(f"{path}:{line}: unexpected ')'")
+                node = stack.pop()
+                (stack[-1] if stack else top).append(node)
+            elif first == ";":
+                break  # a comment runs to the end of the line
+            else:
+                (stack[-1] if stack else top).append(_Atom(token, line))
     if stack:
         raise SpecError(f"{path}:{stack[-1].line}: '(' is never closed (the file ends first)")
     return top
@@ -173,31 +177,23 @@ def parse_vnnlib(text: str, path: str = "<string>") -> VnnlibSpec:
         raise SpecError(f"{path}: no output variables Y_0, Y_1, ... are declared")
     reader = _FormulaReader(path, declared, num_inputs, num_outputs)
 
-    # Conjunction of all assertions, kept as: common atoms + a list of disjunctive factors.
-    common: list[tuple[np.ndarray, float]] = []
-    factors: list[list[list[tuple[np.ndarray, float]]]] = []
+    # Conjunction of all assertions, kept as: common atoms + the product of the disjunctive ones.
+    common: list[_Row] = []
+    factors: list[_Dnf] = []
     for formula in assertions:
         dnf = reader.dnf(formula)
-        if len(dnf) == 1:
-            common.extend(dnf[0])
+        if len(dnf.disjuncts) == 1:
+            common.extend(_flatten(dnf.disjuncts[0]))
         else:
             factors.append(dnf)
-    total = 1
-    for f in factors:
-        total *= max(1, len(f))
-        if total > MAX_DISJUNCTS:
-            raise SpecError(f"{path}: the specification expands to more than {MAX_DISJUNCTS} disjuncts")
-    if any(len(f) == 0 for f in factors):
-        combos: list[list] = []  # an empty disjunction is false: no counterexample can exist
-    else:
-        combos = [[]]
-        for f in factors:
-            combos = [c + d for c in combos for d in f]
+    product = _Dnf([None], 0)
+    for factor in factors:
+        product = _conjoin(product, factor, lambda what: SpecError(f"{path}: the specification expands to more than {what}"))
     width = num_inputs + num_outputs
     base_lower = np.full(num_inputs, -np.inf)
     base_upper = np.full(num_inputs, np.inf)
-    base_rows: list[tuple[np.ndarray, float]] = []
-    _split_atoms(common, num_inputs, base_lower, base_upper, base_rows)
+    base_rows: list[_Row] = []
+    _split_atoms(common, num_inputs, base_lower, base_upper, base_rows, path)
     inverted = np.flatnonzero(base_lower > base_upper)
     if inverted.size:
         i = inverted[0]
@@ -205,11 +201,14 @@ def parse_vnnlib(text: str, path: str = "<string>") -> VnnlibSpec:
             f"{path}: X_{i} has inverted bounds: lower {base_lower[i]:g} > upper {base_upper[i]:g}"
         )
     disjuncts = []
-    for combo in combos:
+    for combo in product.disjuncts:
         lower, upper, rows = base_lower.copy(), base_upper.copy(), list(base_rows)
-        _split_atoms(combo, num_inputs, lower, upper, rows)
-        matrix = np.array([r[0] for r in rows]).reshape(len(rows), width)
-        rhs = np.array([r[1] for r in rows], dtype=np.float64)
+        _split_atoms(_flatten(combo), num_inputs, lower, upper, rows, path)
+        matrix = np.zeros((len(rows), width))
+        for r, row in enumerate(rows):
+            for index, coefficient in row.coefs.items():
+                matrix[r, index] = coefficient
+        rhs = np.array([row.rhs for row in rows], dtype=np.float64)
         disjuncts.append((lower, upper, matrix, rhs))
     if not disjuncts:
         # Represent "false" as one disjunct with an empty box so the Query stays well-formed.
@@ -229,131 +228,290 @@ def _count_contiguous(declared: dict[str, int], prefix: str, path: str) -> int:
     return len(indices)
 
 
-def _split_atoms(atoms, num_inputs, lower, upper, rows) -> None:
+def _split_atoms(atoms, num_inputs, lower, upper, rows, path) -> None:
     """Single-input atoms become box bounds (intersected); all others stay rows."""
-    for coefs, rhs in atoms:
-        nz = np.flatnonzero(coefs)
-        if nz.size == 1 and nz[0] < num_inputs:
+    for atom in atoms:
+        nz = [i for i, c in atom.coefs.items() if c != 0]
+        if len(nz) == 1 and nz[0] < num_inputs:
             i = nz[0]
-            c = coefs[i]
-            bound = rhs / c
+            c = atom.coefs[i]
+            bound = atom.rhs / c
+            if not np.isfinite(bound):
+                raise SpecError(f"{path}: the bound {atom.rhs:g} / {c:g} on X_{i} is beyond float64")
             if c > 0:
                 upper[i] = min(upper[i], bound)
             else:
                 lower[i] = max(lower[i], bound)
-        elif nz.size == 0:
-            if rhs < 0:  # "0 <= rhs" is false: the conjunction is empty
+        elif not nz:
+            if atom.rhs < 0:  # "0 <= rhs" is false: the conjunction is empty
                 lower[:] = 1.0
                 upper[:] = 0.0
         else:
-            rows.append((coefs, rhs))
+            rows.append(atom)
+
+
+# ------------------------------------------------------------------ formulas
+# Formulas and terms are evaluated with an explicit stack (never Python recursion), so the
+# depth of nesting is limited by memory only; chains of the same connective, such as
+# (or (or (or ...))), are flattened first. The disjunctive normal form is bounded in size
+# (MAX_DISJUNCTS disjuncts, MAX_DNF_ATOMS atoms in all) and the arithmetic on linear terms
+# in work (MAX_TERM_WORK coefficient operations): a file beyond these is a clear error.
+
+
+class _Row(NamedTuple):
+    """The atom ``sum_i coefs[i] * [X; Y]_i <= rhs`` (sparse: absent coefficients are zero)."""
+
+    coefs: dict
+    rhs: float
+
+
+# A conjunction is a rope (joining two is O(1), see :func:`_flatten`): None (true), a list of
+# _Row (the atoms of one comparison), or a tuple (left, right) of two conjunctions.
+
+
+def _join(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return (a, b)
+
+
+def _flatten(conjunction) -> list[_Row]:
+    """The atoms of a conjunction, in order, without recursion."""
+    out: list[_Row] = []
+    todo = [conjunction]
+    while todo:
+        item = todo.pop()
+        if item is None:
+            continue
+        if type(item) is tuple:
+            todo.append(item[1])
+            todo.append(item[0])
+        else:
+            out.extend(item)
+    return out
+
+
+class _Dnf(NamedTuple):
+    """A disjunction of conjunctions and the total number of atoms in them."""
+
+    disjuncts: list
+    atoms: int
+
+
+def _conjoin(a: _Dnf, b: _Dnf, error) -> _Dnf:
+    """``a AND b`` distributed into DNF; ``error(what)`` builds the exception for a DNF that is too large."""
+    count = len(a.disjuncts) * len(b.disjuncts)
+    if count > MAX_DISJUNCTS:
+        raise error(f"{MAX_DISJUNCTS} disjuncts")
+    atoms = len(b.disjuncts) * a.atoms + len(a.disjuncts) * b.atoms
+    if atoms > MAX_DNF_ATOMS:
+        raise error(f"{MAX_DNF_ATOMS} atoms in disjunctive normal form")
+    if a.disjuncts == [None]:
+        return _Dnf(list(b.disjuncts), atoms)
+    if b.disjuncts == [None]:
+        return _Dnf(list(a.disjuncts), atoms)
+    return _Dnf([(x, y) if x is not None and y is not None else _join(x, y) for x in a.disjuncts for y in b.disjuncts], atoms)
+
+
+_CONNECTIVES = ("and", "or")
+_COMPARISONS = ("<=", ">=", "=")
+_FUNCTIONS = ("+", "-", "*", "/")
+_FORMULA, _TERM = 0, 1
 
 
 class _FormulaReader:
-    """Turns formula s-expressions into DNF over atoms ``coefs @ [X; Y] <= rhs``."""
+    """Turns formula s-expressions into DNF over atoms ``coefs @ [X; Y] <= rhs``.
+
+    Terms are sparse: ``(coefficients dict, constant)``. Every intermediate value is owned by
+    the node that consumes it, so operators update their operands in place.
+    """
 
     def __init__(self, path, declared, num_inputs, num_outputs) -> None:
         self.path = path
         self.declared = declared
         self.num_inputs = num_inputs
-        self.width = num_inputs + num_outputs
+        self.work = 0
 
     def error(self, node, message: str) -> SpecError:
         return SpecError(f"{self.path}:{node.line}: {message}")
 
-    def dnf(self, node) -> list[list[tuple[np.ndarray, float]]]:
+    def dnf(self, node) -> _Dnf:
+        return self._evaluate(node, _FORMULA)
+
+    def _evaluate(self, root, kind):
+        """Post-order evaluation of ``root`` with an explicit stack (see the section comment)."""
+        stack = [(root, kind, self._children(root, kind), [])]
+        while True:
+            node, kind, children, values = stack[-1]
+            while len(values) < len(children):
+                child, child_kind = children[len(values)]
+                if type(child) is not _Atom:
+                    stack.append((child, child_kind, self._children(child, child_kind), []))
+                    break
+                values.append(self._formula(child, ()) if child_kind == _FORMULA else self._term(child, ()))
+            if stack[-1][0] is not node or len(values) < len(children):
+                continue
+            stack.pop()
+            value = self._formula(node, values) if kind == _FORMULA else self._term(node, values)
+            if not stack:
+                return value
+            stack[-1][3].append(value)
+
+    def _children(self, node, kind) -> list:
+        """The sub-expressions ``node`` needs, with their kind; checks the node's shape first."""
+        if isinstance(node, _Atom):
+            return []
+        if not node or not isinstance(node[0], _Atom):
+            raise self.error(node, "expected (and ...), (or ...) or a comparison" if kind == _FORMULA else "expected a term")
+        head = node[0].text
+        if kind == _FORMULA:
+            if head in _CONNECTIVES:
+                return [(child, _FORMULA) for child in _same_connective(node, head)]
+            if head in _COMPARISONS:
+                if len(node) < 3:
+                    raise self.error(node, f"({head} ...) needs at least two terms")
+                return [(child, _TERM) for child in node[1:]]
+            if head in ("<", ">"):
+                raise self.error(node, f"strict comparison ({head} ...) is not supported; use <= or >=")
+            if head == "not":
+                raise self.error(node, "(not ...) is not supported in VNN-LIB 1.0 specifications")
+            raise self.error(node, f"expected (and ...), (or ...) or a comparison, found ({head} ...)")
+        if head not in _FUNCTIONS:
+            raise self.error(node, f"unknown function {head!r} in a term (expected +, -, * or /)")
+        if len(node) < 2:
+            raise self.error(node, f"({head}) needs arguments")
+        return [(child, _TERM) for child in node[1:]]
+
+    def _formula(self, node, values) -> _Dnf:
         if isinstance(node, _Atom):
             if node.text == "true":
-                return [[]]
+                return _Dnf([None], 0)
             if node.text == "false":
-                return []
+                return _Dnf([], 0)
             raise self.error(node, f"expected a formula, found {node.text!r}")
-        if not node or not isinstance(node[0], _Atom):
-            raise self.error(node, "expected (and ...), (or ...) or a comparison")
         head = node[0].text
-        args = node[1:]
         if head == "and":
-            result = [[]]
-            for arg in args:
-                part = self.dnf(arg)
-                if len(result) * max(1, len(part)) > MAX_DISJUNCTS:
-                    raise self.error(node, f"the formula expands to more than {MAX_DISJUNCTS} disjuncts")
-                result = [a + b for a in result for b in part]
+            result = _Dnf([None], 0)
+            for part in values:
+                result = _conjoin(result, part, lambda what: self.error(node, f"the formula expands to more than {what}"))
             return result
         if head == "or":
-            result = []
-            for arg in args:
-                result.extend(self.dnf(arg))
-            return result
-        if head in ("<=", ">=", "="):
-            if len(args) < 2:
-                raise self.error(node, f"({head} ...) needs at least two terms")
-            terms = [self.term(a) for a in args]
-            atoms = []
-            for left, right in zip(terms, terms[1:]):
-                diff_c = left[0] - right[0]
-                diff_k = left[1] - right[1]
-                # left - right <= 0  <=>  coefs @ v <= -const
-                if head in ("<=", "="):
-                    atoms.append((diff_c, -diff_k))
-                if head in (">=", "="):
-                    atoms.append((-diff_c, diff_k))
-            return [atoms]
-        if head in ("<", ">"):
-            raise self.error(node, f"strict comparison ({head} ...) is not supported; use <= or >=")
-        if head == "not":
-            raise self.error(node, "(not ...) is not supported in VNN-LIB 1.0 specifications")
-        raise self.error(node, f"expected (and ...), (or ...) or a comparison, found ({head} ...)")
+            disjuncts = []
+            for part in values:
+                disjuncts.extend(part.disjuncts)
+            if len(disjuncts) > MAX_DISJUNCTS:
+                raise self.error(node, f"the formula expands to more than {MAX_DISJUNCTS} disjuncts")
+            atoms = sum(part.atoms for part in values)
+            if atoms > MAX_DNF_ATOMS:
+                raise self.error(node, f"the formula expands to more than {MAX_DNF_ATOMS} atoms in disjunctive normal form")
+            return _Dnf(disjuncts, atoms)
+        atoms = []
+        for left, right in zip(values, values[1:]):
+            # left - right <= 0  <=>  coefs @ v <= -const
+            coefs = dict(left[0])
+            for index, c in right[0].items():
+                coefs[index] = coefs.get(index, 0.0) - c
+            self._count(node, len(left[0]) + len(right[0]))
+            const = left[1] - right[1]
+            if not np.isfinite(const) or not all(np.isfinite(c) for c in coefs.values()):
+                raise self.error(node, f"({head} ...) overflows: a coefficient or constant is not a finite number")
+            coefs = {i: c for i, c in coefs.items() if c != 0}
+            if head in ("<=", "="):
+                atoms.append(_Row(coefs, -const))
+            if head in (">=", "="):
+                atoms.append(_Row({i: -c for i, c in coefs.items()}, const))
+        return _Dnf([atoms], len(atoms))
 
-    def term(self, node) -> tuple[np.ndarray, float]:
-        """A linear term as (coefficients over [X; Y], constant)."""
+    def _count(self, node, work: int) -> None:
+        self.work += work
+        if self.work > MAX_TERM_WORK:
+            raise self.error(node, f"the linear terms are too large to expand (more than {MAX_TERM_WORK} coefficient operations)")
+
+    def _term(self, node, args) -> tuple[dict, float]:
+        """A linear term as (sparse coefficients over [X; Y], constant)."""
         if isinstance(node, _Atom):
             text = node.text
             if _NUMBER.match(text):
-                return np.zeros(self.width), float(text)
+                value = float(text)
+                if not np.isfinite(value):
+                    raise self.error(node, f"the number {text[:40]} is out of range (not a finite float64)")
+                return {}, value
             match = _VARIABLE.match(text)
             if match:
                 if text not in self.declared:
                     raise self.error(node, f"variable {text} is used but not declared")
-                coefs = np.zeros(self.width)
                 index = int(match.group(2)) + (0 if match.group(1) == "X" else self.num_inputs)
-                coefs[index] = 1.0
-                return coefs, 0.0
-            raise self.error(node, f"expected a number or a variable X_i / Y_j, found {text!r}")
-        if not node or not isinstance(node[0], _Atom):
-            raise self.error(node, "expected a term")
-        head, args = node[0].text, [self.term(a) for a in node[1:]]
-        if not args:
-            raise self.error(node, f"({head}) needs arguments")
+                return {index: 1.0}, 0.0
+            raise self.error(node, f"expected a number or a variable X_i / Y_j, found {text[:40]!r}")
+        head = node[0].text
         if head == "+":
-            return sum((a[0] for a in args), np.zeros(self.width)), sum(a[1] for a in args)
+            largest = max(range(len(args)), key=lambda i: len(args[i][0]))
+            coefs = args[largest][0]
+            for position, (other, _) in enumerate(args):
+                if position != largest:
+                    self._count(node, len(other))
+                    for index, c in other.items():
+                        coefs[index] = coefs.get(index, 0.0) + c
+            const = 0.0
+            for _, k in args:
+                const += k
+            return self._finite(node, coefs, const)
         if head == "-":
             if len(args) == 1:
-                return -args[0][0], -args[0][1]
-            c, k = args[0][0].copy(), args[0][1]
-            for a in args[1:]:
-                c, k = c - a[0], k - a[1]
-            return c, k
+                coefs, const = args[0]
+                self._count(node, len(coefs))
+                return {i: -c for i, c in coefs.items()}, -const
+            coefs, const = args[0]
+            for other, k in args[1:]:
+                self._count(node, len(other))
+                for index, c in other.items():
+                    coefs[index] = coefs.get(index, 0.0) - c
+                const = const - k
+            return self._finite(node, coefs, const)
         if head == "*":
-            coefs, const = np.zeros(self.width), 1.0
+            const = 1.0
             variable_part = None
-            for a in args:
-                if np.any(a[0]):
+            for coefs, k in args:
+                self._count(node, len(coefs))
+                if any(c != 0 for c in coefs.values()):
                     if variable_part is not None:
                         raise self.error(node, "non-linear term: a product of two variables")
-                    variable_part = a
+                    variable_part = (coefs, k)
                 else:
-                    const *= a[1]
+                    const *= k
             if variable_part is None:
-                return coefs, const
-            return variable_part[0] * const, variable_part[1] * const
-        if head == "/":
-            if len(args) != 2 or np.any(args[1][0]):
-                raise self.error(node, "(/ a b) needs a constant divisor")
-            if args[1][1] == 0:
-                raise self.error(node, "division by zero")
-            return args[0][0] / args[1][1], args[0][1] / args[1][1]
-        raise self.error(node, f"unknown function {head!r} in a term (expected +, -, * or /)")
+                return self._finite(node, {}, const)
+            coefs, k = variable_part
+            return self._finite(node, {i: c * const for i, c in coefs.items()}, k * const)
+        # "/"
+        if len(args) != 2 or any(c != 0 for c in args[1][0].values()):
+            raise self.error(node, "(/ a b) needs a constant divisor")
+        divisor = args[1][1]
+        if divisor == 0:
+            raise self.error(node, "division by zero")
+        coefs, const = args[0]
+        self._count(node, len(coefs))
+        return self._finite(node, {i: c / divisor for i, c in coefs.items()}, const / divisor)
+
+    def _finite(self, node, coefs: dict, const: float) -> tuple[dict, float]:
+        if not np.isfinite(const) or not all(np.isfinite(c) for c in coefs.values()):
+            raise self.error(node, f"({node[0].text} ...) overflows: a coefficient or constant is not a finite number")
+        return coefs, const
+
+
+def _same_connective(node, head: str) -> list:
+    """The operands of ``node`` with nested ``(head ...)`` inlined: (or (or a b) c) -> a b c."""
+    out = []
+    todo = list(reversed(node[1:]))
+    while todo:
+        item = todo.pop()
+        if isinstance(item, _List) and item and isinstance(item[0], _Atom) and item[0].text == head:
+            todo.extend(reversed(item[1:]))
+        else:
+            out.append(item)
+    return out
 
 
 def load_query(network: Network, spec_path: str | os.PathLike) -> Query:

@@ -21,6 +21,7 @@ default, so onnxruntime can replay a counterexample without float32 rounding.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
@@ -362,6 +363,37 @@ def clear_violations(query: Query, points: np.ndarray, margin: float = 1e-9) -> 
         tol = margin * (1.0 + mag @ np.abs(c.matrix).T + np.abs(c.rhs))
         hit |= inside & np.all(c.residuals(full) < -tol, axis=1)
     return ok & hit
+
+
+# ------------------------------------------------------------------ exact arithmetic
+def exact_outputs(query: Query, inputs: np.ndarray) -> list[Fraction]:
+    """``y`` at ``inputs`` in exact rational arithmetic on the networks' float64 ReLU chains."""
+    v = [Fraction(float(x)) for x in inputs]
+    out, offset = [], 0
+    for net in query.networks:
+        chain = net.relu_chain()
+        h = v[offset : offset + net.input_size]
+        offset += net.input_size
+        last = len(chain.weights) - 1
+        for layer, (w, b) in enumerate(zip(chain.weights, chain.biases)):
+            z = [sum((Fraction(float(w[i, j])) * h[j] for j in np.flatnonzero(w[i])), Fraction(float(b[i])))
+                 for i in range(w.shape[0])]
+            h = z if layer == last else [max(t, Fraction(0)) for t in z]
+        out += h
+    return out
+
+
+def exact_residuals(query: Query, disjunct: int, inputs: np.ndarray) -> tuple[list[Fraction], np.ndarray]:
+    """Exact ``row @ [v; y] - rhs`` of the disjunct's rows, and the confirm tolerance scale of each row."""
+    d = query.disjuncts[disjunct]
+    point = [Fraction(float(x)) for x in inputs] + exact_outputs(query, inputs)
+    residuals = []
+    for row, rhs in zip(d.constraints.matrix, d.constraints.rhs):
+        residuals.append(sum((Fraction(float(row[j])) * point[j] for j in np.flatnonzero(row)), Fraction(0))
+                         - Fraction(float(rhs)))
+    approx = np.array([float(p) for p in point])
+    scale = 1.0 + np.abs(d.constraints.matrix) @ np.abs(approx) + np.abs(d.constraints.rhs)
+    return residuals, scale
 
 
 # ------------------------------------------------------------------ ONNX export

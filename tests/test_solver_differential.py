@@ -28,7 +28,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from random_queries import chains, planted_counterexample_query, queries, random_chain, random_query, robust_query
+from random_queries import (chains, exact_residuals, planted_counterexample_query, queries, random_chain,
+                            random_query, robust_query)
 from reluverify.query import Disjunct, LinearConstraints, Query
 from reluverify.solver import SolverOptions, solve
 from reluverify.solver.confirm import INPUT_TOLERANCE, reference_outputs
@@ -50,36 +51,6 @@ def hypothesis_settings(examples: int):
 
 
 # ------------------------------------------------------------------ checks
-def exact_outputs(query: Query, inputs: np.ndarray) -> list[Fraction]:
-    """``y`` at ``inputs`` in exact rational arithmetic on the networks' float64 ReLU chains."""
-    v = [Fraction(float(x)) for x in inputs]
-    out, offset = [], 0
-    for net in query.networks:
-        chain = net.relu_chain()
-        h = v[offset : offset + net.input_size]
-        offset += net.input_size
-        last = len(chain.weights) - 1
-        for layer, (w, b) in enumerate(zip(chain.weights, chain.biases)):
-            z = [sum((Fraction(float(w[i, j])) * h[j] for j in np.flatnonzero(w[i])), Fraction(float(b[i])))
-                 for i in range(w.shape[0])]
-            h = z if layer == last else [max(t, Fraction(0)) for t in z]
-        out += h
-    return out
-
-
-def exact_residuals(query: Query, disjunct: int, inputs: np.ndarray) -> tuple[list[Fraction], np.ndarray]:
-    """Exact ``row @ [v; y] - rhs`` of the disjunct's rows, and the confirm tolerance scale of each row."""
-    d = query.disjuncts[disjunct]
-    point = [Fraction(float(x)) for x in inputs] + exact_outputs(query, inputs)
-    residuals = []
-    for row, rhs in zip(d.constraints.matrix, d.constraints.rhs):
-        residuals.append(sum((Fraction(float(row[j])) * point[j] for j in np.flatnonzero(row)), Fraction(0))
-                         - Fraction(float(rhs)))
-    approx = np.array([float(p) for p in point])
-    scale = 1.0 + np.abs(d.constraints.matrix) @ np.abs(approx) + np.abs(d.constraints.rhs)
-    return residuals, scale
-
-
 def check_result(query: Query, result, options: SolverOptions, name: str) -> None:
     """The evidence a result must carry, whatever z3 says."""
     assert result.verdict in ("sat", "unsat", "unknown", "timeout"), name

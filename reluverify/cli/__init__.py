@@ -6,8 +6,12 @@ Each subcommand lives in its own module under :mod:`reluverify.cli` and exposes
 (torch, ray, the solver) inside their handlers so that ``--help`` stays instant.
 
 Exit statuses: 0 success (for verification commands: a verdict was reached and
-reported), 2 bad input (one line on stderr), 3 an internal error (one line on
-stderr; ``--debug`` shows the traceback), 130 interrupted.
+reported), 2 bad input or not enough memory (one line on stderr), 3 an internal error
+(one line on stderr; ``--debug`` shows the traceback), 130 interrupted.
+
+The long-running commands take ``--max-memory SIZE`` (:mod:`reluverify.memory`): the limit is
+set before the handler runs, and an allocation beyond it -- here or in a worker process -- ends
+with one line naming the limit, never with the kernel's OOM killer.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 
 from reluverify import __version__
 from reluverify.errors import ReluverifyError
+from reluverify.memory import current_limit, is_allocation_failure, out_of_memory
 
 # Order is the order shown by --help.
 SUBCOMMAND_MODULES = (
@@ -53,16 +58,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "max_memory", None) is not None:
+            from reluverify.memory import set_limit
+
+            set_limit(args.max_memory)
         return int(args.handler(args) or 0)
     except ReluverifyError as exc:
         print(f"reluverify: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except MemoryError:
+        print(f"reluverify: error: {out_of_memory()}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("reluverify: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
     except Exception as exc:  # an internal bug: one line unless --debug
+        if current_limit() is not None and is_allocation_failure(str(exc)):  # a native library out of memory
+            print(f"reluverify: error: {out_of_memory()}", file=sys.stderr)
+            return 2
         if args.debug:
             raise
         first_line = (str(exc).splitlines() or [""])[0]

@@ -6,6 +6,8 @@ import sys
 
 
 def register(subparsers) -> None:
+    from reluverify.cli.common import add_memory_argument
+
     parser = subparsers.add_parser(
         "bench",
         help="run every instance of a VNN-COMP benchmark folder and compare with expected verdicts",
@@ -16,6 +18,7 @@ def register(subparsers) -> None:
     parser.add_argument("folder", help="benchmark folder (holds *_instances.csv)")
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instance timeout (default 1)")
     parser.add_argument("--jobs", type=int, default=1, help="instances run in parallel (default 1)")
+    add_memory_argument(parser)
     parser.add_argument("--csv", metavar="OUT", help="write one row per instance")
     parser.add_argument("--filter", metavar="TEXT", help="only instances whose onnx or vnnlib name contains TEXT")
     parser.add_argument("--limit", type=int, help="only the first N instances (after --filter)")

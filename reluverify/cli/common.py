@@ -1,10 +1,28 @@
-"""Output shared by the verification commands (not a subcommand)."""
+"""Options and output shared by the verification commands (not a subcommand)."""
 
 from __future__ import annotations
 
 import sys
 
 import numpy as np
+
+
+def add_memory_argument(parser) -> None:
+    """``--max-memory SIZE`` (see :mod:`reluverify.memory`); the command line sets it before the handler runs."""
+    import argparse
+
+    from reluverify.memory import parse_size
+
+    def size(text: str) -> str:
+        try:
+            parse_size(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    parser.add_argument("--max-memory", metavar="SIZE", type=size,
+                        help="memory limit per process, e.g. 512M, 1G or 2.5G: a query that needs more ends with "
+                        "one error line naming the limit (default: no limit)")
 
 
 def print_summary(query, result, check=None, file=None) -> None:

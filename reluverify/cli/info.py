@@ -61,7 +61,11 @@ def run(args) -> int:
     else:
         print(f"chain     not a ReLU chain ({report['relu_chain_reason']})")
     if "max_relative_difference_vs_onnxruntime" in report:
-        print(f"check     max |ours - onnxruntime| / scale = {report['max_relative_difference_vs_onnxruntime']:.2e} on 16 random inputs")
+        difference = report["max_relative_difference_vs_onnxruntime"]
+        if np.isfinite(difference):
+            print(f"check     max |ours - onnxruntime| / scale = {difference:.2e} on 16 random inputs")
+        else:
+            print("check     onnxruntime's outputs are not finite on 16 random inputs (float32 overflow?)")
     print("layers")
     for row in report["layers"]:
         reads = ",".join(str(r) for r in row["reads"]) or "-"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
+    from reluverify.cli.common import add_memory_argument
     from reluverify.cli.verify import add_common_arguments
 
     parser = subparsers.add_parser(
@@ -27,6 +28,7 @@ def register(subparsers) -> None:
                         help="the label is the top score (max, default) or the lowest (min)")
     parser.add_argument("--probe-timeout", type=float, help="seconds per probe (default: what is left)")
     add_common_arguments(parser, "seconds for the whole search (default 300)", 300.0)
+    add_memory_argument(parser)
     parser.set_defaults(handler=run)
 
 

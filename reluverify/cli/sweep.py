@@ -37,6 +37,8 @@ def _numbers(values: list[str], what: str) -> list[float]:
 
 
 def register(subparsers) -> None:
+    from reluverify.cli.common import add_memory_argument
+
     parser = subparsers.add_parser(
         "sweep",
         help="many robustness queries (networks x points x deltas) in parallel, results into SQLite",
@@ -61,6 +63,7 @@ def register(subparsers) -> None:
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds per query (default 60); a worker still running --kill-grace seconds later is "
                         "killed and the query recorded as timeout")
+    add_memory_argument(parser)
     parser.add_argument("--kill-grace", type=float, default=5.0, help="seconds past --timeout before the kill (default 5)")
     parser.add_argument("--strategy", choices=("auto", "input-split", "relu-split"), default="auto",
                         help="solver strategy (default auto)")
@@ -138,7 +141,8 @@ def run(args) -> int:
         if not args.quiet:
             print(f"sweep: {shape} = {len(jobs)} queries; {done} already in {args.db}; running the rest on "
                   f"{backend.describe()}", file=sys.stderr, flush=True)
-        run_info = run_sweep(jobs, store, backend, {"strategy": args.strategy}, order=args.order,
+        settings = {"strategy": args.strategy, "max_memory": args.max_memory}
+        run_info = run_sweep(jobs, store, backend, settings, order=args.order,
                              retry=tuple(args.retry), progress=False if args.quiet else None)
         rows = store.rows([j.key for j in jobs])
     if not args.quiet:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import sys
 
+from reluverify.cli.common import add_memory_argument
+
 
 def add_common_arguments(parser, timeout_help: str = "seconds for the whole check (default 60)",
                          timeout_default: float = 60.0, cex_help: str | None = None) -> None:
@@ -73,6 +75,7 @@ def register(subparsers) -> None:
                          "replaced by .npz, else FILE.npz); with many points FILE is a folder, one file per refuted point")
     parser.add_argument("--vnncomp-out", metavar="FILE", help="write the VNN-COMP result file")
     parser.add_argument("--verbose", action="store_true", help="many points: one line per point and delta")
+    add_memory_argument(parser)
     parser.set_defaults(handler=run)
 
 

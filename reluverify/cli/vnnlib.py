@@ -7,6 +7,8 @@ import sys
 
 
 def register(subparsers) -> None:
+    from reluverify.cli.common import add_memory_argument
+
     parser = subparsers.add_parser(
         "vnnlib",
         help="decide a VNN-LIB 1.0 specification (sat = violated, with a counterexample; unsat = holds)",
@@ -17,6 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument("network", help="ONNX file")
     parser.add_argument("spec", help="VNN-LIB 1.0 file")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    add_memory_argument(parser)
     parser.add_argument("--out", metavar="FILE", help="write the VNN-COMP result file")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--cross-check", choices=("z3",), help="decide the same query independently and compare")

@@ -24,6 +24,7 @@ its domain) is a :class:`~reluverify.errors.SpecError` with a one-line message n
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -101,6 +102,8 @@ def _checked(lower, upper, what: str) -> Domain:
 def _broadcast(value, size: int, what: str) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64)
+    except OverflowError:
+        raise SpecError(f"{what}: a bound is beyond the range of float64") from None
     except (TypeError, ValueError):
         raise SpecError(f"{what}: bounds must be numbers") from None
     if array.ndim == 0:
@@ -118,12 +121,16 @@ def read_json(path: str):
         raise SpecError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a text file") from None
+    except RecursionError:
+        raise SpecError(f"{path}: the JSON is nested too deeply") from None
 
 
 def _numbers(value, path: str, what: str) -> np.ndarray:
     """A flat float64 array from nested lists of numbers; anything else is a SpecError."""
     try:
         array = np.asarray(value, dtype=np.float64)
+    except OverflowError:
+        raise SpecError(f"{path}: the {what} holds a number beyond the range of float64") from None
     except (TypeError, ValueError):
         raise SpecError(f"{path}: the {what} must be a list of numbers (nested lists are flattened)") from None
     if array.dtype == object:
@@ -132,37 +139,67 @@ def _numbers(value, path: str, what: str) -> np.ndarray:
 
 
 def _read_csv(path: str) -> list[list[float]]:
+    try:
+        with open(path) as handle:
+            lines = handle.readlines()
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file") from None
     rows = []
-    with open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            text = line.strip()
-            if not text:
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        row = []
+        for cell in text.split(","):
+            cell = cell.strip()
+            if not cell:
                 continue
-            row = []
-            for cell in text.split(","):
-                cell = cell.strip()
-                if not cell:
-                    continue
-                try:
-                    row.append(float(cell))
-                except ValueError:
-                    raise SpecError(f"{path}: line {number}: {cell[:30]!r} is not a number") from None
-            rows.append(row)
+            try:
+                row.append(float(cell))
+            except ValueError:
+                raise SpecError(f"{path}: line {number}: {cell[:30]!r} is not a number") from None
+        rows.append(row)
     if not rows:
         raise SpecError(f"{path}: the file holds no numbers")
     return rows
 
 
 def read_npy(path: str) -> np.ndarray:
-    """The float64 array of a ``.npy`` file; a broken or non-numeric file is a one-line SpecError."""
+    """The float64 array of a ``.npy`` file; a broken or non-numeric file is a one-line SpecError.
+
+    The header is read first: a dtype that is not numeric, or data shorter than the shape the
+    header announces (a truncated file, or a damaged header claiming a huge shape), is refused
+    before anything is allocated.
+    """
+    from numpy.lib import format as npy_format
+
+    try:
+        with open(path, "rb") as handle:
+            version = npy_format.read_magic(handle)
+            read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+            available = os.fstat(handle.fileno()).st_size - handle.tell()
+    except Exception as exc:  # noqa: BLE001 - numpy raises several types for broken headers
+        raise SpecError(f"{path}: not a readable .npy array ({_first_line(exc)})") from None
+    if dtype.hasobject or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        raise SpecError(f"{path}: the .npy file must hold an array of real numbers (it holds {dtype})")
+    needed = math.prod(shape) * dtype.itemsize
+    if available < needed:
+        raise SpecError(f"{path}: truncated .npy file: its header announces shape {shape} ({needed} bytes), "
+                        f"the file holds {available}")
     try:
         array = np.load(path, allow_pickle=False)
+    except MemoryError:
+        raise
     except Exception as exc:  # noqa: BLE001 - numpy raises several types for broken files
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise SpecError(f"{path}: not a readable .npy array ({first})") from None
+        raise SpecError(f"{path}: not a readable .npy array ({_first_line(exc)})") from None
     if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
         raise SpecError(f"{path}: the .npy file must hold a numeric array")
     return np.asarray(array, dtype=np.float64)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:200] or type(exc).__name__
 
 
 def _kind(path: str) -> str:
@@ -259,6 +296,8 @@ def check_point(values, size: int | None, what: str = "point") -> np.ndarray:
     """``values`` as a flat float64 vector of ``size`` finite numbers, or a one-line SpecError."""
     try:
         point = np.asarray(values, dtype=np.float64).reshape(-1)
+    except OverflowError:
+        raise SpecError(f"{what}: the point holds a number beyond the range of float64") from None
     except (TypeError, ValueError):
         raise SpecError(f"{what}: the point must be numbers") from None
     if size is not None and point.size != size:

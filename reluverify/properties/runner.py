@@ -9,7 +9,8 @@ sub-domain). :func:`run_queries` decides them all and merges the answers into on
 * otherwise ``timeout`` if some query ran out of time, else ``unknown`` (with the reasons).
 
 With ``jobs > 1`` each task runs in its own process (:func:`reluverify.parallel.run_tasks`),
-killed if it overruns. Splitting a query's disjuncts across workers is the paper's "disjuncts
+killed if it overruns; a worker that runs out of memory ends the whole run with its
+:class:`~reluverify.errors.MemoryLimitError` (the others would hit the same limit). Splitting a query's disjuncts across workers is the paper's "disjuncts
 in parallel": ``split_disjuncts=True`` makes one task per disjunct (``query.with_disjuncts([d])``),
 in the order of the disjuncts, so the property lists the likeliest violations first;
 ``split_disjuncts=k`` (an int) makes ``k`` tasks, disjunct ``i`` going to group ``i mod k``. Groups
@@ -36,8 +37,10 @@ splits the query further.
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 
+from reluverify.errors import MemoryLimitError
 from reluverify.query import Query
 from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result, Statistics
 
@@ -213,18 +216,21 @@ def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: b
             left = remaining()
             return None if left is None else left + KILL_GRACE_S
 
-        for task in run_tasks(generate(), jobs=jobs, time_limit=limit, stop=lambda: found is not None):
-            tasks += 1
-            qi, k = task.key
-            if task.status == "ok":
-                record(qi, k, task.value)
-                continue
-            if task.status == "cancelled":
-                continue
-            status = TIMEOUT if task.status == "timeout" else UNKNOWN
-            for member in k if k is not None else range(len(queries[qi].disjuncts)):
-                verdicts[qi][member] = status
-            reasons.append(f"worker {task.status}: {task.message}")
+        with closing(run_tasks(generate(), jobs=jobs, time_limit=limit, stop=lambda: found is not None)) as outcomes:
+            for task in outcomes:
+                tasks += 1
+                qi, k = task.key
+                if task.status == "ok":
+                    record(qi, k, task.value)
+                    continue
+                if task.status == "cancelled":
+                    continue
+                if task.status == "memory":  # the limit holds for every worker: the others are killed
+                    raise MemoryLimitError(task.message)
+                status = TIMEOUT if task.status == "timeout" else UNKNOWN
+                for member in k if k is not None else range(len(queries[qi].disjuncts)):
+                    verdicts[qi][member] = status
+                reasons.append(f"worker {task.status}: {task.message}")
 
     if found is not None:
         verdict = SAT

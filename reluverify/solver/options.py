@@ -19,6 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+STRATEGIES = ("auto", "input-split", "relu-split")
+"""Every value of ``SolverOptions.strategy``: the one list that validation and tools read."""
+
 
 @dataclass(frozen=True)
 class SolverOptions:
@@ -79,7 +82,7 @@ class SolverOptions:
     prune_margin: float = 1e-9
 
     def __post_init__(self) -> None:
-        if self.strategy not in ("auto", "input-split", "relu-split"):
+        if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}")
         if self.repair_threshold < 0:
             raise ValueError("repair_threshold must be >= 0")

@@ -114,6 +114,8 @@ def _from_csv(path: str, size: int) -> np.ndarray:
 def _numbers(value, path: str, what: str) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64)
+    except OverflowError:
+        raise SpecError(f"{path}: {what} holds a number beyond the range of float64") from None
     except (TypeError, ValueError):
         raise SpecError(f"{path}: {what} must be a list of numbers") from None
     return array

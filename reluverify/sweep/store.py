@@ -23,6 +23,7 @@ longer than ``lock_timeout`` -- is a :class:`StoreError` with a one-line message
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -72,6 +73,38 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_by_query ON results (network_sha256, delta, epsilon, point_index);
 """
+
+
+_TEXT, _INT, _REAL, _NULL = (str,), (int,), (int, float), (type(None),)
+_EXPECTED = {
+    "key": _TEXT, "network": _TEXT, "network_sha256": _TEXT, "point_index": _INT, "kind": _TEXT, "delta": _REAL,
+    "epsilon": _REAL + _NULL, "norm": _TEXT, "decision": _TEXT + _NULL, "verdict": _TEXT,
+    "solver_verdict": _TEXT + _NULL, "label": _INT + _NULL, "seconds": _REAL, "reason": _TEXT + _NULL,
+    "attempts": _INT, "backend": _TEXT + _NULL, "worker": _TEXT + _NULL, "started": _TEXT + _NULL, "finished": _TEXT,
+    "point": (list,), "domain": (list,) + _NULL, "statistics": (dict,) + _NULL, "counterexample": (dict,) + _NULL,
+}
+"""The Python type of every column of a row as the store writes it (JSON columns decoded)."""
+
+
+def _checked_row(path: str, row: dict) -> dict:
+    """``row`` with its JSON columns decoded, every value of the type the store writes; a damaged row
+    (a value of another type, broken JSON, a non-finite number) is a :class:`StoreError` naming it."""
+    where = f"{path}: row {row.get('id')}"
+    for name in JSON_COLUMNS:
+        if isinstance(row[name], str):
+            try:
+                row[name] = json.loads(row[name])
+            except (ValueError, RecursionError):
+                raise StoreError(f"{where}: the column {name} holds broken JSON (a damaged database?)") from None
+    for name, types in _EXPECTED.items():
+        value = row[name]
+        bad = not isinstance(value, types) or isinstance(value, bool)
+        if not bad and isinstance(value, float) and not math.isfinite(value):
+            bad = True
+        if bad:
+            shown = repr(value)[:40]
+            raise StoreError(f"{where}: the column {name} holds {shown}, which a sweep never writes (a damaged database?)")
+    return row
 
 
 class StoreError(ReluverifyError):
@@ -251,10 +284,7 @@ class ResultStore:
             row = dict(record)
             if wanted is not None and row["key"] not in wanted:
                 continue
-            for name in JSON_COLUMNS:
-                if row[name] is not None:
-                    row[name] = json.loads(row[name])
-            out.append(row)
+            out.append(_checked_row(self.path, row))
         return out
 
     def count(self) -> int:

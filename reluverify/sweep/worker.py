@@ -1,7 +1,7 @@
 """What runs in a sweep's worker process: one property check, plain data in and out.
 
 :func:`run_job` takes a job (:meth:`reluverify.sweep.plan.Job.to_dict`) and the sweep's settings
-(a dict: ``timeout``, ``strategy``) and returns the answer as a dict of plain values (verdict,
+(a dict: ``timeout``, ``strategy``, ``max_memory``) and returns the answer as a dict of plain values (verdict,
 label, seconds, statistics, counterexample, reason, worker). It never sees the results store.
 
 Networks are cached per process by their file's sha256. The local backend loads every network
@@ -33,6 +33,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from reluverify.memory import current_limit, set_limit
 
 CRASH_ENV, HANG_ENV, SLOW_ENV = "RELUVERIFY_TEST_CRASH_KEY", "RELUVERIFY_TEST_HANG_KEY", "RELUVERIFY_TEST_SLOW_S"
 CRASH_EXIT_CODE = 86
@@ -146,6 +148,8 @@ def run_job(job: dict, settings: dict, network_data: bytes | None = None) -> dic
     from reluverify.solver.options import SolverOptions
 
     _test_hooks(job["key"])
+    if settings.get("max_memory") and current_limit() is None:  # a Ray worker; forked ones inherit it
+        set_limit(settings["max_memory"])
     one_blas_thread()
     network = load_network(job["network"], job["network_sha256"], network_data)
     options = SolverOptions(strategy=settings.get("strategy", "auto"), blas_threads=None)  # limited above

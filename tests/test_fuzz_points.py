@@ -1,0 +1,163 @@
+"""Fuzzing the point, domain and points readers (``.npy``, ``.csv``, ``.json``).
+
+Every reader -- ``load_point_and_domain`` and ``load_domain`` (``reluverify verify`` and
+``max-delta``) and ``read_points`` (``reluverify sweep``) -- gets random files of each kind: JSON
+values of any shape (huge integers, NaN, deep nesting, wrong keys), CSV text made of numbers,
+names, blanks, comments and junk, ``.npy`` files of every dtype and shape, with damaged headers or
+truncated data, and random bytes under each suffix. Each must return checked float64 values or
+raise one clean line (:mod:`fuzz_contract`). Some files also go through ``reluverify verify`` in
+this process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fuzz_contract import ErrorLine, clean, fuzz_settings, run_cli, run_main
+from reluverify.properties.points import load_domain, load_point_and_domain
+from reluverify.sweep.points import read_points
+
+SIZE = 3
+KEYS = ["point", "x", "input", "domain", "lower", "upper", "points", "other"]
+NUMBERS = st.one_of(st.integers(-(10**400), 10**400), st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([0, 1, -1, 0.5, 1e308, 5e-324]))
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), NUMBERS, st.text(max_size=5)),
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+@st.composite
+def json_files(draw) -> bytes:
+    kind = draw(st.sampled_from(["value", "value", "point", "domain", "deep", "broken"]))
+    if kind == "point":
+        value = {"point": draw(st.lists(NUMBERS, min_size=SIZE - 1, max_size=SIZE + 1))}
+        if draw(st.booleans()):
+            value["domain"] = draw(st.one_of(JSON_VALUES, st.fixed_dictionaries(
+                {"lower": st.one_of(NUMBERS, st.lists(NUMBERS, max_size=SIZE + 1)),
+                 "upper": st.one_of(NUMBERS, st.lists(NUMBERS, max_size=SIZE + 1))})))
+    elif kind == "domain":
+        value = {"lower": draw(st.lists(NUMBERS, min_size=SIZE, max_size=SIZE)),
+                 "upper": draw(st.lists(NUMBERS, min_size=SIZE, max_size=SIZE))}
+    elif kind == "deep":
+        depth = draw(st.sampled_from([100, 5000, 100_000]))
+        return ("[" * depth + "1" + "]" * depth).encode()
+    elif kind == "broken":
+        text = json.dumps(draw(JSON_VALUES))
+        at = draw(st.integers(0, len(text)))
+        return (text[:at] + draw(st.sampled_from(["", "{", "]", ",", "\x00", "\ufeff", "NaN"])) + text[at + 1:]).encode()
+    else:
+        value = draw(JSON_VALUES)
+    return json.dumps(value).encode()
+
+
+CELLS = st.one_of(NUMBERS.map(str), st.sampled_from(["", " ", "nan", "inf", "-inf", "x0", "1e999", "1_0", "0x1", "'1'",
+                                                     "\"2\"", "1;2", "\t3", "#", "1,,2", "\u0663", "1 2"]))
+
+
+@st.composite
+def csv_files(draw) -> bytes:
+    lines = draw(st.lists(st.lists(CELLS, max_size=SIZE + 2).map(",".join), max_size=6))
+    if draw(st.integers(0, 5)) == 0:
+        lines.insert(0, "x0,x1,x2")
+    if draw(st.integers(0, 5)) == 0:
+        lines.append("# a comment")
+    if draw(st.integers(0, 8)) == 0:
+        lines.append(",".join(["1"] * 100_000))
+    data = "\n".join(lines).encode()
+    if draw(st.integers(0, 6)) == 0:
+        data += draw(st.binary(min_size=1, max_size=20))
+    return data
+
+
+DTYPES = ["float64", "float32", "float16", "int64", "int8", "uint8", "bool", "complex128", "U3", "S2", "datetime64[s]",
+          "object", "V8", [("a", "f8"), ("b", "i4")]]
+
+
+@st.composite
+def npy_files(draw) -> bytes:
+    dtype = np.dtype(draw(st.sampled_from(DTYPES)))
+    shape = tuple(draw(st.lists(st.integers(0, 4), max_size=3)))
+    if draw(st.integers(0, 4)) == 0:
+        shape = draw(st.sampled_from([(SIZE,), (1, SIZE), (2, SIZE), (SIZE, 2), (2, 1, SIZE), (SIZE, 1, 1)]))
+    values = draw(st.lists(NUMBERS.filter(lambda v: not isinstance(v, int) or abs(v) < 2**63), min_size=1, max_size=4))
+    buffer = io.BytesIO()
+    try:
+        with np.errstate(all="ignore"):
+            array = np.resize(np.asarray(values, dtype=np.float64), shape).astype(dtype)
+        np.save(buffer, array, allow_pickle=dtype == object)
+    except (ValueError, TypeError, OverflowError):
+        np.save(buffer, np.zeros(shape))
+    data = buffer.getvalue()
+    damage = draw(st.sampled_from(["none", "none", "truncate", "header", "shape", "flip"]))
+    if damage == "truncate":
+        data = data[: draw(st.integers(0, len(data)))]
+    elif damage == "header":  # the header's dict text replaced by junk
+        data = data[:10] + draw(st.binary(min_size=1, max_size=30)) + data[40:]
+    elif damage == "shape":  # a header that claims a huge shape
+        data = data.replace(str(shape).encode(), b"(1000000000000, 3)", 1)
+    elif damage == "flip" and data:
+        at = draw(st.integers(0, len(data) - 1))
+        data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+    return data
+
+
+FILES = st.one_of(json_files().map(lambda d: (".json", d)), csv_files().map(lambda d: (".csv", d)),
+                  npy_files().map(lambda d: (".npy", d)),
+                  st.tuples(st.sampled_from([".json", ".csv", ".npy", ".txt", ""]), st.binary(max_size=200)))
+
+
+def _check_readers(path) -> None:
+    result = clean(load_point_and_domain, path, SIZE)
+    if not isinstance(result, ErrorLine):
+        point, domain = result
+        assert point.shape == (SIZE,) and np.all(np.isfinite(point))
+        if domain is not None:
+            assert domain.contains(point) and np.all(domain.lower <= domain.upper)
+    domain = clean(load_domain, path, SIZE)
+    if not isinstance(domain, ErrorLine):
+        assert domain.lower.shape == (SIZE,) and np.all(np.isfinite(domain.lower)) and np.all(domain.lower <= domain.upper)
+    points = clean(read_points, path, SIZE)
+    if not isinstance(points, ErrorLine):
+        assert points.ndim == 2 and points.shape[1] == SIZE and points.shape[0] >= 1 and np.all(np.isfinite(points))
+
+
+@fuzz_settings(500)
+@given(FILES)
+def test_point_domain_and_points_readers(tmp_path_factory, file):
+    suffix, data = file
+    path = tmp_path_factory.mktemp("points") / f"input{suffix}"
+    path.write_bytes(data)
+    _check_readers(path)
+
+
+@fuzz_settings(30, deadline_s=30)
+@given(FILES)
+def test_verify_reads_points_and_domains_cleanly(tmp_path_factory, file):
+    from random_queries import chain_to_onnx, random_chain
+
+    suffix, data = file
+    folder = tmp_path_factory.mktemp("verify")
+    point = folder / f"point{suffix}"
+    point.write_bytes(data)
+    network = folder / "net.onnx"
+    if not network.exists():
+        chain_to_onnx(random_chain(np.random.default_rng(0), [SIZE, 4, 2]), network, dtype=np.float32)
+    run_main(["verify", network, "--point", point, "--delta", "0.1", "--timeout", "2"])
+    run_main(["verify", network, "--global", "--domain", point, "--delta", "0.1", "--epsilon", "1", "--timeout", "2"])
+
+
+def test_deep_json_point_through_the_command_line(tmp_path):
+    from random_queries import chain_to_onnx, random_chain
+
+    network = chain_to_onnx(random_chain(np.random.default_rng(0), [SIZE, 4, 2]), tmp_path / "net.onnx", dtype=np.float32)
+    point = tmp_path / "deep.json"
+    point.write_text("[" * 100_000 + "]" * 100_000)
+    proc = run_cli(["verify", network, "--point", point, "--delta", "0.1"])
+    assert proc.returncode == 2 and "deep.json" in proc.stderr
