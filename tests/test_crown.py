@@ -1,0 +1,277 @@
+"""The optimised linear bounds (reluverify.solver.crown) and the triangle LP (reluverify.solver.triangle_lp).
+
+Soundness by sampling: for random networks, random ReLU splits, random input rows and *random*
+parameters (slopes, bound multipliers, row multipliers: the invariant is that every value in range
+gives a sound bound), no sampled point of the constrained region lies below the bound. Then the
+gradients against finite differences, optimisation never losing ground, the optimised bound
+against the LP optimum computed by HiGHS, and the triangle LP (our simplex) against HiGHS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import linprog
+
+from random_queries import random_chain
+from reluverify.solver import crown
+from reluverify.solver.bounds import forward_bounds
+from reluverify.solver.triangle_lp import CANDIDATE, REFUTED, solve_triangle_lp
+
+
+def _relaxation(rng, chain, lower, upper, split_fraction=0.3):
+    """Forward bounds on the box, and random splits of unstable neurons (bounds clamped)."""
+    batch = lower.shape[0]
+    bounds = forward_bounds(chain, lower, upper, refine=True)
+    relaxation = crown.Relaxation([a.copy() for a in bounds.pre_lower], [a.copy() for a in bounds.pre_upper])
+    for j in range(len(relaxation.lower)):
+        unstable = (relaxation.lower[j] < 0) & (relaxation.upper[j] > 0)
+        pick = unstable & (rng.random(unstable.shape) < split_fraction)
+        sign = np.where(rng.random(unstable.shape) < 0.5, 1, -1).astype(np.int8)
+        relaxation.split[j][pick] = sign[pick]
+        relaxation.lower[j] = np.where(pick & (sign > 0), 0.0, relaxation.lower[j])
+        relaxation.upper[j] = np.where(pick & (sign < 0), 0.0, relaxation.upper[j])
+    assert relaxation.batch == batch
+    return relaxation
+
+
+def _constrained_samples(rng, chain, lower, upper, relaxation, b, rows=None, rhs=None, count=20000):
+    """Sampled inputs of sub-problem ``b`` that satisfy its splits (and the rows), with their values."""
+    x = rng.uniform(lower[b], upper[b], size=(count, lower.shape[1]))
+    y, pre = chain.forward(x)
+    ok = np.ones(count, dtype=bool) if rows is None else np.all(x @ rows.T <= rhs, axis=1)
+    for j, z in enumerate(pre):
+        s = relaxation.split[j][b]
+        ok &= np.all((s == 0) | (s * z >= 0), axis=1)
+    return x[ok], y[ok], [z[ok] for z in pre]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_bounds_with_random_parameters_are_sound(seed):
+    rng = np.random.default_rng(seed)
+    sizes = [int(rng.integers(2, 5))] + [int(rng.integers(3, 9)) for _ in range(int(rng.integers(1, 4)))] + [3]
+    chain = random_chain(rng, sizes)
+    n, batch, rows_per = sizes[0], 3, 2
+    lower = rng.uniform(-1.0, 0.0, (batch, n))
+    upper = lower + rng.uniform(0.2, 1.5, (batch, n))
+    relaxation = _relaxation(rng, chain, lower, upper)
+    a = rng.normal(size=(2, n))
+    rhs = a @ (0.5 * (lower[0] + upper[0])) + rng.uniform(0.0, 0.5, 2)
+    region = crown.Region(lower, upper, a, rhs)
+    hidden = sizes[1:-1]
+    mu = rng.normal(size=(batch, rows_per, sizes[-1]))
+    const = rng.normal(size=(batch, rows_per))
+    alpha = [rng.random((batch, rows_per, h)) for h in hidden]
+    beta = [3.0 * rng.random((batch, rows_per, h, 2)) for h in hidden]
+    gamma = 2.0 * rng.random((batch, rows_per, 2))
+    p = crown.backward(chain, region, relaxation, mu, const, None, None, alpha, beta, gamma)
+    for b in range(batch):
+        x, y, _ = _constrained_samples(rng, chain, lower, upper, relaxation, b, a, rhs)
+        if x.shape[0] == 0:
+            continue
+        values = y @ mu[b].T + const[b]
+        assert np.all(values.min(axis=0) >= p.value[b] - 1e-9), (values.min(axis=0), p.value[b])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_intermediate_bounds_are_sound(seed):
+    rng = np.random.default_rng(100 + seed)
+    chain = random_chain(rng, [3, 8, 8, 8, 2])
+    lower = rng.uniform(-1.0, 0.0, (2, 3))
+    upper = lower + rng.uniform(0.3, 1.5, (2, 3))
+    relaxation = _relaxation(rng, chain, lower, upper, split_fraction=0.2)
+    region = crown.Region(lower, upper)
+    tightened = crown.tighten_intermediate(chain, region, relaxation, crown.OptimiseSettings(iterations=15), include_split=True)
+    for b in range(2):
+        _, _, pre = _constrained_samples(rng, chain, lower, upper, relaxation, b)
+        for j, z in enumerate(pre):
+            if z.shape[0]:
+                assert np.all(z >= tightened.lower[j][b] - 1e-9) and np.all(z <= tightened.upper[j][b] + 1e-9)
+        # never looser than before
+        for j in range(len(pre)):
+            assert np.all(tightened.lower[j][b] >= relaxation.lower[j][b] - 1e-12)
+            assert np.all(tightened.upper[j][b] <= relaxation.upper[j][b] + 1e-12)
+
+
+def test_gradients_match_finite_differences():
+    rng = np.random.default_rng(7)
+    chain = random_chain(rng, [3, 6, 6, 2])
+    lower = rng.uniform(-1.0, 0.0, (1, 3))
+    upper = lower + 1.0
+    relaxation = _relaxation(rng, chain, lower, upper)
+    a = rng.normal(size=(1, 3))
+    region = crown.Region(lower, upper, a, np.array([0.3]))
+    mu = rng.normal(size=(1, 1, 2))
+    alpha = [rng.uniform(0.1, 0.9, (1, 1, 6)) for _ in range(2)]
+    beta = [rng.uniform(0.1, 1.0, (1, 1, 6, 2)) for _ in range(2)]
+    gamma = np.full((1, 1, 1), 0.5)
+    p = crown.backward(chain, region, relaxation, mu, np.zeros((1, 1)), None, None, alpha, beta, gamma)
+    g = crown.gradients(chain, region, relaxation, p)
+    eps = 1e-7
+    checked = 0
+    for j in range(2):
+        for i in range(6):
+            for which, params, grad in (("alpha", alpha, g.alpha), ("beta", beta, g.beta)):
+                shifted = [q.copy() for q in params]
+                index = (0, 0, i) if which == "alpha" else (0, 0, i, 1)
+                shifted[j][index] += eps
+                args = (shifted, beta) if which == "alpha" else (alpha, shifted)
+                q = crown.backward(chain, region, relaxation, mu, np.zeros((1, 1)), None, None, *args, gamma)
+                numeric = (q.value - p.value)[0, 0] / eps
+                if np.sign(q.nu[j]).tolist() != np.sign(p.nu[j]).tolist():
+                    continue  # a sign change of a coefficient: the pass is only piecewise linear
+                assert numeric == pytest.approx(float(grad[j][index]), rel=1e-4, abs=1e-6)
+                checked += 1
+    shifted = gamma + eps
+    q = crown.backward(chain, region, relaxation, mu, np.zeros((1, 1)), None, None, alpha, beta, shifted)
+    assert (q.value - p.value)[0, 0] / eps == pytest.approx(float(g.gamma[0, 0, 0]), rel=1e-4, abs=1e-6)
+    assert checked > 10
+
+
+def test_optimisation_never_loses_ground_and_beats_the_heuristic():
+    rng = np.random.default_rng(3)
+    chain = random_chain(rng, [4, 16, 16, 3])
+    lower = rng.uniform(-1.0, 0.0, (4, 4))
+    upper = lower + 1.0
+    relaxation = _relaxation(rng, chain, lower, upper, split_fraction=0.0)
+    region = crown.Region(lower, upper)
+    objective = crown.Objective(rng.normal(size=(2, 3)), np.zeros((2, 4)), np.zeros(2))
+    params = crown.initial_parameters(relaxation, 1, 2, region, with_beta=True)
+    params.weights = crown.uniform_weights(4, 1, objective)
+    start = crown.bound(chain, region, relaxation, objective, params).value
+    value, best, p = crown.optimise(chain, region, relaxation, objective, params, crown.OptimiseSettings(iterations=40, stop_above=None))
+    assert np.all(value >= start - 1e-12)
+    assert np.mean(value > start + 1e-6) > 0.5
+    # the returned parameters reproduce the returned bound
+    again = crown.bound(chain, region, relaxation, objective, best).value
+    np.testing.assert_allclose(again, value, atol=1e-9)
+
+
+def _highs_lp(chain, lower, upper, relaxation, b, c_out, rows=None, rhs=None):
+    """min c_out @ y over the triangle relaxation with the sub-problem's bounds and splits (None: infeasible)."""
+    weights, biases = chain.weights, chain.biases
+    n = chain.input_size
+    sizes = [n] + [w.shape[0] for w in weights[:-1]]
+    z_idx, h_idx, cursor = [], [], n
+    for s in sizes[1:]:
+        z_idx.append(np.arange(cursor, cursor + s))
+        h_idx.append(np.arange(cursor + s, cursor + 2 * s))
+        cursor += 2 * s
+    total = cursor
+    a_eq, b_eq, a_ub, b_ub = [], [], [], []
+    var_bounds = [(lower[b, i], upper[b, i]) for i in range(n)] + [(None, None)] * (total - n)
+    prev = np.arange(n)
+    for j in range(len(sizes) - 1):
+        eq = np.zeros((sizes[j + 1], total))
+        eq[np.arange(sizes[j + 1]), z_idx[j]] = 1.0
+        eq[:, prev] -= weights[j]
+        a_eq.append(eq)
+        b_eq.append(biases[j])
+        lo, hi = relaxation.lower[j][b], relaxation.upper[j][b]
+        for i in range(sizes[j + 1]):
+            z, h = z_idx[j][i], h_idx[j][i]
+            var_bounds[z] = (lo[i], hi[i])
+            if lo[i] >= 0:
+                row = np.zeros(total)
+                row[h], row[z] = 1.0, -1.0
+                a_eq.append(row[None])
+                b_eq.append([0.0])
+            elif hi[i] <= 0:
+                var_bounds[h] = (0.0, 0.0)
+            else:
+                var_bounds[h] = (0.0, None)
+                row = np.zeros(total)
+                row[z], row[h] = 1.0, -1.0
+                a_ub.append(row[None])
+                b_ub.append([0.0])
+                slope = hi[i] / (hi[i] - lo[i])
+                row = np.zeros(total)
+                row[h], row[z] = 1.0, -slope
+                a_ub.append(row[None])
+                b_ub.append([-slope * lo[i]])
+        prev = h_idx[j]
+    objective = np.zeros(total)
+    objective[prev] = c_out @ weights[-1]
+    if rows is not None:  # rows over y: rows @ (W h + c) <= rhs
+        for r, d in zip(rows, rhs):
+            row = np.zeros(total)
+            row[prev] = r @ weights[-1]
+            a_ub.append(row[None])
+            b_ub.append([d - r @ biases[-1]])
+    result = linprog(objective, A_ub=np.vstack(a_ub) if a_ub else None, b_ub=np.concatenate(b_ub) if b_ub else None,
+                     A_eq=np.vstack(a_eq), b_eq=np.concatenate(b_eq), bounds=var_bounds, method="highs")
+    if result.status == 2:
+        return None
+    assert result.status == 0
+    return result.fun + c_out @ biases[-1]
+
+
+def test_optimised_bound_never_exceeds_the_lp_and_comes_close():
+    """The LP over the triangle relaxation is the best any parameters can reach (weak duality); with
+    enough steps the optimiser gets close to it on small networks without splits."""
+    rng = np.random.default_rng(11)
+    gaps = []
+    for _ in range(8):
+        chain = random_chain(rng, [3, 10, 10, 2])
+        lower = rng.uniform(-1.0, 0.0, (1, 3))
+        upper = lower + rng.uniform(0.5, 1.5, (1, 3))
+        relaxation = _relaxation(rng, chain, lower, upper, split_fraction=0.0)
+        region = crown.Region(lower, upper)
+        c_out = rng.normal(size=2)
+        objective = crown.Objective(c_out[None, :], np.zeros((1, 3)), np.zeros(1))
+        params = crown.initial_parameters(relaxation, 1, 2, region, with_beta=True)
+        params.weights = np.ones((1, 1, 1))
+        value, _, _ = crown.optimise(chain, region, relaxation, objective, params,
+                                     crown.OptimiseSettings(iterations=300, stop_above=None))
+        lp = _highs_lp(chain, lower, upper, relaxation, 0, c_out)
+        assert value[0, 0] <= lp + 1e-7
+        gaps.append(lp - value[0, 0])
+    assert np.median(gaps) < 0.05 * (1.0 + abs(lp))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_triangle_lp_agrees_with_highs(seed):
+    rng = np.random.default_rng(200 + seed)
+    chain = random_chain(rng, [3, 10, 10, 2])
+    lower = rng.uniform(-1.0, 0.0, (1, 3))
+    upper = lower + rng.uniform(0.5, 1.5, (1, 3))
+    relaxation = _relaxation(rng, chain, lower, upper, split_fraction=0.25)
+    region = crown.Region(lower, upper)
+    c_out = rng.normal(size=2)
+    optimum = _highs_lp(chain, lower, upper, relaxation, 0, c_out)
+    for shift in (-0.05, 0.05):
+        if optimum is None:
+            threshold = 0.0
+        else:
+            threshold = optimum + shift * (1.0 + abs(optimum))
+        rows = np.concatenate([np.zeros((1, 3)), c_out[None, :]], axis=1)  # c_out @ y <= threshold
+        outcome = solve_triangle_lp(chain, region, relaxation, 0, rows, np.array([threshold]))
+        feasible = optimum is not None and threshold >= optimum
+        assert outcome.status == (CANDIDATE if feasible else REFUTED), (optimum, threshold, outcome.status)
+        if outcome.status == CANDIDATE:
+            assert np.all(outcome.inputs >= lower[0]) and np.all(outcome.inputs <= upper[0])
+
+
+def test_triangle_lp_point_of_a_linear_region_is_exact():
+    """With every ReLU split the LP is the sub-problem itself: its point satisfies the splits and rows."""
+    rng = np.random.default_rng(5)
+    chain = random_chain(rng, [2, 6, 6, 1])
+    lower, upper = np.full((1, 2), -0.2), np.full((1, 2), 0.2)
+    x0 = np.zeros(2)
+    y0, pre = chain.forward(x0[None])
+    bounds = forward_bounds(chain, lower, upper, refine=True)
+    relaxation = crown.Relaxation([a.copy() for a in bounds.pre_lower], [a.copy() for a in bounds.pre_upper])
+    for j, z in enumerate(pre):  # split every unstable neuron to x0's own phase
+        unstable = (relaxation.lower[j] < 0) & (relaxation.upper[j] > 0)
+        sign = np.where(z >= 0, 1, -1).astype(np.int8)
+        relaxation.split[j][unstable] = sign[unstable]
+        relaxation.lower[j] = np.where(unstable & (sign > 0), 0.0, relaxation.lower[j])
+        relaxation.upper[j] = np.where(unstable & (sign < 0), 0.0, relaxation.upper[j])
+    rows = np.array([[0.0, 0.0, 1.0]])
+    outcome = solve_triangle_lp(chain, crown.Region(lower, upper), relaxation, 0, rows, np.array([y0[0, 0] + 1e-3]))
+    assert outcome.status == CANDIDATE and outcome.exact
+    y, z = chain.forward(outcome.inputs[None])
+    assert y[0, 0] <= y0[0, 0] + 1e-3 + 1e-9
+    for j, zz in enumerate(z):
+        s = relaxation.split[j][0]
+        assert np.all((s == 0) | (s * zz[0] >= -1e-9))
