@@ -1,0 +1,170 @@
+"""The LP over a sub-problem's triangle relaxation, decided by our own bounded simplex.
+
+A sub-problem (an input region, pre-activation bounds and ReLU splits, see
+:class:`~reluverify.solver.crown.Relaxation`) is relaxed exactly as an LP: every stable or
+split ReLU is linear (``h = z`` or ``h = 0``), and every other one, with bounds ``l < 0 < u``,
+is replaced by its triangle ``h >= 0, h >= z, h <= u (z - l) / (u - l)``. The LP asks for a point
+that also satisfies the disjunct's rows. When it has none, neither has the sub-problem: the
+simplex's infeasibility proof refutes it. When it has one, the LP point's input is a candidate
+counterexample (exact when no triangle is left, i.e. every ReLU is linear on the sub-problem).
+
+Only what the sub-problem needs enters the tableau: the input variables and one variable per
+unstable ReLU are its non-basic columns; every stable ReLU is substituted into the affine maps
+(so a network's thousands of stable neurons never become columns); the rows are the two
+triangle sides per unstable ReLU, one sign row per split, the disjunct's rows and the input rows.
+
+This LP is at least as tight as the optimised linear bounds of :mod:`~reluverify.solver.crown`
+for the same bounds (their parameters are its dual variables, reached only approximately by
+gradient ascent), which makes it the exact check for sub-problems the bounds cannot close.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from reluverify.network import ReluChain
+from reluverify.solver.bound_store import BoundStore
+from reluverify.solver.crown import Region, Relaxation
+from reluverify.solver.tableau import BUDGET, FEASIBLE, INFEASIBLE, OUT_OF_TIME, Tableau
+
+REFUTED, CANDIDATE, UNDECIDED = "refuted", "candidate", "undecided"
+
+
+@dataclass(frozen=True)
+class LpOutcome:
+    status: str  # REFUTED, CANDIDATE (with ``inputs``) or UNDECIDED (budget or time)
+    inputs: np.ndarray | None = None
+    pivots: int = 0
+    exact: bool = False
+    """True when every ReLU is linear on the sub-problem: the candidate is the LP's own point of a
+    linear region, so it is a counterexample up to round-off."""
+
+
+def affine_maps(chain: ReluChain, relaxation: Relaxation, index: int, num_v: int):
+    """Each layer's pre-activations as affine maps of ``[v; h_U; 1]`` (``h_U``: the unstable ReLUs' outputs).
+
+    Returns (maps, unstable) where ``maps[j]`` is (n_j, num_v + |U| + 1) for hidden layer ``j`` and the
+    outputs last, and ``unstable[j]`` are layer ``j``'s unstable, unsplit neuron indices.
+    """
+    layers = len(chain.weights) - 1
+    unstable = []
+    for j in range(layers):
+        lo, hi, s = relaxation.lower[j][index], relaxation.upper[j][index], relaxation.split[j][index]
+        unstable.append(np.flatnonzero((lo < 0) & (hi > 0) & (s == 0)))
+    count = sum(u.size for u in unstable)
+    width = num_v + count + 1
+    n_x = chain.input_size
+    h = np.zeros((n_x, width))
+    h[np.arange(n_x), np.arange(n_x)] = 1.0
+    maps = []
+    column = num_v
+    for j in range(layers + 1):
+        z = chain.weights[j] @ h
+        z[:, -1] += chain.biases[j]
+        maps.append(z)
+        if j == layers:
+            break
+        lo, hi = relaxation.lower[j][index], relaxation.upper[j][index]
+        h = np.where((lo >= 0)[:, None], z, 0.0)  # active: h = z; inactive: 0
+        u = unstable[j]
+        h[u] = 0.0
+        h[u, column + np.arange(u.size)] = 1.0  # unstable: its own column
+        column += u.size
+    return maps, unstable
+
+
+def solve_triangle_lp(
+    chain: ReluChain,
+    region: Region,
+    relaxation: Relaxation,
+    index: int,
+    rows: np.ndarray,
+    rhs: np.ndarray,
+    feasibility_tolerance: float = 1e-9,
+    pivot_tolerance: float = 1e-9,
+    start: np.ndarray | None = None,
+    max_pivots: int = 20000,
+    deadline: float | None = None,
+) -> LpOutcome:
+    """Is there a point of sub-problem ``index``'s triangle LP that satisfies ``rows @ [v; y] <= rhs``?
+
+    ``region`` holds the box (a batch of one, shared by the sub-problems) and the input rows;
+    ``start`` (n_v,) seeds the assignment (the network's values at that input satisfy every
+    triangle row).
+    """
+    num_v = region.lower.shape[1]
+    n_x = chain.input_size
+    maps, unstable = affine_maps(chain, relaxation, index, num_v)
+    width = maps[0].shape[1]  # num_v + |U| + 1
+    count = width - num_v - 1
+    one = width - 1
+    expr, lower, upper = [], [], []
+    column = num_v
+    for j, u in enumerate(unstable):
+        if u.size:
+            z = maps[j][u]
+            lo, hi = relaxation.lower[j][index, u], relaxation.upper[j][index, u]
+            e = np.zeros((u.size, width))
+            e[np.arange(u.size), column + np.arange(u.size)] = 1.0
+            slope = hi / (hi - lo)
+            # h - z >= 0 and slope (z - l) - h >= 0
+            expr += [e - z, slope[:, None] * z - e]
+            shift = np.zeros((u.size, width))
+            shift[:, one] = -slope * lo
+            expr[-1] = expr[-1] + shift
+            lower += [np.zeros(2 * u.size)]
+            upper += [np.full(2 * u.size, np.inf)]
+            column += u.size
+        split = relaxation.split[j][index]
+        on, off = np.flatnonzero(split > 0), np.flatnonzero(split < 0)
+        if on.size + off.size:
+            expr.append(maps[j][np.concatenate([on, off])])
+            lower.append(np.concatenate([np.zeros(on.size), np.full(off.size, -np.inf)]))
+            upper.append(np.concatenate([np.full(on.size, np.inf), np.zeros(off.size)]))
+    # the disjunct's rows over [v; y], y = maps[-1] (an affine map of the columns)
+    v_part = np.zeros((rows.shape[0], width))
+    v_part[:, :num_v] = rows[:, :num_v]
+    expr.append(v_part + rows[:, num_v:] @ maps[-1])
+    lower.append(np.full(rows.shape[0], -np.inf))
+    upper.append(rhs)
+    if region.num_rows:
+        a = np.zeros((region.num_rows, width))
+        a[:, :num_v] = region.rows
+        expr.append(a)
+        lower.append(np.full(region.num_rows, -np.inf))
+        upper.append(region.rhs)
+    t_rows = np.vstack(expr) if expr else np.zeros((0, width))
+    m = t_rows.shape[0]
+    # variables: the columns (v, h_U, one), then one basic variable per row
+    n = width + m
+    initial = np.zeros((m, n))
+    initial[:, :width] = t_rows
+    equations = np.zeros((m, n))
+    equations[:, :width] = -t_rows
+    equations[np.arange(m), width + np.arange(m)] = 1.0
+    basic = width + np.arange(m)
+    tableau = Tableau(equations, basic, one, pivot_tolerance, feasibility_tolerance, initial=initial)
+    box_lo, box_hi = region.lower[0], region.upper[0]
+    var_lo = np.concatenate([box_lo, np.zeros(count), [1.0], np.concatenate(lower) if lower else []])
+    h_hi = np.concatenate([np.maximum(relaxation.upper[j][index, u], 0.0) for j, u in enumerate(unstable)]) if count else []
+    var_hi = np.concatenate([box_hi, h_hi, [1.0], np.concatenate(upper) if upper else []])
+    store = BoundStore(var_lo, var_hi)
+    values = np.zeros(n)
+    point = 0.5 * (box_lo + box_hi) if start is None else np.clip(start, box_lo, box_hi)
+    values[:num_v] = point
+    if count:  # the network's own ReLU outputs at the start point satisfy the triangles
+        _, pre = chain.forward(point[None, :n_x])
+        values[num_v : num_v + count] = np.concatenate(
+            [np.clip(np.maximum(p[0, u], 0.0), 0.0, np.maximum(relaxation.upper[j][index, u], 0.0)) for j, (p, u) in enumerate(zip(pre, unstable))]
+        )
+    tableau.assign(values)
+    outcome = tableau.check(store, max_pivots=max_pivots, bland_after=50, refactor_every=100, deadline=deadline)
+    if outcome.status == INFEASIBLE:
+        return LpOutcome(REFUTED, pivots=outcome.pivots)
+    if outcome.status in (BUDGET, OUT_OF_TIME):
+        return LpOutcome(UNDECIDED, pivots=outcome.pivots)
+    inputs = np.clip(tableau.values[:num_v], box_lo, box_hi)
+    return LpOutcome(CANDIDATE, inputs, outcome.pivots, exact=count == 0)
