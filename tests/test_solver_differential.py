@@ -38,7 +38,7 @@ from reluverify.solver.z3_encoding import decide_with_z3
 Z3_TIMEOUT_S = 10.0
 CONFIGS = {
     f"{strategy}{'' if falsify else ' (no falsify)'}": SolverOptions(timeout=10, strategy=strategy, falsify=falsify)
-    for strategy in ("input-split", "relu-split")
+    for strategy in ("input-split", "relu-bab", "relu-split")
     for falsify in (True, False)
 }
 DECIDED = ("sat", "unsat")

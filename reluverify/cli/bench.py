@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from reluverify.solver.options import STRATEGIES
+
 
 def register(subparsers) -> None:
     from reluverify.cli.common import add_memory_argument
@@ -23,7 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("--filter", metavar="TEXT", help="only instances whose onnx or vnnlib name contains TEXT")
     parser.add_argument("--limit", type=int, help="only the first N instances (after --filter)")
     parser.add_argument("--group-by", choices=("auto", "property", "network"), default="auto")
-    parser.add_argument("--strategy", choices=("auto", "input-split", "relu-split"), default="auto")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto")
     parser.add_argument("--quiet", action="store_true", help="no line per instance")
     parser.set_defaults(handler=run)
 

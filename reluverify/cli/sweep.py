@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import sys
 
+from reluverify.solver.options import STRATEGIES
+
 RETRYABLE = ("error", "timeout", "unknown")
 
 
@@ -65,7 +67,7 @@ def register(subparsers) -> None:
                         "killed and the query recorded as timeout")
     add_memory_argument(parser)
     parser.add_argument("--kill-grace", type=float, default=5.0, help="seconds past --timeout before the kill (default 5)")
-    parser.add_argument("--strategy", choices=("auto", "input-split", "relu-split"), default="auto",
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="solver strategy (default auto)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="local worker processes (default) or a Ray cluster (pip install 'reluverify[distributed]')")

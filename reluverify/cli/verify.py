@@ -24,6 +24,7 @@ import json
 import sys
 
 from reluverify.cli.common import add_memory_argument
+from reluverify.solver.options import STRATEGIES
 
 
 def add_common_arguments(parser, timeout_help: str = "seconds for the whole check (default 60)",
@@ -32,7 +33,7 @@ def add_common_arguments(parser, timeout_help: str = "seconds for the whole chec
     parser.add_argument("--domain", metavar="FILE", help="box domain (.json/.npy/.csv with lower and upper bounds)")
     parser.add_argument("--timeout", type=float, default=timeout_default, help=timeout_help)
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (disjuncts or sub-domains in parallel)")
-    parser.add_argument("--strategy", choices=("auto", "input-split", "relu-split"), default="auto",
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="solver strategy (default auto)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--cex-out", metavar="FILE",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from reluverify.solver.options import STRATEGIES
+
 
 def register(subparsers) -> None:
     from reluverify.cli.common import add_memory_argument
@@ -23,7 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", metavar="FILE", help="write the VNN-COMP result file")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--cross-check", choices=("z3",), help="decide the same query independently and compare")
-    parser.add_argument("--strategy", choices=("auto", "input-split", "relu-split"), default="auto")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto")
     parser.set_defaults(handler=run)
 
 

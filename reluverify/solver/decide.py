@@ -8,7 +8,9 @@ Strategy per query (``SolverOptions.strategy``):
 
 * ``input-split`` -- branch and bound on the input box with symbolic bounds, Reluplex on the
   residue boxes (chosen automatically for networks with few inputs and no auxiliary variables);
-* ``relu-split`` -- the Reluplex procedure on the whole disjunct.
+* ``relu-bab`` -- branch and bound over ReLU phases with optimised linear bounds, Reluplex on
+  its leaves (chosen automatically for networks with many inputs, or auxiliary variables);
+* ``relu-split`` -- the Reluplex procedure on the whole disjunct (chosen for small networks).
 """
 
 from __future__ import annotations
@@ -18,19 +20,23 @@ import time
 import numpy as np
 
 from reluverify.query import Query
+from reluverify.solver import crown
 from reluverify.solver.bounds import forward_bounds, row_lower_bounds
 from reluverify.solver.confirm import confirm
 from reluverify.solver.facts import PhaseFacts, chain_fingerprint, known_bounds, phases_from_bounds
 from reluverify.solver.falsify import attack, polish, random_samples, violations
 from reluverify.solver.input_split import Target, input_split_search
 from reluverify.solver.options import SolverOptions
+from reluverify.solver.progress import ProgressCallback, Throttle
+from reluverify.solver.relu_bab import Disjunction, bound_root, relu_bab_search, root_bounds
 from reluverify.solver.reluplex import LeafOutcome, ReluplexEngine
 from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result, Statistics
 
 
 class _Decider:
-    def __init__(self, query: Query, options: SolverOptions, facts=()) -> None:
+    def __init__(self, query: Query, options: SolverOptions, facts=(), progress=None) -> None:
         self.query = query
+        self.progress = Throttle(progress)
         self.options = options
         self.stats = Statistics()
         self.start = time.monotonic()
@@ -207,8 +213,10 @@ class _Decider:
             low = low + np.minimum(aux * lower[n_x:], aux * upper[n_x:]).sum(axis=1)
         return bool(np.any(low > self.options.prune_margin))
 
-    def leaf(self, engine: ReluplexEngine, k: int, lower: np.ndarray, upper: np.ndarray) -> LeafOutcome:
-        outcome = engine.solve(lower, upper, self.row_index[k], self.deadline, self.options.node_budget)
+    def leaf(
+        self, engine: ReluplexEngine, k: int, lower: np.ndarray, upper: np.ndarray, phases: np.ndarray | None = None
+    ) -> LeafOutcome:
+        outcome = engine.solve(lower, upper, self.row_index[k], self.deadline, self.options.node_budget, phases)
         if outcome.status == SAT:
             if self.try_confirm(outcome.inputs, k):
                 return outcome
@@ -234,6 +242,7 @@ class _Decider:
                 confirm=lambda x, position, members=members: self.try_confirm(x, members[position]),
                 leaf_solver=leaf_solver,
                 known=self.known,
+                progress=self.progress,
                 input_rows=(self.query.input_constraints.matrix, self.query.input_constraints.rhs)
                 if self.query.input_constraints.num_rows
                 else None,
@@ -242,6 +251,49 @@ class _Decider:
                 return self.result(SAT)
             for k in members:
                 self.verdicts[k] = outcome.status if outcome.status != SAT else UNKNOWN
+            if outcome.status == TIMEOUT:
+                return self.result(TIMEOUT, outcome.reason)
+            if outcome.status == UNKNOWN:
+                self.reasons.append(outcome.reason)
+        return None
+
+    def prove_by_relu_bab(self, live: list[int]) -> Result | None:
+        """ReLU-phase branch and bound per disjunct, the likeliest violations (lowest root bound) first."""
+        input_rows = self.query.input_constraints
+        roots: dict[tuple[bytes, bytes], object] = {}
+        starts = {}
+        for k in live:
+            d = self.query.disjuncts[k]
+            region = crown.Region(
+                d.lower[None, :], d.upper[None, :],
+                input_rows.matrix if input_rows.num_rows else None, input_rows.rhs if input_rows.num_rows else None,
+            )
+            key = (d.lower.tobytes(), d.upper.tobytes())
+            if key not in roots:
+                roots[key] = root_bounds(self.chain, region, self.options, self.known)
+            target = Disjunction(*self.targets[k])
+            starts[k] = (region, roots[key], target, bound_root(self.chain, target, region, roots[key], self.options))
+            if self.timed_out():
+                return self.result(TIMEOUT, "time budget exhausted bounding the disjuncts")
+        for k in sorted(live, key=lambda k: starts[k][3].value):
+            region, root, target, start = starts[k]
+            d = self.query.disjuncts[k]
+            outcome = relu_bab_search(
+                self.chain,
+                target,
+                region,
+                root,
+                self.options,
+                self.stats,
+                self.deadline,
+                confirm=lambda v, k=k: self.try_confirm(v, k),
+                leaf_solver=lambda lo, hi, phases, k=k, d=d: self.leaf(self.engine(d.lower, d.upper), k, lo, hi, phases),
+                start=start,
+                progress=self.progress,
+            )
+            if outcome.status == SAT:  # confirmed: by try_confirm (vertices, attacks) or in self.leaf
+                return self.result(SAT)
+            self.verdicts[k] = outcome.status
             if outcome.status == TIMEOUT:
                 return self.result(TIMEOUT, outcome.reason)
             if outcome.status == UNKNOWN:
@@ -289,11 +341,18 @@ class _Decider:
             # when huge weights make box bounds useless
             few_inputs = self.chain.input_size <= self.options.input_split_max_inputs
             many_relus = self.chain.num_relus >= self.options.input_split_min_relus
-            strategy = "input-split" if few_inputs and many_relus and self.query.num_auxiliary == 0 else "relu-split"
+            if not many_relus:
+                strategy = "relu-split"
+            elif few_inputs and self.query.num_auxiliary == 0:
+                strategy = "input-split"
+            else:
+                strategy = "relu-bab"
         if strategy == "input-split" and self.query.num_auxiliary:
             strategy = "relu-split"  # boxes cannot express auxiliary variables' constraints
         if strategy == "input-split":
             final = self.prove_by_input_splitting(live)
+        elif strategy == "relu-bab":
+            final = self.prove_by_relu_bab(live)
         else:
             final = self.prove_by_relu_splitting(live)
         if final is not None:
@@ -303,7 +362,7 @@ class _Decider:
         return self.result(UNKNOWN, "; ".join(dict.fromkeys(self.reasons)) or "undecided")
 
 
-def solve(query: Query, options: SolverOptions | None = None, facts=()) -> Result:
+def solve(query: Query, options: SolverOptions | None = None, facts=(), progress: ProgressCallback | None = None) -> Result:
     """Decide ``query``: ``sat`` (with a confirmed counterexample), ``unsat``, ``timeout`` or ``unknown``.
 
     Networks made of affine maps and ReLUs go to the exact ReLU procedure above; networks
@@ -313,10 +372,13 @@ def solve(query: Query, options: SolverOptions | None = None, facts=()) -> Resul
     ``facts`` are :class:`~reluverify.solver.facts.PhaseFacts` from earlier runs; only those
     proven on a domain containing this query's input box are used (see
     :meth:`PhaseFacts.covers`). ``Result.facts`` holds the phases fixed on this query's box.
+
+    ``progress``, when given, is called a few times a second with a
+    :class:`~reluverify.solver.progress.Progress` (it never changes the search).
     """
     options = options or SolverOptions()
     if all(network.is_piecewise_linear for network in query.networks):
-        run = lambda: _Decider(query, options, facts).run()  # noqa: E731
+        run = lambda: _Decider(query, options, facts, progress).run()  # noqa: E731
     else:
         from reluverify.solver.nonlinear import solve_nonlinear
 

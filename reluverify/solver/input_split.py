@@ -34,6 +34,7 @@ from reluverify.solver.bounds import (
     row_lower_bounds,
 )
 from reluverify.solver.options import SolverOptions
+from reluverify.solver.progress import Throttle
 from reluverify.solver.reluplex import LeafOutcome
 from reluverify.solver.result import Statistics
 
@@ -97,6 +98,7 @@ def input_split_search(
     leaf_solver: Callable[[int, np.ndarray, np.ndarray], LeafOutcome],
     known: tuple[list, list] | None = None,
     input_rows: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: Throttle | None = None,
 ) -> SearchOutcome:
     """Search ``lower <= x <= upper`` for a point satisfying some target (see module docstring).
 
@@ -104,8 +106,12 @@ def input_split_search(
     ``leaf_solver(target_position, lo, hi)`` runs Reluplex on a residue box;
     ``known`` holds pre-activation bounds valid on the whole search box (reused facts);
     ``input_rows`` = (A, b) are constraints ``A x <= b`` shared by every target, used to
-    shrink each box before it is bounded (e.g. the pair rows of a two-copy query).
+    shrink each box before it is bounded (e.g. the pair rows of a two-copy query);
+    ``progress`` receives where the search stands (the input volume proven: a box split ``d``
+    times holds ``2 ** -d`` of it).
     """
+    progress = progress or Throttle(None)
+    proven = 0.0
     known_lower, known_upper = known if known is not None else (None, None)
     n = chain.input_size
     d = len(targets)
@@ -155,6 +161,10 @@ def input_split_search(
         dead |= layer_bounds.infeasible[:, None]  # no input of the box meets the known bounds
         alive &= ~dead
         keep = alive.any(axis=1)
+        proven += float(np.sum(0.5 ** depth[~keep]))
+        if progress.due():
+            best = float(row_bounds.lower[keep].max(axis=1).min()) if np.any(keep) else None
+            progress.report("input-split", statistics.boxes, stack.size + int(keep.sum()), proven, best)
         if not np.any(keep):
             continue
         lo, hi, alive, depth = lo[keep], hi[keep], alive[keep], depth[keep]
@@ -175,6 +185,7 @@ def input_split_search(
             if deadline is not None and time.monotonic() > deadline:
                 return SearchOutcome("timeout", reason="time budget exhausted in input splitting")
             statistics.leaves += 1
+            settled = True
             for position in np.flatnonzero(alive[b]):
                 outcome = leaf_solver(int(position), lo[b], hi[b])
                 if outcome.status == "sat":
@@ -183,6 +194,8 @@ def input_split_search(
                     return SearchOutcome("timeout", reason=outcome.reason)
                 if outcome.status != "unsat":
                     undecided.append(outcome.reason or outcome.status)
+                    settled = False
+            proven += 0.5 ** float(depth[b]) if settled else 0.0
         split = ~residue
         if not np.any(split):
             continue

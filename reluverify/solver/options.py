@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STRATEGIES = ("auto", "input-split", "relu-split")
+STRATEGIES = ("auto", "input-split", "relu-bab", "relu-split")
 """Every value of ``SolverOptions.strategy``: the one list that validation and tools read."""
 
 
@@ -49,7 +49,10 @@ class SolverOptions:
 
     # strategy
     strategy: str = "auto"
-    """``auto``, ``input-split`` (box splitting + Reluplex on small residues) or ``relu-split`` (Reluplex only)."""
+    """``auto``, ``input-split`` (box splitting + Reluplex on small residues), ``relu-bab`` (branch and
+    bound over ReLU phases with optimised bounds + Reluplex on its leaves) or ``relu-split`` (Reluplex only).
+    ``auto`` takes input splitting for few inputs and many ReLUs, ReLU branch and bound for many
+    inputs and many ReLUs, and Reluplex alone for few ReLUs."""
     input_split_max_inputs: int = 12
     """``auto`` splits the input box when the networks have at most this many inputs ..."""
     input_split_min_relus: int = 40
@@ -65,6 +68,36 @@ class SolverOptions:
     """Re-bound unstable neurons by back-substitution (DeepPoly) after the forward pass."""
     batch_size: int = 512
     """Boxes bounded together in one numpy pass."""
+
+    # ReLU branch and bound (``relu-bab``)
+    bab_batch: int = 256
+    """At most this many sub-problems are branched per round (fewer when rounds get slow)."""
+    bab_root_iterations: int = 60
+    """Optimisation steps of the root bound (slopes, row weights, input-row multipliers)."""
+    bab_iterations: int = 20
+    """Optimisation steps of each new pair of children (warm-started from their parent)."""
+    bab_lr_alpha: float = 0.01
+    """Adam step size of the slopes (alpha) of warm-started sub-problems (10 times larger at the root) ..."""
+    bab_lr_beta: float = 0.05
+    """... and of the split and input-row multipliers (beta, gamma)."""
+    bab_intermediate_iterations: int = 20
+    """Optimisation steps per hidden layer for the root's intermediate bounds (0: DeepPoly only)."""
+    bab_branch_candidates: int = 8
+    """Filtered smart branching: ReLUs scored by both children's bounds per sub-problem."""
+    bab_lp_depth: int = 10
+    """Sub-problems at least this deep that the bounds leave open are checked by the exact LP over
+    their triangle relaxation (our simplex; 0: only leaves) ..."""
+    bab_lp_share: float = 0.5
+    """... while the LP takes at most this share of the search's time."""
+    bab_leaf_depth: int = 64
+    """A sub-problem split this many times goes to Reluplex with its phases fixed."""
+    bab_memory_mb: int = 1024
+    """The pool of open sub-problems is drained depth first above this size; at 1.5 times it the
+    search stops with ``unknown``."""
+    bab_attack_every: int = 5
+    """Every this many rounds, a gradient attack starts from the most promising sub-problems."""
+    bab_attack_starts: int = 16
+    """... from this many of them."""
 
     blas_threads: int | None = 1
     """BLAS threads inside the solver; the matrices are small, so one thread per process is

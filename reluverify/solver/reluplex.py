@@ -404,6 +404,16 @@ class ReluplexEngine:
             _, conflict = self.store.tighten(index, np.array([-np.inf, -np.inf]), np.array([0.0, 0.0]), tol)
         return not conflict
 
+    def apply_phases(self, phases: np.ndarray) -> bool:
+        """Fix many phases at once (1 active, 0 inactive, -1 left free); False on a conflict."""
+        lay = self.layout
+        on, off = np.flatnonzero(phases == ACTIVE), np.flatnonzero(phases == INACTIVE)
+        index = np.concatenate([lay.b[on], lay.a[on], lay.b[off], lay.f[off]])
+        lower = np.concatenate([np.zeros(on.size), np.full(on.size + 2 * off.size, -np.inf)])
+        upper = np.concatenate([np.full(on.size, np.inf), np.zeros(on.size + 2 * off.size)])
+        _, conflict = self.store.tighten(index, lower, upper, self.options.feasibility_tolerance)
+        return not conflict
+
     # ------------------------------------------------------------- search
     def solve(
         self,
@@ -412,9 +422,11 @@ class ReluplexEngine:
         active: np.ndarray | None = None,
         deadline: float | None = None,
         node_budget: int | None = None,
+        phases: np.ndarray | None = None,
     ) -> LeafOutcome:
         """Decide the problem on the box ``lower <= v <= upper`` (within the construction box)
-        with the rows ``active`` (indices into ``rows``; default all) required to hold."""
+        with the rows ``active`` (indices into ``rows``; default all) required to hold and, when
+        ``phases`` is given (per ReLU: 1 active, 0 inactive, -1 free), those phases fixed."""
         store = self.store
         base = store.level
         refactorisations = self.tableau.refactorisations
@@ -429,6 +441,8 @@ class ReluplexEngine:
                 _, conflict = store.tighten(self.layout.s[self.active], None, self.rhs[self.active], tol)
                 if conflict:
                     return LeafOutcome("unsat")
+            if phases is not None and not self.apply_phases(phases):
+                return LeafOutcome("unsat")
             self.seed(0.5 * (store.lower[self.layout.v] + store.upper[self.layout.v]))
             return self._search(deadline, node_budget)
         except _Budget as exc:

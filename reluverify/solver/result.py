@@ -52,6 +52,10 @@ class Statistics:
     relu_splits: int = 0
     input_splits: int = 0
     boxes: int = 0
+    subproblems: int = 0
+    implied_phases: int = 0
+    lp_calls: int = 0
+    lp_refuted: int = 0
     leaves: int = 0
     tightened_bounds: int = 0
     fixed_relus: int = 0

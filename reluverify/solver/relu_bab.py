@@ -1,0 +1,573 @@
+"""Branch and bound over ReLU phases with optimised linear bounds (for networks with many inputs).
+
+Splitting the input box is hopeless when the input has hundreds of dimensions (MNIST: 784);
+splitting ReLU phases is not. A *sub-problem* is the disjunct's input region plus a set of
+fixed ReLU phases (splits). Each is bounded by :mod:`reluverify.solver.crown`: a
+back-substitution bound of the disjunct's rows whose slopes (alpha), split multipliers (beta),
+input-row multipliers (gamma) and row weights are optimised per sub-problem, warm-started from
+its parent. Sub-problems are bounded many at a time as stacked arrays.
+
+One round takes the sub-problems with the lowest bounds from the pool (the deepest ones when
+the pool nears its memory cap), picks one unstable ReLU per sub-problem by *filtered smart
+branching* (the candidates with the largest relaxation gap, each scored by the bounds of its two
+children), makes both children and optimises their bounds. A child is
+
+* discarded when its bound is positive (no counterexample in it) or its region is empty;
+* a *leaf* when no unstable ReLU is left, or it is ``bab_leaf_depth`` splits deep: it goes to
+  the Reluplex engine with its phases as bounds, which decides it exactly;
+* otherwise put back in the pool.
+
+The point of the box that minimises each bound is a candidate counterexample (checked on the
+network, confirmed by onnxruntime); every few rounds a gradient attack starts from those of the
+most promising sub-problems.
+
+Invariant: every counterexample of the disjunct lies in the constrained region of a
+sub-problem in the pool, of one being processed, or of a leaf handed to Reluplex (the two
+children of a split partition their parent: ``z >= 0`` or ``z <= 0``). The search is ``unsat``
+when the pool is empty and every leaf was ``unsat``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from reluverify.network import ReluChain
+from reluverify.solver import crown
+from reluverify.solver.falsify import attack
+from reluverify.solver.input_split import SearchOutcome
+from reluverify.solver.options import SolverOptions
+from reluverify.solver.progress import Throttle
+from reluverify.solver.reluplex import LeafOutcome
+from reluverify.solver.result import Statistics
+from reluverify.solver.triangle_lp import CANDIDATE, REFUTED, solve_triangle_lp
+
+
+@dataclass(frozen=True)
+class Disjunction:
+    """One disjunct as the search sees it: rows over ``[v; y]`` (``v`` = the query's input variables)."""
+
+    rows: np.ndarray  # (R, n_v + m)
+    rhs: np.ndarray  # (R,)
+
+    def objective(self, num_v: int) -> crown.Objective:
+        """The rows as an objective; a disjunct without rows (true on its whole box) is ``0 <= 0``."""
+        rows, rhs = (self.rows, self.rhs) if self.rhs.size else (np.zeros((1, self.rows.shape[1])), np.zeros(1))
+        return crown.Objective(rows[:, num_v:], rows[:, :num_v], rhs)
+
+
+@dataclass
+class RootBounds:
+    """Pre-activation bounds on the disjunct's whole region (shared by the disjuncts of one box)."""
+
+    relaxation: crown.Relaxation  # batch of one
+    seconds: float
+
+
+def root_bounds(chain: ReluChain, region: crown.Region, options: SolverOptions, known=None) -> RootBounds:
+    """Forward symbolic bounds refined by back-substitution, then optimised slopes layer by layer."""
+    from reluverify.solver.bounds import forward_bounds
+
+    started = time.monotonic()
+    n_x = chain.input_size
+    known_lower, known_upper = known if known is not None else (None, None)
+    first = forward_bounds(
+        chain, region.lower[:, :n_x], region.upper[:, :n_x], known_lower, known_upper, refine=options.refine_bounds
+    )
+    pairs = [crown.ordered(lo, hi) for lo, hi in zip(first.pre_lower, first.pre_upper)]
+    relaxation = crown.Relaxation([lo for lo, _ in pairs], [hi for _, hi in pairs], size=region.lower.shape[0])
+    if options.bab_intermediate_iterations > 0 and len(chain.weights) > 2:
+        settings = crown.OptimiseSettings(iterations=options.bab_intermediate_iterations)
+        relaxation = crown.tighten_intermediate(chain, region, relaxation, settings)
+    return RootBounds(relaxation, time.monotonic() - started)
+
+
+class _Pool:
+    """Sub-problems as stacked arrays (one row each); order is irrelevant, selection is by value."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+        self.size = 0
+
+    def push(self, arrays: dict[str, np.ndarray]) -> None:
+        k = next(iter(arrays.values())).shape[0]
+        if k == 0:
+            return
+        if not self.arrays:
+            self.arrays = {name: np.empty((max(64, 2 * k),) + a.shape[1:], a.dtype) for name, a in arrays.items()}
+        capacity = next(iter(self.arrays.values())).shape[0]
+        if self.size + k > capacity:
+            grow = max(capacity, k)
+            self.arrays = {
+                name: np.concatenate([a, np.empty((grow,) + a.shape[1:], a.dtype)]) for name, a in self.arrays.items()
+            }
+        for name, a in arrays.items():
+            self.arrays[name][self.size : self.size + k] = a
+        self.size += k
+
+    def pop(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        """Remove and return the rows ``index`` (the rows at the end move into the holes)."""
+        out = {name: a[index].copy() for name, a in self.arrays.items()}
+        keep = np.ones(self.size, dtype=bool)
+        keep[index] = False
+        remaining = np.flatnonzero(keep)
+        for name, a in self.arrays.items():
+            a[: remaining.size] = a[remaining]
+        self.size = remaining.size
+        return out
+
+    def view(self, name: str) -> np.ndarray:
+        return self.arrays[name][: self.size] if self.arrays else np.zeros(0)
+
+    @property
+    def nbytes(self) -> int:
+        if not self.arrays or not self.size:
+            return 0
+        capacity = next(iter(self.arrays.values())).shape[0]
+        return sum(a.nbytes for a in self.arrays.values()) * self.size // capacity
+
+
+def _pack(relaxation: crown.Relaxation, params: crown.Parameters, value, depth) -> dict[str, np.ndarray]:
+    arrays = {"value": value, "depth": depth}
+    for j, (lo, hi, s, a) in enumerate(zip(relaxation.lower, relaxation.upper, relaxation.split, params.alpha)):
+        arrays[f"lower{j}"], arrays[f"upper{j}"], arrays[f"split{j}"] = lo, hi, s
+        arrays[f"alpha{j}"] = a[:, 0, :]
+        arrays[f"beta{j}"] = params.beta[j][:, 0, :]
+    if params.gamma is not None:
+        arrays["gamma"] = params.gamma[:, 0, :]
+    arrays["weights"] = params.weights[:, 0, :]
+    return arrays
+
+
+def _unpack(arrays: dict[str, np.ndarray], layers: int) -> tuple[crown.Relaxation, crown.Parameters]:
+    relaxation = crown.Relaxation(
+        [arrays[f"lower{j}"] for j in range(layers)],
+        [arrays[f"upper{j}"] for j in range(layers)],
+        [arrays[f"split{j}"] for j in range(layers)],
+        arrays["value"].shape[0],
+    )
+    params = crown.Parameters(
+        [arrays[f"alpha{j}"][:, None, :] for j in range(layers)],
+        [arrays[f"beta{j}"][:, None, :] for j in range(layers)],
+        arrays["gamma"][:, None, :] if "gamma" in arrays else None,
+        arrays["weights"][:, None, :],
+    )
+    return relaxation, params
+
+
+def _branch_scores(p: crown.Pass, relaxation: crown.Relaxation) -> list[np.ndarray]:
+    """Per hidden layer (B, n_j): the area of each free unstable ReLU's relaxation gap times |coefficient|."""
+    scores = []
+    for j, (lo, hi, s) in enumerate(zip(relaxation.lower, relaxation.upper, relaxation.split)):
+        unstable = (lo < 0) & (hi > 0) & (s == 0)
+        gap = np.where(unstable, hi * -lo / np.where(unstable, hi - lo, 1.0), 0.0)
+        scores.append(np.abs(p.nu[j][:, 0, :]) * gap + np.where(unstable, 1e-12 * gap, -1.0))
+    return scores
+
+
+@dataclass
+class Branching:
+    """What filtered smart branching found for a batch of sub-problems.
+
+    ``layer``/``neuron`` (B,): the ReLU to split; ``children`` (B, 2): bounds of its active and
+    inactive child with the parent's parameters (sound, so a child above the margin needs no
+    search); ``implied``: (sub-problem, layer, neuron, phase) of candidates one of whose children
+    is refuted, so the other phase holds wherever a counterexample can be; ``refuted`` (B,): some
+    candidate has both children refuted, so the sub-problem holds no counterexample at all.
+    """
+
+    layer: np.ndarray
+    neuron: np.ndarray
+    children: np.ndarray
+    implied: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    refuted: np.ndarray
+
+
+def choose_branch(
+    chain: ReluChain,
+    region: crown.Region,
+    relaxation: crown.Relaxation,
+    params: crown.Parameters,
+    p: crown.Pass,
+    candidates: int,
+    margin: float,
+) -> Branching:
+    """Filtered smart branching: per sub-problem, the (layer, neuron) whose worse child bound is best.
+
+    The ``candidates`` free unstable ReLUs with the largest scores are tried: each child's bound is
+    the pass ``p`` with the neuron's relaxation replaced by its phase (the rest of the pass kept
+    above its layer, recomputed below it), with the current parameters. Every such bound is
+    sound (any parameters give a sound bound), which makes the implied phases safe.
+    """
+    batch = relaxation.batch
+    scores = _branch_scores(p, relaxation)
+    sizes = [s.shape[1] for s in scores]
+    offsets = np.cumsum([0] + sizes)
+    flat = np.concatenate(scores, axis=1)  # (B, N)
+    k = min(candidates, flat.shape[1])
+    top = np.argpartition(-flat, k - 1, axis=1)[:, :k] if k < flat.shape[1] else np.tile(np.arange(flat.shape[1]), (batch, 1))
+    valid = np.take_along_axis(flat, top, axis=1) >= 0
+    layer_of = np.searchsorted(offsets, top, side="right") - 1
+    neuron_of = top - offsets[layer_of]
+    child_values = np.full((batch, k, 2), -np.inf)
+    for j in np.unique(layer_of[valid]):
+        b_idx, c_idx = np.nonzero((layer_of == j) & valid)
+        i = neuron_of[b_idx, c_idx]
+        rows = np.arange(b_idx.size)
+        nu = p.nu[j][b_idx, 0, i]
+        linear = nu * p.slope[j][b_idx, 0, i]  # the neuron's relaxed term, replaced in each child
+        const = p.const_at[j][b_idx, 0] - nu * p.intercept[j][b_idx, 0, i]
+        mu = np.repeat(p.mu_at[j][b_idx, 0, :][:, None, :], 2, axis=1)
+        mu[rows, 0, i] += nu - linear  # active child: h = z
+        mu[rows, 1, i] -= linear  # inactive child: h = 0
+        sub_params = params.take(b_idx)
+        const = np.repeat(const[:, None], 2, axis=1)
+        if sub_params.beta is not None:  # the clamped bound moves the constant of its multiplier
+            beta = np.maximum(sub_params.beta[j][rows, 0, i], 0.0)
+            const[:, 0] -= beta[:, 0] * np.minimum(relaxation.lower[j][b_idx, i], 0.0)
+            const[:, 1] += beta[:, 1] * np.maximum(relaxation.upper[j][b_idx, i], 0.0)
+        child = crown.backward(
+            chain,
+            region.take(b_idx),
+            relaxation.take(b_idx),
+            mu,
+            const,
+            j,
+            None if p.input_coef is None else p.input_coef[b_idx],
+            sub_params.alpha[:j],
+            None if sub_params.beta is None else sub_params.beta[:j],
+            sub_params.gamma,
+            record=False,
+        )
+        child_values[b_idx, c_idx] = child.value
+    dead = child_values > margin  # (B, k, 2)
+    refuted = np.any(dead.all(axis=2), axis=1)
+    one = dead.any(axis=2) & ~dead.all(axis=2)
+    b_imp, c_imp = np.nonzero(one)
+    implied = (b_imp, layer_of[b_imp, c_imp], neuron_of[b_imp, c_imp], np.where(dead[b_imp, c_imp, 1], 1, -1).astype(np.int8))
+    worse = np.where(one, -np.inf, child_values.min(axis=2))  # an implied phase is no branch
+    best = worse.argmax(axis=1)
+    rows = np.arange(batch)
+    return Branching(layer_of[rows, best], neuron_of[rows, best], child_values[rows, best], implied, refuted)
+
+
+def _fix(relaxation: crown.Relaxation, params: crown.Parameters, rows, layer, neuron, sign) -> None:
+    """Split ``neuron`` of ``layer`` in sub-problems ``rows`` to phase ``sign`` (+1/-1), in place."""
+    for j in np.unique(layer):
+        sel = layer == j
+        r, i, s = rows[sel], neuron[sel], sign[sel]
+        relaxation.split[j][r, i] = s
+        relaxation.lower[j][r, i] = np.where(s > 0, np.maximum(relaxation.lower[j][r, i], 0.0), relaxation.lower[j][r, i])
+        relaxation.upper[j][r, i] = np.where(s < 0, np.minimum(relaxation.upper[j][r, i], 0.0), relaxation.upper[j][r, i])
+        params.beta[j][r, :, i] = 0.0
+
+
+def _children(relaxation: crown.Relaxation, params: crown.Parameters, branching: Branching):
+    """Both children of every sub-problem (first all active ones, then all inactive ones), with the
+    implied phases fixed in both."""
+    batch = relaxation.batch
+    both = np.concatenate([np.arange(batch), np.arange(batch)])
+    child = relaxation.take(both)
+    child = crown.Relaxation(
+        [a.copy() for a in child.lower], [a.copy() for a in child.upper], [a.copy() for a in child.split], child.batch
+    )
+    child_params = params.take(both).copy()
+    b_imp, l_imp, n_imp, s_imp = branching.implied
+    if b_imp.size:
+        _fix(child, child_params, np.concatenate([b_imp, b_imp + batch]), np.concatenate([l_imp, l_imp]),
+             np.concatenate([n_imp, n_imp]), np.concatenate([s_imp, s_imp]))
+    sign = np.concatenate([np.ones(batch, dtype=np.int8), -np.ones(batch, dtype=np.int8)])
+    _fix(child, child_params, np.arange(2 * batch), np.concatenate([branching.layer, branching.layer]),
+         np.concatenate([branching.neuron, branching.neuron]), sign)
+    return child, child_params
+
+
+def phases_of(relaxation: crown.Relaxation, index: int) -> np.ndarray:
+    """Per ReLU in chain order: 1 active, 0 inactive (by split or bounds), -1 free, for sub-problem ``index``."""
+    parts = []
+    for lo, hi in zip(relaxation.lower, relaxation.upper):
+        phase = np.full(lo.shape[1], -1, dtype=np.int8)
+        phase[lo[index] >= 0] = 1
+        phase[hi[index] <= 0] = 0
+        parts.append(phase)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
+
+
+@dataclass
+class RootSolution:
+    """The optimised bound of one disjunct on its whole region (the search's first sub-problem)."""
+
+    value: float
+    params: crown.Parameters
+    vertex: np.ndarray  # (n_v,): the box point minimising the bound
+
+
+def bound_root(
+    chain: ReluChain, target: Disjunction, region: crown.Region, root: RootBounds, options: SolverOptions
+) -> RootSolution:
+    """Optimise the disjunct's bound on the whole region (no splits)."""
+    layers = len(chain.weights) - 1
+    objective = target.objective(region.lower.shape[1])
+    params = crown.initial_parameters(root.relaxation, 1, layers, region, with_beta=True)
+    params.weights = crown.uniform_weights(1, 1, objective)
+    settings = _settings(options, options.bab_root_iterations, root=True)
+    value, params, p = crown.optimise(chain, region, root.relaxation, objective, params, settings)
+    return RootSolution(float(value[0, 0]), params, p.vertex[0, 0].copy())
+
+
+def _settings(options: SolverOptions, iterations: int, root: bool = False) -> crown.OptimiseSettings:
+    """Step sizes: heuristic slopes at the root need large steps; warm-started children small ones
+    (large Adam steps from a good start lose the bound for dozens of iterations)."""
+    return crown.OptimiseSettings(
+        iterations=iterations,
+        lr_alpha=options.bab_lr_alpha * (10.0 if root else 1.0),
+        lr_beta=options.bab_lr_beta,
+        lr_gamma=options.bab_lr_beta,
+        stop_above=options.prune_margin,
+    )
+
+
+def relu_bab_search(
+    chain: ReluChain,
+    target: Disjunction,
+    region: crown.Region,
+    root: RootBounds,
+    options: SolverOptions,
+    statistics: Statistics,
+    deadline: float | None,
+    confirm: Callable[[np.ndarray], bool],
+    leaf_solver: Callable[[np.ndarray, np.ndarray, np.ndarray], LeafOutcome],
+    rng: np.random.Generator | None = None,
+    start: RootSolution | None = None,
+    progress: Throttle | None = None,
+) -> SearchOutcome:
+    """Search the region for a point satisfying ``target`` (see the module docstring).
+
+    ``region`` is a batch of one (the disjunct's box and the query's input rows); ``root`` holds
+    bounds valid on it; ``confirm(v)`` confirms a candidate with onnxruntime;
+    ``leaf_solver(lower, upper, phases)`` decides a leaf exactly (Reluplex with fixed phases);
+    ``start`` is the disjunct's root bound if :func:`bound_root` already computed it; ``progress``
+    receives where the search stands.
+    """
+    search = _Search(chain, target, region, options, statistics, deadline, confirm, leaf_solver, rng, progress)
+    return search.run(root, start)
+
+
+class _Stop(Exception):
+    """Ends the search with an outcome (sat, timeout, unknown)."""
+
+    def __init__(self, outcome: SearchOutcome) -> None:
+        super().__init__(outcome.status)
+        self.outcome = outcome
+
+
+class _Search:
+    """The state of one disjunct's branch and bound (see :func:`relu_bab_search`)."""
+
+    def __init__(self, chain, target, region, options, statistics, deadline, confirm, leaf_solver, rng, progress):
+        self.chain, self.target, self.region, self.options = chain, target, region, options
+        self.stats, self.deadline, self.confirm, self.leaf_solver = statistics, deadline, confirm, leaf_solver
+        self.rng = rng or np.random.default_rng(options.seed)
+        self.progress = progress or Throttle(None)
+        self.num_v = region.lower.shape[1]
+        self.n_x = chain.input_size
+        self.layers = len(chain.weights) - 1
+        self.objective = target.objective(self.num_v)
+        self.margin = options.prune_margin
+        self.pool = _Pool()
+        self.undecided: list[str] = []
+        self.started = time.monotonic()
+        self.lp_seconds = 0.0
+        self.proven = 0.0  # the share of the search tree refuted (a sub-problem at depth d weighs 2^-d)
+        self.settings = _settings(options, options.bab_iterations)
+
+    def batch_region(self, size: int) -> crown.Region:
+        r = self.region
+        return crown.Region(np.repeat(r.lower, size, axis=0), np.repeat(r.upper, size, axis=0), r.rows, r.rhs)
+
+    def check_time(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise _Stop(SearchOutcome("timeout", reason="time budget exhausted in ReLU branch and bound"))
+
+    def report(self, force: bool = False) -> None:
+        if self.progress.due() or (force and self.progress):
+            values = self.pool.view("value")
+            best = float(values.min()) if values.size else None
+            self.progress.report("relu-bab", self.stats.subproblems, self.pool.size, self.proven, best, force=force)
+
+    # ------------------------------------------------------------------ the search
+    def run(self, root: RootBounds, start: RootSolution | None) -> SearchOutcome:
+        relaxation = root.relaxation
+        if relaxation.infeasible()[0]:
+            return SearchOutcome("unsat")
+        if start is None:
+            start = bound_root(self.chain, self.target, self.region, root, self.options)
+        self.stats.subproblems += 1
+        try:
+            self.settle(relaxation, start.params, np.array([start.value]), start.vertex[None, :], np.zeros(1, dtype=np.int64))
+            rounds = 0
+            seconds_per_item = 0.0
+            while self.pool.size:
+                self.check_time()
+                if self.options.node_budget is not None and self.stats.subproblems > self.options.node_budget:
+                    raise _Stop(SearchOutcome("unknown", reason="node budget exhausted in ReLU branch and bound"))
+                rounds += 1
+                started = time.monotonic()
+                # about half a second of work per round, so the deadline is never overshot by much
+                batch = min(int(np.clip(0.5 / max(seconds_per_item, 1e-6), 8, self.options.bab_batch)), self.pool.size)
+                self.branch(self.select(batch))
+                if self.options.falsify and self.num_v == self.n_x and self.pool.size and rounds % self.options.bab_attack_every == 0:
+                    self.attack()
+                seconds_per_item = 0.5 * seconds_per_item + 0.5 * (time.monotonic() - started) / batch
+                self.report()
+        except _Stop as stop:
+            self.report(force=True)
+            return stop.outcome
+        self.report(force=True)
+        if self.undecided:
+            return SearchOutcome("unknown", reason=self.undecided[0])
+        return SearchOutcome("unsat")
+
+    def select(self, batch: int) -> dict[str, np.ndarray]:
+        """Take ``batch`` sub-problems: the lowest bounds, or the deepest when memory runs short."""
+        cap = self.options.bab_memory_mb * 2**20
+        pool = self.pool
+        if pool.nbytes > 1.5 * cap:
+            raise _Stop(SearchOutcome(
+                "unknown", reason=f"the sub-problem pool outgrew its memory cap ({self.options.bab_memory_mb} MB)"
+            ))
+        key = -pool.view("depth") if pool.nbytes > cap else pool.view("value")
+        index = np.argpartition(key, batch - 1)[:batch] if batch < pool.size else np.arange(pool.size)
+        return pool.pop(index)
+
+    def branch(self, arrays: dict[str, np.ndarray]) -> None:
+        """Split every sub-problem of ``arrays`` once; bound and settle the children."""
+        chain, options, stats, margin = self.chain, self.options, self.stats, self.margin
+        relaxation, params = _unpack(arrays, self.layers)
+        batch = relaxation.batch
+        region = self.batch_region(batch)
+        p = crown.bound(chain, region, relaxation, self.objective, params)
+        branching = choose_branch(chain, region, relaxation, params, p, options.bab_branch_candidates, margin)
+        child, child_params = _children(relaxation, params, branching)
+        depth = np.concatenate([arrays["depth"], arrays["depth"]]) + 1
+        stats.relu_splits += batch
+        stats.splits += batch
+        stats.implied_phases += branching.implied[0].size
+        stats.max_depth = max(stats.max_depth, int(depth.max()))
+        # children already refuted by the branching bounds, or whose parent is, need no optimising
+        open_ = ~np.concatenate([branching.refuted, branching.refuted]) & (branching.children.T.reshape(-1) <= margin)
+        open_ &= ~child.infeasible()
+        self.proven += float(np.sum(0.5 ** depth[~open_]))
+        keep = np.flatnonzero(open_)
+        stats.subproblems += keep.size
+        if keep.size == 0:
+            return
+        child, child_params, depth = child.take(keep), child_params.take(keep), depth[keep]
+        value, child_params, cp = crown.optimise(chain, self.batch_region(keep.size), child, self.objective, child_params, self.settings)
+        self.settle(child, child_params, value[:, 0], cp.vertex[:, 0, :], depth)
+
+    def settle(self, relaxation, params, value, vertices, depth) -> None:
+        """Bounded sub-problems: refuted ones are dropped, candidates checked, the exact LP run where it
+        is due, leaves decided, the rest pooled."""
+        chain, options, stats = self.chain, self.options, self.stats
+        alive = value <= self.margin
+        self.proven += float(np.sum(0.5 ** depth[~alive]))
+        if not np.any(alive):
+            return
+        keep = np.flatnonzero(alive)
+        self.candidates(vertices[keep])
+        relaxation, params = relaxation.take(keep), params.take(keep)
+        value, depth, vertices = value[keep], depth[keep], vertices[keep]
+        linear = relaxation.unstable_counts() == 0
+        refuted = np.zeros(keep.size, dtype=bool)
+        # the exact LP: every linear sub-problem (the LP is the sub-problem itself), and deep ones the
+        # bounds have not closed while the LP keeps within its share of the time
+        deep = (depth >= options.bab_lp_depth) & (options.bab_lp_depth > 0)
+        for b in np.flatnonzero(linear | deep):
+            self.check_time()
+            if not linear[b] and options.bab_lp_share * (time.monotonic() - self.started) < self.lp_seconds:
+                continue
+            lp_started = time.monotonic()
+            outcome = solve_triangle_lp(
+                chain, self.region, relaxation, int(b), self.target.rows, self.target.rhs,
+                options.feasibility_tolerance, options.pivot_tolerance, start=vertices[b], deadline=self.deadline,
+            )
+            self.lp_seconds += time.monotonic() - lp_started
+            stats.lp_calls += 1
+            stats.pivots += outcome.pivots
+            if outcome.status == REFUTED:
+                refuted[b] = True
+                stats.lp_refuted += 1
+            elif outcome.status == CANDIDATE:
+                self.candidates(outcome.inputs[None, :])
+        # a linear sub-problem whose LP point onnxruntime did not confirm, or one split too deep,
+        # goes to Reluplex with its phases fixed
+        leaf = ~refuted & (linear | (depth >= options.bab_leaf_depth))
+        for b in np.flatnonzero(leaf):
+            self.check_time()
+            stats.leaves += 1
+            outcome = self.leaf_solver(self.region.lower[0], self.region.upper[0], phases_of(relaxation, int(b)))
+            if outcome.status == "sat":
+                raise _Stop(SearchOutcome("sat", outcome.inputs))
+            if outcome.status == "timeout":
+                raise _Stop(SearchOutcome("timeout", reason=outcome.reason))
+            if outcome.status == "unsat":
+                refuted[b] = True
+            else:
+                self.undecided.append(outcome.reason or outcome.status)
+        self.proven += float(np.sum(0.5 ** depth[refuted]))
+        rest = np.flatnonzero(~leaf & ~refuted)
+        if rest.size:
+            self.pool.push(_pack(relaxation.take(rest), params.take(rest), value[rest], depth[rest]))
+
+    def candidates(self, points: np.ndarray) -> None:
+        found = _check_vertices(self.chain, self.target, points, self.n_x, self.confirm, self.stats)
+        if found is not None:
+            raise _Stop(SearchOutcome("sat", found))
+
+    def attack(self) -> None:
+        found = _attack_from_pool(
+            self.chain, self.target, self.region, self.pool, self.layers, self.objective, self.rng, self.options,
+            self.confirm, self.stats,
+        )
+        if found is not None:
+            raise _Stop(SearchOutcome("sat", found))
+
+
+def _check_vertices(chain, target: Disjunction, points: np.ndarray, n_x: int, confirm, statistics) -> np.ndarray | None:
+    """Evaluate the bounds' minimising points; confirm the first few that satisfy the rows."""
+    if points.shape[0] == 0:
+        return None
+    y = chain.evaluate(points[:, :n_x])
+    margins = np.concatenate([points, y], axis=1) @ target.rows.T - target.rhs
+    worst = margins.max(axis=1) if margins.shape[1] else np.zeros(points.shape[0])
+    statistics.candidates_checked += points.shape[0]
+    for i in np.argsort(worst)[:4]:
+        if worst[i] <= 0:
+            if confirm(points[i]):
+                return points[i]
+            statistics.candidates_rejected += 1
+    return None
+
+
+def _attack_from_pool(chain, target, region, pool, layers, objective, rng, options, confirm, statistics):
+    """PGD from the bound-minimising points of the pool's most promising sub-problems."""
+    k = min(options.bab_attack_starts, pool.size)
+    values = pool.view("value")
+    index = np.argpartition(values, k - 1)[:k] if k < pool.size else np.arange(pool.size)
+    arrays = {name: a[index] for name, a in pool.arrays.items()}
+    relaxation, params = _unpack(arrays, layers)
+    sub_region = region.take(np.zeros(k, dtype=np.int64))
+    p = crown.bound(chain, sub_region, relaxation, objective, params)
+    starts = p.vertex[:, 0, :]
+    starts = starts + rng.normal(0.0, 0.05, starts.shape) * (region.upper - region.lower)
+    lower, upper = region.lower[0], region.upper[0]
+    points, values = attack(chain, lower, upper, target.rows, target.rhs, rng, starts=starts, steps=options.attack_steps)
+    statistics.falsification_samples += points.shape[0] * options.attack_steps
+    for i in np.argsort(values)[:4]:
+        if values[i] <= 0 and confirm(points[i]):
+            return points[i]
+    return None
