@@ -194,6 +194,15 @@ class Terms:
     box_upper: np.ndarray
 
 
+def take_terms(terms: Terms, index: np.ndarray) -> Terms:
+    """The terms of sub-problems ``index`` of a batch."""
+    pick = lambda arrays: [a[index] for a in arrays]  # noqa: E731
+    return Terms(
+        terms.dtype, pick(terms.lower), pick(terms.upper), pick(terms.unstable), pick(terms.upper_slope),
+        pick(terms.upper_icpt), terms.box_lower[index], terms.box_upper[index],
+    )
+
+
 def layer_terms(relaxation: Relaxation, region: Region, dtype=np.float64) -> Terms:
     lowers, uppers, unstables, slopes, icpts = [], [], [], [], []
     for lo, hi in zip(relaxation.lower, relaxation.upper):
@@ -303,6 +312,7 @@ class Gradients:
     beta: list[np.ndarray]
     gamma: np.ndarray | None  # (B, S, r)
     z_hat: np.ndarray  # (B, S, n_start): z_start through the selected relaxation at the vertex
+    z_layers: list[np.ndarray] = field(default_factory=list)  # z_hat of every hidden layer j < start
 
 
 def gradients(chain: ReluChain, region: Region, relaxation: Relaxation, p: Pass, terms: Terms | None = None) -> Gradients:
@@ -316,9 +326,10 @@ def gradients(chain: ReluChain, region: Region, relaxation: Relaxation, p: Pass,
     weights, biases = _weights(chain, terms.dtype)
     n_x = chain.input_size
     h = p.vertex[:, :, :n_x]
-    g_alpha, g_beta = [], []
+    g_alpha, g_beta, z_layers = [], [], []
     z = _apply(weights[0], h) + biases[0]
     for j in range(p.start):
+        z_layers.append(z)
         g_alpha.append(np.where(p.alpha_used[j], p.nu[j] * z, 0.0))
         g_beta.append(np.stack([terms.lower[j] - z, z - terms.upper[j]], axis=-1))
         h = p.slope[j] * z + p.intercept[j]
@@ -326,7 +337,7 @@ def gradients(chain: ReluChain, region: Region, relaxation: Relaxation, p: Pass,
     g_gamma = None
     if region.num_rows:
         g_gamma = p.vertex @ region.rows.T.astype(terms.dtype) - region.rhs.astype(terms.dtype)
-    return Gradients(g_alpha, g_beta, g_gamma, z)
+    return Gradients(g_alpha, g_beta, g_gamma, z, z_layers)
 
 
 # --------------------------------------------------------------------------- optimising
