@@ -133,20 +133,21 @@ class LinearOp:
             result[start : start + part.size] = self.backward(unit)
         return result
 
-    def dense(self) -> np.ndarray:
+    def dense(self, limit: int | None = None) -> np.ndarray:
         out_size, in_size = self.shape
-        _check_dense_size(out_size, in_size, self.describe())
+        _check_dense_size(out_size, in_size, self.describe(), limit)
         return self.rows(np.arange(out_size))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.shape[0]}x{self.shape[1]} {self.describe()}>"
 
 
-def _check_dense_size(out_size: int, in_size: int, what: str) -> None:
-    if out_size * in_size > DENSE_LIMIT:
+def _check_dense_size(out_size: int, in_size: int, what: str, limit: int | None = None) -> None:
+    limit = DENSE_LIMIT if limit is None else limit
+    if out_size * in_size > limit:
         raise NetworkError(
             f"the {what} operator ({out_size} x {in_size}) is too large to use as a dense matrix "
-            f"({out_size * in_size} entries, the limit is {DENSE_LIMIT}); this step needs the structured operator"
+            f"({out_size * in_size} entries, the limit is {limit}); this step needs the structured operator"
         )
 
 
@@ -702,8 +703,8 @@ class Composite(LinearOp):
         ops[k] = scaled(ops[k], alpha)
         return Composite(ops)
 
-    def dense(self):
-        _check_dense_size(*self.shape, self.describe())
+    def dense(self, limit: int | None = None):
+        _check_dense_size(*self.shape, self.describe(), limit)
         first_dense = next((k for k, o in enumerate(self.ops) if isinstance(o, np.ndarray)), None)
         if first_dense is not None:  # apply the rest around a dense factor
             m = self.ops[first_dense]
@@ -712,7 +713,7 @@ class Composite(LinearOp):
             for op in reversed(self.ops[:first_dense]):
                 m = backward(op, m)
             return np.array(m)
-        return super().dense()
+        return super().dense(limit)
 
     def parameters(self):
         params = []
@@ -833,9 +834,9 @@ def rows(w, index) -> np.ndarray:
     return w[np.asarray(index)] if isinstance(w, np.ndarray) else w.rows(index)
 
 
-def dense(w) -> np.ndarray:
-    """The dense matrix (NetworkError above :data:`DENSE_LIMIT` entries for an operator)."""
-    return w if isinstance(w, np.ndarray) else w.dense()
+def dense(w, limit: int | None = None) -> np.ndarray:
+    """The dense matrix (NetworkError above ``limit``, default :data:`DENSE_LIMIT`, entries for an operator)."""
+    return w if isinstance(w, np.ndarray) else w.dense(limit)
 
 
 def nbytes(w) -> int:

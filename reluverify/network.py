@@ -259,9 +259,11 @@ class ReluChain:
         """Per affine layer, the structured operator's description (None for a dense matrix)."""
         return [None if lo.is_dense(w) else lo.describe(w) for w in self.weights]
 
-    def densified(self) -> "ReluChain":
-        """The same chain with dense weights (NetworkError when one is too large)."""
-        return ReluChain(tuple(lo.dense(w) for w in self.weights), self.biases)
+    def densified(self, limit: int | None = None) -> "ReluChain":
+        """The same chain with dense weights (NetworkError when one has more than ``limit`` entries)."""
+        if self.is_dense:
+            return self
+        return ReluChain(tuple(lo.dense(w, limit) for w in self.weights), self.biases)
 
     @property
     def num_relus(self) -> int:
