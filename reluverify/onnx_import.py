@@ -1209,7 +1209,8 @@ def op_maxpool(tracer, inputs, attrs, where):
         # split x = relu(x) - relu(-x) so that the levels below combine sparse selections
         both = Linear(tuple((n, k, lo.vstack([w, lo.scaled(w, -1.0)])) for n, k, w in value.terms),
                       np.concatenate([value.bias.ravel(), -value.bias.ravel()]))
-        units = tracer.fresh(ActivationNode("relu", tracer.close(both, where), 2 * size), (2 * size,))
+        units = tracer.fresh(ActivationNode("relu", tracer.close(tracer.normalise(both, where), where), 2 * size),
+                             (2 * size,))
         node = len(tracer.nodes) - 1
         split = lo.Sparse(np.r_[np.arange(size), np.arange(size)], np.arange(2 * size),
                           np.r_[np.ones(size), -np.ones(size)], (size, 2 * size))
@@ -1234,7 +1235,7 @@ def op_maxpool(tracer, inputs, attrs, where):
         stacked = lo.Sparse(*_stack_sparse(parts))
         level = space.map(stacked, (lo.shape(stacked)[0],))
         units = lo.shape(stacked)[0]
-        tracer.fresh(ActivationNode("relu", tracer.close(level, where), units), (units,))
+        tracer.fresh(ActivationNode("relu", tracer.close(tracer.normalise(level, where), where), units), (units,))
         node = len(tracer.nodes) - 1
         # the new columns: max of each pair, the odd one, over the level's units
         per = 3 if signed else 2
