@@ -245,8 +245,8 @@ class IndexMap(LinearOp):
     def describe(self):
         if self.is_identity:
             return "identity"
-        if self.scale is not None and self.index.size == self.in_size and np.array_equal(self.index, np.arange(self.in_size)):
-            return "scale"
+        if self.index.size == self.in_size and np.array_equal(np.sort(self.index), np.arange(self.in_size)):
+            return "scale" if np.array_equal(self.index, np.arange(self.in_size)) else "permutation"
         return "index map"
 
     def to_sparse(self) -> "Sparse":
@@ -551,10 +551,10 @@ class Blocks(LinearOp):
                 w = _readonly(np.asarray(w, dtype=np.float64))
             clean[(int(i), int(j))] = w
         self.blocks = clean
-        rows_used = [sum(1 for (i, _) in clean if i == r) for r in range(len(self.row_sizes))]
-        cols_used = [sum(1 for (_, j) in clean if j == c) for c in range(len(self.col_sizes))]
-        row_ok = all(n <= 1 for n in rows_used) and all(_structure(w) in ("row", "monomial") for w in clean.values())
-        col_ok = all(n <= 1 for n in cols_used) and all(_structure(w) in ("col", "monomial") for w in clean.values())
+        rows_used = np.bincount([i for i, _ in clean], minlength=len(self.row_sizes)) if clean else np.zeros(1)
+        cols_used = np.bincount([j for _, j in clean], minlength=len(self.col_sizes)) if clean else np.zeros(1)
+        row_ok = rows_used.max() <= 1 and all(_structure(w) in ("row", "monomial") for w in clean.values())
+        col_ok = cols_used.max() <= 1 and all(_structure(w) in ("col", "monomial") for w in clean.values())
         self.structure = "monomial" if row_ok and col_ok else "row" if row_ok else "col" if col_ok else "general"
 
     def __reduce__(self):
@@ -633,6 +633,78 @@ class BlockDiagonal(Blocks):
 
     def __reduce__(self):
         return (BlockDiagonal, ([self.blocks[(k, k)] for k in range(len(self.row_sizes))],))
+
+
+class Repeat(LinearOp):
+    """``count`` copies of ``op`` on consecutive parts of the vector: ``diag(op, ..., op)``.
+
+    The map of a tensor with a leading batch-like axis (a MatMul over the last axis of a 3-D
+    tensor, a convolution of a batch of images); its memory is that of one copy.
+    """
+
+    def __init__(self, op, count: int) -> None:
+        self.op = _readonly(np.asarray(op, dtype=np.float64)) if isinstance(op, np.ndarray) else op
+        self.count = int(count)
+        if self.count < 1:
+            raise ValueError("Repeat needs at least one copy")
+        self.structure = _structure(self.op)
+
+    def __reduce__(self):
+        return (Repeat, (self.op, self.count))
+
+    @property
+    def shape(self):
+        out_size, in_size = shape(self.op)
+        return (out_size * self.count, in_size * self.count)
+
+    @property
+    def nbytes(self):
+        return nbytes(self.op)
+
+    @property
+    def parameter_count(self):
+        return parameter_count(self.op)
+
+    def forward(self, x):
+        x = _as_batch(x, self.shape[1], "Repeat.forward")
+        return forward(self.op, x.reshape(x.shape[0] * self.count, -1)).reshape(x.shape[0], -1)
+
+    def backward(self, c):
+        c = _as_batch(c, self.shape[0], "Repeat.backward")
+        return backward(self.op, c.reshape(c.shape[0] * self.count, -1)).reshape(c.shape[0], -1)
+
+    def absolute(self):
+        return Repeat(absolute(self.op), self.count)
+
+    def scaled(self, alpha):
+        return Repeat(scaled(self.op, alpha), self.count)
+
+    def rows(self, index):
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        out_size, in_size = shape(self.op)
+        copy, inner = np.divmod(index, out_size)
+        out = np.zeros((index.size, in_size * self.count))
+        part = rows(self.op, inner)
+        cols = copy[:, None] * in_size + np.arange(in_size)[None, :]
+        np.put_along_axis(out, cols, part, axis=1)
+        return out
+
+    def parameters(self):
+        return parameters(self.op)
+
+    def signature(self):
+        return f"Repeat{self.count}[{signature(self.op)}]"
+
+    def finite(self):
+        return finite(self.op)
+
+    def describe(self):
+        return f"{self.count} x {describe(self.op)}"
+
+
+def repeat(op, count: int):
+    """``count`` copies of ``op`` block-diagonally (``op`` itself for one copy)."""
+    return op if int(count) == 1 else Repeat(op, count)
 
 
 # -------------------------------------------------------------- Composite, Sum
@@ -1044,3 +1116,5 @@ def iter_ops(w) -> Iterable:
     elif isinstance(w, Sum):
         for o in w.terms:
             yield from iter_ops(o)
+    elif isinstance(w, Repeat):
+        yield from iter_ops(w.op)

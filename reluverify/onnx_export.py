@@ -68,10 +68,14 @@ class _Graph:
                              "scatter", reduction="add")
         if isinstance(w, lo.Conv):
             pads = list(w.pads)
-            y = self.node("Conv", [self.reshape(x, (1,) + w.in_shape), self.const(w.kernel, "kernel")], "conv",
+            y = self.node("Conv", [self.reshape(x, (-1,) + w.in_shape), self.const(w.kernel, "kernel")], "conv",
                           strides=list(w.strides), pads=pads, dilations=list(w.dilations), group=w.groups,
                           kernel_shape=list(w.kernel.shape[2:]))
-            return self.reshape(y, [1, out_size])
+            return self.reshape(y, [-1, out_size])
+        if isinstance(w, lo.Repeat):
+            inner_out, inner_in = lo.shape(w.op)
+            inner = w.op if _batchable(w.op) else lo.dense(w.op)
+            return self.reshape(self.apply(inner, self.reshape(x, [w.count, inner_in])), [1, out_size])
         if isinstance(w, lo.Composite):
             for op in w.ops:
                 x = self.apply(op, x)
@@ -101,6 +105,17 @@ class _Graph:
                 rows.append(total)
             return rows[0] if len(rows) == 1 else self.node("Concat", rows, "concat", axis=1)
         raise TypeError(f"cannot export the operator {type(w).__name__}")
+
+
+def _batchable(w) -> bool:
+    """True when the export of ``w`` works on a (batch, in) tensor, not only on (1, in)."""
+    if isinstance(w, (np.ndarray, lo.IndexMap, lo.Conv)):
+        return True
+    if isinstance(w, lo.Composite):
+        return all(_batchable(o) for o in w.ops)
+    if isinstance(w, lo.Sum):
+        return all(_batchable(t) for t in w.terms)
+    return False
 
 
 def network_to_onnx(network: Network, opset: int = 13):

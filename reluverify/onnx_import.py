@@ -570,10 +570,7 @@ def _matmul(a: Value, b: Value, where: str) -> Value:
         w = _float(b)
         if w.ndim == 2 and a.shape and a.shape[-1] == w.shape[0]:
             lead = int(np.prod(a.shape[:-1])) if len(a.shape) > 1 else 1
-            wt = np.ascontiguousarray(w.T)
-            wt.flags.writeable = False
-            op = wt if lead == 1 else lo.BlockDiagonal([wt] * lead)
-            return a.map(op, a.shape[:-1] + (w.shape[1],))
+            return a.map(lo.repeat(np.ascontiguousarray(w.T), lead), a.shape[:-1] + (w.shape[1],))
         return _linear_fn(a, lambda t: np.matmul(t, w), where)
     if isinstance(b, Linear):
         w = _float(a)
@@ -938,6 +935,9 @@ def _window_geometry(shape, kernel, attrs, where, pool: bool = False):
     auto_pad = attrs.get("auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode(errors="replace") if isinstance(auto_pad, bytes) else str(auto_pad)
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        if any(d != 1 for d in dilations):
+            # onnxruntime refuses it for Conv and pads differently from the ONNX specification for pools
+            raise NetworkError(f"{where}: auto_pad {auto_pad} with dilations {dilations} is not supported")
         begin, end_ = [], []
         for i in range(nd):
             out = math.ceil(spatial[i] / strides[i])
@@ -1000,9 +1000,7 @@ def op_conv(tracer, inputs, attrs, where):
         op = lo.Conv(w, shape[1:], strides, pads, dilations, group)
         out_shape = (shape[0],) + op.out_shape
         if tracer.structured(x, shape[0] * op.shape[0], where):
-            if shape[0] != 1:
-                op = lo.BlockDiagonal([op] * shape[0])
-            out = _to_linear(x).map(op, out_shape)
+            out = _to_linear(x).map(lo.repeat(op, shape[0]), out_shape)
             if bias is not None:
                 out = Linear(out.terms, out.bias + bias.reshape((-1,) + (1,) * nd))
             return [out]
@@ -1121,10 +1119,8 @@ def _pool_apply(tracer, x, op, shape, where):
     if not _traced(x):
         flat = _float(x).reshape(shape[0], -1)
         return lo.forward(op, flat).reshape(out_shape)
-    if shape[0] != 1:
-        op = lo.BlockDiagonal([op] * shape[0])
     del per_sample_out
-    return _apply_op(tracer, x, op, out_shape, where)
+    return _apply_op(tracer, x, lo.repeat(op, shape[0]), out_shape, where)
 
 
 def op_globalaveragepool(tracer, inputs, attrs, where):

@@ -207,6 +207,19 @@ def test_operator_variants_match_onnxruntime(tmp_path, kind):
         _agrees(load_onnx(path, dense_limit=limit), path, rng, count=8)
 
 
+def test_batched_convolution_and_matmul_over_the_last_axis(tmp_path, rng):
+    """A leading axis of 2 and a MatMul over the last axis of a 4-D tensor: repeated operators."""
+    node, inits = _conv("c", "x", "h", 3, 2, (2, 2), rng, pads=[1, 0, 0, 1])
+    nodes = [node, helper.make_node("Relu", ["h"], ["r"]), helper.make_node("MaxPool", ["r"], ["m"], kernel_shape=[2, 1]),
+             helper.make_node("MatMul", ["m", "K"], ["y"])]
+    m = model(nodes, [value("x", [2, 2, 4, 4])], [value("y", [2, 3, 2, 5])], inits + [tensor("K", rng.normal(size=(4, 5)))])
+    path = save(m, tmp_path / "batched.onnx")
+    for limit in LIMITS:
+        network = load_onnx(path, dense_limit=limit)
+        _agrees(network, path, rng, count=4)
+    assert any(isinstance(w, lo.Repeat) for node in network.nodes for w in getattr(node, "weights", ()))
+
+
 def test_bad_pooling_and_padding_are_clear_errors(tmp_path):
     cases = [
         (helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2]), "Indices"),

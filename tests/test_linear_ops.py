@@ -98,6 +98,8 @@ def test_index_maps_sparse_blocks_and_sums(rng):
     grid = lo.Blocks([2, 5, 4], [n, n], {(0, 0): conv, (1, 1): dense, (2, 0): lo.identity(n).rows(np.arange(4))})
     _check(grid, rng)
     _check(lo.BlockDiagonal([conv, perm, dense]), rng)
+    _check(lo.Repeat(conv, 3), rng)
+    _check(lo.Repeat(dense, 2), rng)
     _check(lo.Sum([dense, lo.Conv(rng.normal(size=(5, 3, 2, 2)), (3, 2, 2))]), rng)
 
 
