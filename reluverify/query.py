@@ -34,8 +34,8 @@ DENSIFY_FOR_SOLVER = True
 """Temporary, until the bound engines (``reluverify/solver/``) take :mod:`reluverify.linear_ops`
 operators: :meth:`Query.relu_chain` returns dense weights, so that the solver sees exactly the
 matrices it always did (a network that imports structured is densified once per query)."""
-DENSIFY_LIMIT = 1 << 27
-"""The largest layer (entries, 1 GiB of float64) that :data:`DENSIFY_FOR_SOLVER` makes dense."""
+DENSIFY_LIMIT = 1 << 28
+"""The largest layer (entries, 2 GiB of float64) that :data:`DENSIFY_FOR_SOLVER` makes dense."""
 
 
 
