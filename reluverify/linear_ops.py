@@ -46,7 +46,6 @@ DENSE_LIMIT = 1 << 26
 _WORK = 1 << 22
 """Working-set target (entries) of chunked computations: im2col blocks, unit-vector batches."""
 
-Weight = "np.ndarray | LinearOp"
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -98,10 +97,10 @@ class LinearOp:
     def backward(self, c: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def absolute(self) -> "Weight":
+    def absolute(self) -> "np.ndarray | LinearOp":
         raise NotImplementedError
 
-    def scaled(self, alpha: float) -> "Weight":
+    def scaled(self, alpha: float) -> "np.ndarray | LinearOp":
         raise NotImplementedError
 
     def parameters(self) -> tuple[np.ndarray, ...]:

@@ -1113,13 +1113,11 @@ def op_averagepool(tracer, inputs, attrs, where):
 
 
 def _pool_apply(tracer, x, op, shape, where):
-    per_sample_out = lo.shape(op)[0]
+    """A pooling operator (a Conv, or a Conv then its divisors) on each item of the leading axis."""
     out_spatial = (op.out_shape if isinstance(op, lo.Conv) else op.ops[0].out_shape)[1:]
     out_shape = (shape[0], shape[1]) + tuple(out_spatial)
     if not _traced(x):
-        flat = _float(x).reshape(shape[0], -1)
-        return lo.forward(op, flat).reshape(out_shape)
-    del per_sample_out
+        return lo.forward(op, _float(x).reshape(shape[0], -1)).reshape(out_shape)
     return _apply_op(tracer, x, lo.repeat(op, shape[0]), out_shape, where)
 
 
@@ -1205,13 +1203,11 @@ def op_maxpool(tracer, inputs, attrs, where):
         # split x = relu(x) - relu(-x) so that the levels below combine sparse selections
         both = Linear(tuple((n, k, lo.vstack([w, lo.scaled(w, -1.0)])) for n, k, w in value.terms),
                       np.concatenate([value.bias.ravel(), -value.bias.ravel()]))
-        units = tracer.fresh(ActivationNode("relu", tracer.close(tracer.normalise(both, where), where), 2 * size),
-                             (2 * size,))
+        tracer.fresh(ActivationNode("relu", tracer.close(tracer.normalise(both, where), where), 2 * size), (2 * size,))
         node = len(tracer.nodes) - 1
         split = lo.Sparse(np.r_[np.arange(size), np.arange(size)], np.arange(2 * size),
                           np.r_[np.ones(size), -np.ones(size)], (size, 2 * size))
         value = Linear(((node, 2 * size, split),), np.zeros(size))
-        del units
     # the columns: per output, its window's values, as selections of the current space
     space = value  # an affine function of the current units (x's sources first)
     columns = [lo.IndexMap(windows[:, j], size) for j in range(windows.shape[1])]
@@ -1257,8 +1253,7 @@ def op_maxpool(tracer, inputs, attrs, where):
             offset += 2 if signed else 1
         columns = new_columns
         space = Linear(((node, units, lo.identity(units)),), np.zeros(units))
-    result = space.map(columns[0], out_shape)
-    return [result]
+    return [space.map(columns[0], out_shape)]
 
 
 def _stack_sparse(parts: list) -> tuple:
