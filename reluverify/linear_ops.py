@@ -320,9 +320,10 @@ class Sparse(LinearOp):
         index = np.asarray(index, dtype=np.int64).reshape(-1)
         out = np.zeros((index.size, self._shape[1]))
         starts = np.searchsorted(self.row_index, index, side="left")
-        ends = np.searchsorted(self.row_index, index, side="right")
-        for k, (s, e) in enumerate(zip(starts, ends)):
-            out[k, self.col_index[s:e]] = self.values[s:e]
+        counts = np.searchsorted(self.row_index, index, side="right") - starts
+        which = np.repeat(np.arange(index.size), counts)
+        pos = starts[which] + np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        out[which, self.col_index[pos]] = self.values[pos]
         return out
 
     def parameters(self):
@@ -501,6 +502,25 @@ class Conv(LinearOp):
                     part = np.einsum("ngmhw,gmc->ngchw", cog, kern[:, :, :, i, j]).reshape(n, c, oh, ow)
                 grad[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw] += part
         return grad[:, :, pt : pt + h, pl : pl + w].reshape(n, -1)
+
+    def rows(self, index):
+        """The rows, written directly: output (m, oh, ow) reads kernel[m, :, i, j] at its window's inputs."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        m, oh, ow = np.unravel_index(index, self._out2)
+        big_m, cg, kh, kw = self._k2.shape
+        c, h, w = self._in2
+        (sh, sw), (dh, dw) = self._s2, self._d2
+        pt, _, pl, _ = self._p2
+        channel = (m // (big_m // self.groups))[:, None] * cg + np.arange(cg)[None, :]  # (n, Cg)
+        hh = oh[:, None] * sh - pt + np.arange(kh)[None, :] * dh  # (n, KH)
+        ww = ow[:, None] * sw - pl + np.arange(kw)[None, :] * dw  # (n, KW)
+        inside = ((hh >= 0) & (hh < h))[:, None, :, None] & ((ww >= 0) & (ww < w))[:, None, None, :]
+        inside = np.broadcast_to(inside, (index.size, cg, kh, kw))
+        cols = (channel[:, :, None, None] * h + hh[:, None, :, None]) * w + ww[:, None, None, :]
+        which = np.broadcast_to(np.arange(index.size)[:, None, None, None], inside.shape)
+        out = np.zeros((index.size, self.shape[1]))
+        out[which[inside], cols[inside]] = self._k2[m][inside]
+        return out
 
     def absolute(self):
         return self.with_kernel(np.abs(self.kernel))
@@ -774,17 +794,25 @@ class Composite(LinearOp):
         ops[k] = scaled(ops[k], alpha)
         return Composite(ops)
 
+    def rows(self, index):
+        r = rows(self.ops[-1], index)
+        for op in reversed(self.ops[:-1]):
+            r = backward(op, r)
+        return r
+
     def dense(self, limit: int | None = None):
         _check_dense_size(*self.shape, self.describe(), limit)
-        first_dense = next((k for k, o in enumerate(self.ops) if isinstance(o, np.ndarray)), None)
-        if first_dense is not None:  # apply the rest around a dense factor
-            m = self.ops[first_dense]
-            for op in self.ops[first_dense + 1 :]:
-                m = forward(op, m.T).T
-            for op in reversed(self.ops[:first_dense]):
-                m = backward(op, m)
-            return np.array(m)
-        return super().dense(limit)
+        # the dense matrix of one factor (a dense one, else the first general one), the others applied around it
+        kinds = [_structure(o) for o in self.ops]
+        pick = next((k for k, o in enumerate(self.ops) if isinstance(o, np.ndarray)), None)
+        if pick is None:
+            pick = next((k for k, kind in enumerate(kinds) if kind != "monomial"), len(self.ops) - 1)
+        m = dense(self.ops[pick], limit)
+        for op in self.ops[pick + 1 :]:
+            m = forward(op, m.T).T
+        for op in reversed(self.ops[:pick]):
+            m = backward(op, m)
+        return np.array(m)
 
     def parameters(self):
         params = []
@@ -837,6 +865,9 @@ class Sum(LinearOp):
 
     def absolute(self):
         return np.abs(self.dense())
+
+    def rows(self, index):
+        return sum(rows(t, index) for t in self.terms)
 
     def scaled(self, alpha):
         return Sum([scaled(t, alpha) for t in self.terms])
@@ -988,7 +1019,8 @@ def _compose_pair(a, b, limit: int):
         return b
     (ao, ai), (bo, bi) = shape(a), shape(b)
     product = ao * bi
-    small = product <= limit or product <= max(matrix_size(a), matrix_size(b))
+    held = max(a.size if isinstance(a, np.ndarray) else 0, b.size if isinstance(b, np.ndarray) else 0)
+    small = product <= limit or product <= held  # not larger than a dense factor
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
         return a @ b if small else None
     if isinstance(a, (IndexMap, Sparse)) and isinstance(b, (IndexMap, Sparse)):
