@@ -20,10 +20,17 @@ these float64 affine maps; it differs from the file's exact function by float64 
 of the folding (about 1e-16 relative), and from onnxruntime's float32 evaluation by
 float32 rounding. Counterexamples are always confirmed with onnxruntime on the file.
 
+A weight is a dense (out, in) ``np.ndarray`` or a structured operator of
+:mod:`reluverify.linear_ops` (a convolution, an index map, ...) whose memory is that of its
+parameters; everything here reads weights through that module's helpers (``forward``,
+``compose``, ...), which keep the dense path exactly ``x @ w.T``.
+
 The ReLU solver works on :class:`ReluChain`, the special case
 ``affine -> relu -> affine -> ... -> affine`` that most verification benchmarks are;
-:meth:`Network.relu_chain` returns it or raises :class:`NetworkError` saying why the
-network is not one.
+:meth:`Network.relu_chain` returns it, also for a graph of affine and ReLU nodes with skip
+connections (residual blocks), whose skipped values are passed through the ReLU layers
+between (see :func:`_dag_to_chain`), or raises :class:`NetworkError` saying why the
+network is not one (a sigmoid, tanh or product node).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from typing import Sequence
 
 import numpy as np
 
+from reluverify import linear_ops as lo
 from reluverify.errors import NetworkError
 
 ACTIVATIONS = {
@@ -50,10 +58,13 @@ class InputNode:
 
 @dataclass(frozen=True)
 class AffineNode:
-    """``out = sum_k weights[k] @ value[sources[k]] + bias``; ``weights[k]`` is (size, size of source k)."""
+    """``out = sum_k weights[k] @ value[sources[k]] + bias``; ``weights[k]`` is (size, size of source k).
+
+    A weight is a dense ndarray or a :mod:`reluverify.linear_ops` operator.
+    """
 
     sources: tuple[int, ...]
-    weights: tuple[np.ndarray, ...]
+    weights: tuple
     bias: np.ndarray
 
     @property
@@ -101,12 +112,14 @@ class Network:
             if any(not 0 <= s < index for s in reads):
                 raise NetworkError(f"node {index} reads a node that is not before it")
             if isinstance(node, AffineNode):
+                if len(node.sources) != len(node.weights):
+                    raise NetworkError(f"node {index}: {len(node.sources)} sources but {len(node.weights)} weights")
                 for s, w in zip(node.sources, node.weights):
-                    if w.shape != (node.size, self.nodes[s].size):
+                    if lo.shape(w) != (node.size, self.nodes[s].size):
                         raise NetworkError(
-                            f"node {index}: weight shape {w.shape} does not map {self.nodes[s].size} to {node.size}"
+                            f"node {index}: weight shape {lo.shape(w)} does not map {self.nodes[s].size} to {node.size}"
                         )
-                    if not np.all(np.isfinite(w)):
+                    if not lo.finite(w):
                         raise NetworkError(f"node {index}: weights contain NaN or infinity")
                 if not np.all(np.isfinite(node.bias)):
                     raise NetworkError(f"node {index}: bias contains NaN or infinity")
@@ -159,7 +172,7 @@ class Network:
             if isinstance(node, AffineNode):
                 out = np.broadcast_to(node.bias, (x.shape[0], node.size)).copy()
                 for s, w in zip(node.sources, node.weights):
-                    out += values[s] @ w.T
+                    out += lo.forward(w, values[s])
             elif isinstance(node, ActivationNode):
                 out = ACTIVATIONS[node.kind](values[node.source])
             else:
@@ -189,10 +202,13 @@ class Network:
             if isinstance(node, InputNode):
                 rows.append({"node": index, "kind": "input", "size": node.size, "reads": []})
             elif isinstance(node, AffineNode):
-                params = sum(w.size for w in node.weights) + node.bias.size
-                rows.append(
-                    {"node": index, "kind": "affine", "size": node.size, "reads": list(node.sources), "params": params}
-                )
+                params = sum(lo.parameter_count(w) for w in node.weights) + node.bias.size
+                row = {"node": index, "kind": "affine", "size": node.size, "reads": list(node.sources), "params": params,
+                       "bytes": sum(lo.nbytes(w) for w in node.weights) + node.bias.nbytes}
+                structured = [lo.describe(w) for w in node.weights if not lo.is_dense(w)]
+                if structured:
+                    row["operator"] = "; ".join(structured)
+                rows.append(row)
             elif isinstance(node, ActivationNode):
                 rows.append({"node": index, "kind": node.kind, "size": node.size, "reads": [node.source]})
             else:
@@ -214,24 +230,40 @@ def _node_sources(node: Node) -> tuple[int, ...]:
 class ReluChain:
     """``y = W_L relu(... relu(W_1 x + b_1) ...) + b_L``.
 
-    ``weights[i]`` has shape (out_i, in_i); there is a ReLU after every affine layer
-    except the last. ``layer_sizes`` lists the ReLU layer sizes.
+    ``weights[i]`` has shape (out_i, in_i) (a dense ndarray or a :mod:`reluverify.linear_ops`
+    operator); there is a ReLU after every affine layer except the last. ``layer_sizes``
+    lists the ReLU layer sizes.
     """
 
-    weights: tuple[np.ndarray, ...]
+    weights: tuple
     biases: tuple[np.ndarray, ...]
 
     @property
     def input_size(self) -> int:
-        return int(self.weights[0].shape[1])
+        return lo.shape(self.weights[0])[1]
 
     @property
     def output_size(self) -> int:
-        return int(self.weights[-1].shape[0])
+        return lo.shape(self.weights[-1])[0]
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
-        return tuple(int(w.shape[0]) for w in self.weights[:-1])
+        return tuple(lo.shape(w)[0] for w in self.weights[:-1])
+
+    @property
+    def is_dense(self) -> bool:
+        """True when every weight is a dense ndarray."""
+        return all(lo.is_dense(w) for w in self.weights)
+
+    def describe_layers(self) -> list[str | None]:
+        """Per affine layer, the structured operator's description (None for a dense matrix)."""
+        return [None if lo.is_dense(w) else lo.describe(w) for w in self.weights]
+
+    def densified(self, limit: int | None = None) -> "ReluChain":
+        """The same chain with dense weights (NetworkError when one has more than ``limit`` entries)."""
+        if self.is_dense:
+            return self
+        return ReluChain(tuple(lo.dense(w, limit) for w in self.weights), self.biases)
 
     @property
     def num_relus(self) -> int:
@@ -242,17 +274,17 @@ class ReluChain:
         h = np.asarray(inputs, dtype=np.float64)
         pre: list[np.ndarray] = []
         for w, b in zip(self.weights[:-1], self.biases[:-1]):
-            z = h @ w.T + b
+            z = lo.forward(w, h) + b
             pre.append(z)
             h = np.maximum(z, 0.0)
-        return h @ self.weights[-1].T + self.biases[-1], pre
+        return lo.forward(self.weights[-1], h) + self.biases[-1], pre
 
     def evaluate(self, inputs: np.ndarray) -> np.ndarray:
         return self.forward(inputs)[0]
 
     def with_output_map(self, matrix: np.ndarray, offset: np.ndarray) -> "ReluChain":
         """The chain followed by ``y -> matrix @ y + offset`` (folded into the last layer)."""
-        w = matrix @ self.weights[-1]
+        w = lo.compose(matrix, self.weights[-1])
         b = matrix @ self.biases[-1] + offset
         return ReluChain(self.weights[:-1] + (w,), self.biases[:-1] + (b,))
 
@@ -270,16 +302,7 @@ class ReluChain:
         padded = [_pad_chain(c, depth) for c in chains]
         weights, biases = [], []
         for layer in range(depth):
-            blocks = [c.weights[layer] for c in padded]
-            rows = sum(b.shape[0] for b in blocks)
-            cols = sum(b.shape[1] for b in blocks)
-            w = np.zeros((rows, cols))
-            r = c0 = 0
-            for b in blocks:
-                w[r : r + b.shape[0], c0 : c0 + b.shape[1]] = b
-                r += b.shape[0]
-                c0 += b.shape[1]
-            weights.append(w)
+            weights.append(lo.block_diagonal([c.weights[layer] for c in padded]))
             biases.append(np.concatenate([c.biases[layer] for c in padded]))
         return ReluChain(tuple(weights), tuple(biases))
 
@@ -288,7 +311,7 @@ class ReluChain:
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             nodes.append(AffineNode((len(nodes) - 1,), (w,), b))
             if i < len(self.weights) - 1:
-                nodes.append(ActivationNode("relu", len(nodes) - 1, int(w.shape[0])))
+                nodes.append(ActivationNode("relu", len(nodes) - 1, lo.shape(w)[0]))
         return Network(tuple(nodes), **metadata)
 
 
@@ -296,14 +319,24 @@ def _pad_chain(chain: ReluChain, depth: int) -> ReluChain:
     """Append layers so the chain has ``depth`` affine layers; h = relu(h) - relu(-h) keeps it exact."""
     weights, biases = list(chain.weights), list(chain.biases)
     while len(weights) < depth:
-        n = weights[-1].shape[0]
-        eye = np.eye(n)
+        n = lo.shape(weights[-1])[0]
         # last affine now feeds a ReLU layer of 2n units [h, -h]; the next layer recombines them.
-        weights[-1] = np.vstack([weights[-1], -weights[-1]])
+        if lo.is_dense(weights[-1]):
+            eye = np.eye(n)
+            weights[-1] = np.vstack([weights[-1], -weights[-1]])
+            weights.append(np.hstack([eye, -eye]))
+        else:
+            weights[-1] = lo.vstack([weights[-1], lo.scaled(weights[-1], -1.0)])
+            weights.append(_plus_minus(n))
         biases[-1] = np.concatenate([biases[-1], -biases[-1]])
-        weights.append(np.hstack([eye, -eye]))
         biases.append(np.zeros(n))
     return ReluChain(tuple(weights), tuple(biases))
+
+
+def _plus_minus(n: int):
+    """``[I, -I]`` (n x 2n): recombines ``h = relu(h) - relu(-h)``."""
+    return lo.Sparse(np.r_[np.arange(n), np.arange(n)], np.r_[np.arange(n), n + np.arange(n)],
+                     np.r_[np.ones(n), -np.ones(n)], (n, 2 * n))
 
 
 def _to_relu_chain(network: Network) -> ReluChain:
@@ -313,21 +346,19 @@ def _to_relu_chain(network: Network) -> ReluChain:
             raise NetworkError(
                 f"node {index} is a {kind} node: the ReLU solver handles only affine and ReLU layers"
             )
-    weights: list[np.ndarray] = []
+    weights: list = []
     biases: list[np.ndarray] = []
     current = 0  # index of the node whose value feeds the next affine layer
     pending_identity = False
     for index, node in enumerate(network.nodes[1:], start=1):
         if isinstance(node, AffineNode):
             if node.sources != (current,):
-                raise NetworkError(
-                    f"node {index} reads nodes {list(node.sources)}: the ReLU solver needs a chain "
-                    "(each affine layer reads only the layer before it)"
-                )
+                # a skip connection (or an affine node read twice): the general construction
+                return _dag_to_chain(network)
             if current != 0 and isinstance(network.nodes[current], AffineNode):
                 # two affine layers in a row compose into one
-                weights[-1] = node.weights[0] @ weights[-1]
-                biases[-1] = node.weights[0] @ biases[-1] + node.bias
+                weights[-1] = lo.compose(node.weights[0], weights[-1])
+                biases[-1] = lo.matvec(node.weights[0], biases[-1]) + node.bias
             else:
                 weights.append(node.weights[0])
                 biases.append(node.bias)
@@ -335,17 +366,118 @@ def _to_relu_chain(network: Network) -> ReluChain:
             pending_identity = False
         elif isinstance(node, ActivationNode) and node.kind == "relu":
             if node.source != current:
-                raise NetworkError(f"node {index}: ReLU does not read the layer before it")
+                return _dag_to_chain(network)
             if not weights or isinstance(network.nodes[current], ActivationNode) or current == 0:
                 # relu directly on the input or on another relu: insert an identity affine layer
-                weights.append(np.eye(node.size))
+                weights.append(lo.eye(node.size))
                 biases.append(np.zeros(node.size))
             current = index
             pending_identity = True
     if pending_identity or not weights:
         size = network.nodes[current].size
-        weights.append(np.eye(size))
+        weights.append(lo.eye(size))
         biases.append(np.zeros(size))
+    return ReluChain(tuple(weights), tuple(biases))
+
+
+def _dag_to_chain(network: Network) -> ReluChain:
+    """A graph of affine and ReLU nodes (skip connections, residual blocks) as one ReLU chain.
+
+    Every affine node is expanded over its *base* nodes (the input and the ReLU nodes). A
+    ReLU node's layer is one more than the deepest base its pre-activation reads; the
+    output's layer is the last. A base read by a node more than one layer later is passed
+    through the ReLU layers between: a ReLU node's values (non-negative) as ``relu(h) = h``,
+    one unit per value and layer (stable: its lower bound is 0); the input's as the pair
+    ``relu(x), relu(-x)``, two units per value and layer (unstable in general), recombined
+    as ``x = relu(x) - relu(-x)``. So a residual block ``relu(h + f(h))`` over a ReLU layer
+    ``h`` costs one extra unit per value of ``h`` for each ReLU layer inside ``f``. Weights
+    stay structured: each layer is a grid of blocks (:class:`reluverify.linear_ops.Blocks`),
+    a dense matrix when every block is dense and it is small.
+    """
+    nodes = network.nodes
+    terms: dict[int, tuple[dict[int, object], np.ndarray]] = {}
+    for index, node in enumerate(nodes):
+        if not isinstance(node, AffineNode):
+            continue
+        acc: dict[int, object] = {}
+        bias = np.array(node.bias, dtype=np.float64)
+        for s, w in zip(node.sources, node.weights):
+            if isinstance(nodes[s], AffineNode):
+                inner, inner_bias = terms[s]
+                bias = bias + lo.matvec(w, inner_bias)
+                parts = [(base, lo.compose(w, wb)) for base, wb in inner.items()]
+            else:
+                parts = [(s, w)]
+            for base, wb in parts:
+                acc[base] = lo.add(acc[base], wb) if base in acc else wb
+        terms[index] = (acc, bias)
+
+    def expanded(index: int) -> tuple[dict[int, object], np.ndarray]:
+        if isinstance(nodes[index], AffineNode):
+            return terms[index]
+        size = nodes[index].size
+        return {index: lo.eye(size)}, np.zeros(size)
+
+    relus = [i for i, n in enumerate(nodes) if isinstance(n, ActivationNode)]
+    pre = {r: expanded(nodes[r].source) for r in relus}
+    depth = {0: 0}
+    for r in relus:
+        depth[r] = 1 + max((depth[b] for b in pre[r][0]), default=0)
+    out_terms, out_bias = expanded(len(nodes) - 1)
+    last = 1 + max((depth[b] for b in out_terms), default=0)
+    consumers = [(depth[r], pre[r][0]) for r in relus if depth[r] < last] + [(last, out_terms)]
+    # the last layer that reads each base: it must be present in every h_k before that layer
+    read_until = {b: max((d for d, t in consumers if b in t), default=depth[b]) for b in depth}
+
+    groups: list[tuple] = [("own", 0)]  # the parts of h_k: ("own", b) or ("pass", b, sign)
+    weights, biases = [], []
+    for layer in range(1, last + 1):
+        col_index = {g: k for k, g in enumerate(groups)}
+        col_sizes = [nodes[g[1]].size for g in groups]
+        row_groups: list[tuple] = []
+        row_sizes: list[int] = []
+        grid: dict[tuple[int, int], object] = {}
+        bias_parts: list[np.ndarray] = []
+
+        def put(row: int, col: int, block) -> None:
+            grid[(row, col)] = lo.add(grid[(row, col)], block) if (row, col) in grid else block
+
+        def add_row(group: tuple, reads: dict[int, object], bias: np.ndarray) -> None:
+            row = len(row_groups)
+            row_groups.append(group)
+            row_sizes.append(bias.size)
+            bias_parts.append(bias)
+            for b, w in reads.items():
+                if ("own", b) in col_index:
+                    put(row, col_index[("own", b)], w)
+                elif b == 0:  # the input, passed as relu(x), relu(-x)
+                    put(row, col_index[("pass", 0, 1.0)], w)
+                    put(row, col_index[("pass", 0, -1.0)], lo.scaled(w, -1.0))
+                else:
+                    put(row, col_index[("pass", b, 1.0)], w)
+
+        if layer == last:
+            add_row(("out",), out_terms, out_bias)
+        else:
+            for r in relus:
+                if depth[r] == layer:
+                    add_row(("own", r), *pre[r])
+            for b in sorted(depth):
+                if not depth[b] < layer < read_until[b]:
+                    continue
+                size = nodes[b].size
+                for sign in (1.0, -1.0) if b == 0 else (1.0,):
+                    if ("own", b) in col_index:
+                        eye = lo.eye(size)
+                        add_row(("pass", b, sign), {b: eye if sign > 0 else lo.scaled(eye, -1.0)}, np.zeros(size))
+                    else:  # already passed: copy the (non-negative) unit
+                        row_groups.append(("pass", b, sign))
+                        row_sizes.append(size)
+                        bias_parts.append(np.zeros(size))
+                        put(len(row_groups) - 1, col_index[("pass", b, sign)], lo.eye(size))
+        weights.append(lo.blocks(row_sizes, col_sizes, grid))
+        biases.append(np.concatenate(bias_parts))
+        groups = row_groups
     return ReluChain(tuple(weights), tuple(biases))
 
 

@@ -1,7 +1,7 @@
 """Fuzzing the ONNX importer: mutated real models load as a network or fail in one clean line.
 
 Real models (the shipped MLPs and SRU, test and ACAS Xu benchmark networks, a CNN of the
-collins benchmark, and a small model built here with the rarer operators) are mutated on the
+collins benchmark, and small models built here with the rarer operators and with padding and pooling) are mutated on the
 protobuf level -- weights set to NaN, infinity or huge values, initializers with wrong dims,
 data types or raw bytes, removed nodes and initializers, cycles, renamed or missing inputs and
 outputs, unknown and unsupported attributes and operators, odd input shapes and element types,
@@ -58,6 +58,27 @@ def _rare_ops_model() -> onnx.ModelProto:
     return model(nodes, [value("x", [1, 1, 4, 4])], [value("y", [1, 3])], inits)
 
 
+def _pooling_model() -> onnx.ModelProto:
+    """A small CNN with padding and pooling: Pad, Conv, MaxPool, AveragePool, GlobalAveragePool, a residual Add."""
+    rng = np.random.default_rng(8)
+    pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), "pads")
+    nodes = [
+        helper.make_node("Pad", ["x", "pads"], ["p"], mode="reflect"),
+        helper.make_node("Conv", ["p", "W", "B"], ["c"], kernel_shape=[3, 3], strides=[1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("MaxPool", ["r"], ["m"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+        helper.make_node("Conv", ["m", "W2"], ["d"], kernel_shape=[1, 1], auto_pad="SAME_UPPER"),
+        helper.make_node("Add", ["m", "d"], ["s"]),
+        helper.make_node("AveragePool", ["s"], ["a"], kernel_shape=[2, 2], pads=[1, 1, 0, 0], count_include_pad=1),
+        helper.make_node("Relu", ["a"], ["ar"]),
+        helper.make_node("GlobalAveragePool", ["ar"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["y"], axis=1),
+    ]
+    inits = [pads, tensor("W", rng.normal(size=(2, 1, 3, 3))), tensor("B", rng.normal(size=2)),
+             tensor("W2", rng.normal(size=(2, 2, 1, 1)))]
+    return model(nodes, [value("x", [1, 1, 5, 5])], [value("y", [1, 2])], inits)
+
+
 def _bases() -> list[bytes]:
     from conftest import BENCHMARKS
 
@@ -65,20 +86,23 @@ def _bases() -> list[bytes]:
              BENCHMARKS / "test" / "test_small.onnx", BENCHMARKS / "test" / "test_nano.onnx",
              BENCHMARKS / "acasxu" / "ACASXU_run2a_1_1_batch_2000.onnx",
              BENCHMARKS / "collins_rul_cnn" / "onnx" / "NN_rul_small_window_20.onnx"]
-    return [p.read_bytes() for p in paths if p.exists()] + [_rare_ops_model().SerializeToString()]
+    return [p.read_bytes() for p in paths if p.exists()] + [_rare_ops_model().SerializeToString(),
+                                                            _pooling_model().SerializeToString()]
 
 
 BASES = _bases()
 OPERATORS = ["Relu", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Flatten", "Reshape", "Concat", "Slice", "Split",
              "Gather", "Conv", "BatchNormalization", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout",
-             "Constant", "Cast", "Shape", "Sum", "Neg", "Sigmoid", "Tanh", "Softmax", "MaxPool", "Loop", "If",
+             "Constant", "Cast", "Shape", "Sum", "Neg", "Sigmoid", "Tanh", "Softmax", "MaxPool", "AveragePool",
+             "GlobalAveragePool", "Pad", "Loop", "If",
              "Custom", ""]
 ATTRIBUTES = ["transA", "transB", "alpha", "beta", "axis", "axes", "perm", "foo", "auto_pad", "group", "strides",
               "pads", "dilations", "allowzero", "epsilon", "kernel_shape", "training_mode", "spatial", "split",
-              "num_outputs", "to", "start", "end", "value", "value_float", "seed", "ratio", "broadcast", "momentum"]
+              "num_outputs", "to", "start", "end", "value", "value_float", "seed", "ratio", "broadcast", "momentum",
+              "ceil_mode", "count_include_pad", "storage_order", "mode"]
 ATTRIBUTE_VALUES = st.one_of(
     st.integers(-3, 5), st.floats(allow_nan=True, allow_infinity=True), st.lists(st.integers(-2, 4), max_size=5),
-    st.sampled_from([b"SAME_UPPER", b"VALID", b"NOTSET", b"bogus", "text"]),
+    st.sampled_from([b"SAME_UPPER", b"VALID", b"NOTSET", b"bogus", "text", b"reflect", b"edge", b"wrap"]),
     st.builds(lambda v: numpy_helper.from_array(np.asarray(v, dtype=np.float32), "t"),
               st.lists(st.floats(-10, 10), min_size=0, max_size=3)),
 )

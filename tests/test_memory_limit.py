@@ -1,8 +1,9 @@
 """``--max-memory SIZE``: a query that needs more ends with one line naming the limit (exit status 2).
 
-The queries that need more are cheap to make and safe to run: a network with 16,384 inputs,
-whose import alone needs a 2 GiB identity map, fails its first large allocation at once under a
-1G limit; the worker-process paths are driven by a task that asks for 2 GiB. Limits are only
+The queries that need more are cheap to make and safe to run: a network with 16,384 inputs, whose
+ReLU chain made dense for the solver is a 2 GiB identity map (the import keeps it structured), fails
+its first large allocation at once under a 1G limit; the worker-process paths are driven by a task
+that asks for 2 GiB. Limits are only
 ever set in subprocesses, never in the test process.
 """
 
@@ -27,7 +28,7 @@ WIDE = 16_384
 
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory):
-    """A Relu on 16,384 inputs, and a point for it: importing it needs more than 2 GiB."""
+    """A Relu on 16,384 inputs, and points for it (distinct values: the top score is unique)."""
     folder = tmp_path_factory.mktemp("wide")
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "wide",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, WIDE])],
@@ -35,8 +36,8 @@ def wide(tmp_path_factory):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, folder / "wide.onnx")
-    np.save(folder / "point.npy", np.zeros(WIDE))
-    np.save(folder / "points.npy", np.zeros((2, WIDE)))
+    np.save(folder / "point.npy", np.linspace(0.0, 1.0, WIDE))
+    np.save(folder / "points.npy", np.linspace(0.0, 1.0, 2 * WIDE).reshape(2, WIDE))
     return folder
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reluverify import linear_ops as lo
 from reluverify.errors import NetworkError
 from reluverify.network import ActivationNode, AffineNode, InputNode, Network, ReluChain
 
@@ -65,7 +66,7 @@ def test_relu_on_input_and_consecutive_affines_become_a_chain(rng):
     assert np.allclose(network.relu_chain().evaluate(x), network.evaluate(x))
 
 
-def test_skip_connection_is_not_a_chain(rng):
+def test_skip_connection_of_the_input_passes_it_as_two_relus(rng):
     nodes = (
         InputNode(2),
         AffineNode((0,), (np.eye(2),), np.zeros(2)),
@@ -74,8 +75,59 @@ def test_skip_connection_is_not_a_chain(rng):
     )
     network = Network(nodes)
     assert np.allclose(network.evaluate(np.array([[-1.0, 2.0]])), [[-1.0, 4.0]])
-    with pytest.raises(NetworkError, match="chain"):
-        network.relu_chain()
+    chain = network.relu_chain()
+    assert chain.layer_sizes == (2 + 2 * 2,)  # the ReLUs, and relu(x), relu(-x) for the skipped input
+    x = rng.normal(size=(20, 2))
+    assert np.allclose(chain.evaluate(x), network.evaluate(x))
+
+
+def test_residual_blocks_become_a_chain(rng):
+    """relu(h + W2 relu(W1 h)) twice over a ReLU layer h: h passes as one stable unit per value."""
+    w0, b0 = rng.normal(size=(4, 3)), rng.normal(size=4)
+    nodes = [InputNode(3), AffineNode((0,), (w0,), b0), ActivationNode("relu", 1, 4)]
+    for _ in range(2):
+        h = len(nodes) - 1
+        nodes += [AffineNode((h,), (rng.normal(size=(4, 4)),), rng.normal(size=4)), ActivationNode("relu", h + 1, 4)]
+        nodes += [AffineNode((h + 2, h), (rng.normal(size=(4, 4)), np.eye(4)), rng.normal(size=4)),
+                  ActivationNode("relu", h + 3, 4)]
+    nodes.append(AffineNode((len(nodes) - 1,), (rng.normal(size=(2, 4)),), rng.normal(size=2)))
+    network = Network(tuple(nodes))
+    chain = network.relu_chain()
+    assert chain.layer_sizes == (4, 4 + 4, 4, 4 + 4, 4)
+    x = rng.normal(size=(50, 3))
+    assert np.allclose(chain.evaluate(x), network.evaluate(x))
+
+
+def test_chains_with_structured_weights(rng):
+    """Operators in the IR: evaluation, chains, stacking (block diagonal), output maps, padding."""
+    conv = lo.Conv(rng.normal(size=(2, 1, 3, 3)), (1, 5, 5), pads=[1, 1, 1, 1])  # 25 -> 50
+    nodes = (
+        InputNode(25),
+        AffineNode((0,), (conv,), rng.normal(size=50)),
+        ActivationNode("relu", 1, 50),
+        AffineNode((2,), (lo.Conv(rng.normal(size=(3, 2, 2, 2)), (2, 5, 5), strides=[2, 2]),), rng.normal(size=12)),
+        ActivationNode("relu", 3, 12),
+        AffineNode((4, 0), (rng.normal(size=(2, 12)), rng.normal(size=(2, 25))), rng.normal(size=2)),
+    )
+    network = Network(nodes)
+    x = rng.normal(size=(8, 25))
+    chain = network.relu_chain()
+    assert np.allclose(chain.evaluate(x), network.evaluate(x))
+    assert chain.describe_layers()[0] is not None  # the convolution stays structured
+    assert np.allclose(chain.densified().evaluate(x), network.evaluate(x))
+    short = ReluChain((rng.normal(size=(3, 25)),), (rng.normal(size=3),))
+    both = ReluChain.stack([chain, short])
+    y = both.evaluate(np.hstack([x, x]))
+    assert np.allclose(y[:, :2], chain.evaluate(x)) and np.allclose(y[:, 2:], short.evaluate(x))
+    assert isinstance(both.weights[0], lo.BlockDiagonal)
+    c, d = rng.normal(size=(3, 2)), rng.normal(size=3)
+    assert np.allclose(chain.with_output_map(c, d).evaluate(x), chain.evaluate(x) @ c.T + d)
+    assert np.allclose(chain.to_network().evaluate(x), network.evaluate(x))
+    with pytest.raises(NetworkError, match="does not map"):
+        Network((InputNode(24), AffineNode((0,), (conv,), np.zeros(50))))
+    bad = lo.Conv(np.full((2, 1, 3, 3), np.nan), (1, 5, 5), pads=[1, 1, 1, 1])
+    with pytest.raises(NetworkError, match="NaN"):
+        Network((InputNode(25), AffineNode((0,), (bad,), np.zeros(50))))
 
 
 def test_nan_weights_rejected_in_ir():

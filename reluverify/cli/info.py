@@ -36,6 +36,7 @@ def run(args) -> int:
     try:
         chain = network.relu_chain()
         report["relu_chain"] = list(chain.layer_sizes)
+        report["relu_chain_operators"] = chain.describe_layers()
     except Exception as exc:  # noqa: BLE001 - reported, not fatal: info describes any network
         report["relu_chain"] = None
         report["relu_chain_reason"] = str(exc)
@@ -57,7 +58,9 @@ def run(args) -> int:
     print(f"nonlinear {acts}")
     print(f"ReLUs     {network.num_relus}")
     if report["relu_chain"] is not None:
-        print(f"chain     {network.input_size} -> " + " -> ".join(str(s) for s in report["relu_chain"]) + f" -> {network.output_size}")
+        sizes = report["relu_chain"] + [network.output_size]
+        steps = [f"{size} ({op})" if op else str(size) for size, op in zip(sizes, report["relu_chain_operators"])]
+        print(f"chain     {network.input_size} -> " + " -> ".join(steps))
     else:
         print(f"chain     not a ReLU chain ({report['relu_chain_reason']})")
     if "max_relative_difference_vs_onnxruntime" in report:
@@ -70,5 +73,6 @@ def run(args) -> int:
     for row in report["layers"]:
         reads = ",".join(str(r) for r in row["reads"]) or "-"
         extra = f"  params {row['params']}" if "params" in row else ""
+        extra += f"  ({row['operator']})" if "operator" in row else ""
         print(f"  {row['node']:>3}  {row['kind']:<8} size {row['size']:<6} reads {reads}{extra}")
     return 0

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from reluverify import linear_ops
 from reluverify.errors import SpecError
 from reluverify.network import AffineNode, Network
 from reluverify.properties.ball import distance
@@ -37,7 +38,10 @@ def network_hash(network: Network) -> str:
         digest.update(type(node).__name__.encode())
         if isinstance(node, AffineNode):
             for w in node.weights:
-                digest.update(np.ascontiguousarray(w, dtype=np.float64).tobytes())
+                if linear_ops.is_dense(w):
+                    digest.update(np.ascontiguousarray(w, dtype=np.float64).tobytes())
+                else:
+                    linear_ops.update_digest(digest, w)
             digest.update(np.ascontiguousarray(node.bias, dtype=np.float64).tobytes())
         else:
             digest.update(repr(node).encode())

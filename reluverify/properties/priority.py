@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from reluverify import linear_ops
 from reluverify.network import Network
 from reluverify.query import Query
 
@@ -53,10 +54,10 @@ def _chain_of(network: Network):
 
 def _backprop(chain, pre: list[np.ndarray], out_grad: np.ndarray) -> np.ndarray:
     """Gradient with respect to the inputs of ``sum(out_grad * y)`` per sample (batched)."""
-    grad = out_grad @ chain.weights[-1]
+    grad = linear_ops.backward(chain.weights[-1], out_grad)
     for layer in range(len(pre) - 1, -1, -1):
         grad = grad * (pre[layer] > 0)
-        grad = grad @ chain.weights[layer]
+        grad = linear_ops.backward(chain.weights[layer], grad)
     return grad
 
 

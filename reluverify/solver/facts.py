@@ -13,17 +13,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reluverify import linear_ops
 from reluverify.network import ReluChain
 
 ACTIVE, INACTIVE, UNFIXED = 1, 0, -1
 
 
 def chain_fingerprint(chain: ReluChain) -> str:
-    """A hash of the chain's weights and biases: facts never cross to another network."""
+    """A hash of the chain's weights and biases: facts never cross to another network.
+
+    Dense weights hash as they always did; a structured operator hashes its kind, geometry
+    and parameters (:func:`reluverify.linear_ops.update_digest`).
+    """
     digest = hashlib.sha256()
     for array in chain.weights + chain.biases:
-        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
-        digest.update(str(array.shape).encode())
+        linear_ops.update_digest(digest, array)
     return digest.hexdigest()
 
 

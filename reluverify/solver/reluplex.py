@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reluverify import linear_ops
 from reluverify.network import ReluChain
 from reluverify.solver.bound_store import BoundStore
 from reluverify.solver.bounds import forward_bounds, row_lower_bounds
@@ -105,6 +106,7 @@ def build_equations(chain: ReluChain, layout: VariableLayout, rows: np.ndarray) 
     offset = 0  # offset of the current layer inside the relu arrays
     prev = layout.x  # variables feeding the current affine layer
     for w, bias in zip(chain.weights[:-1], chain.biases[:-1]):
+        w = linear_ops.dense(w)
         size = w.shape[0]
         targets = b_idx[offset : offset + size]
         block = np.arange(row, row + size)
@@ -123,7 +125,7 @@ def build_equations(chain: ReluChain, layout: VariableLayout, rows: np.ndarray) 
     # outputs
     block = np.arange(row, row + layout.num_y)
     e[block, layout.y] = 1.0
-    e[np.ix_(block, prev)] = -chain.weights[-1]
+    e[np.ix_(block, prev)] = -linear_ops.dense(chain.weights[-1])
     e[block, one] = -chain.biases[-1]
     row += layout.num_y
     # slacks: s - rows @ [v; y] = 0
@@ -149,6 +151,7 @@ def initial_tableau(chain: ReluChain, layout: VariableLayout, rows: np.ndarray) 
     prev = lay.x
     a_row0 = lay.num_relus
     for w, bias in zip(chain.weights[:-1], chain.biases[:-1]):
+        w = linear_ops.dense(w)
         size = w.shape[0]
         block = np.arange(row, row + size)
         t[np.ix_(block, prev)] = w
@@ -161,13 +164,14 @@ def initial_tableau(chain: ReluChain, layout: VariableLayout, rows: np.ndarray) 
         prev = f_idx[offset : offset + size]
         offset += size
     y_rows = np.arange(2 * lay.num_relus, 2 * lay.num_relus + lay.num_y)
-    t[np.ix_(y_rows, prev)] = chain.weights[-1]
+    last = linear_ops.dense(chain.weights[-1])
+    t[np.ix_(y_rows, prev)] = last
     t[y_rows, lay.one] = chain.biases[-1]
     if lay.num_s:
         s_rows = np.arange(2 * lay.num_relus + lay.num_y, t.shape[0])
         a_v, a_y = rows[:, : lay.num_v], rows[:, lay.num_v :]
         t[np.ix_(s_rows, lay.v)] = a_v
-        t[np.ix_(s_rows, prev)] += a_y @ chain.weights[-1]
+        t[np.ix_(s_rows, prev)] += a_y @ last
         t[s_rows, lay.one] = a_y @ chain.biases[-1]
     return t
 

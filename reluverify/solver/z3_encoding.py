@@ -34,6 +34,7 @@ from fractions import Fraction
 import numpy as np
 import z3
 
+from reluverify import linear_ops
 from reluverify.query import LinearConstraints, Query
 
 REPLAY_TOLERANCE = 1e-9
@@ -136,7 +137,7 @@ def encode_query(query: Query, ctx: z3.Context | None = None) -> tuple[z3.Solver
         offset += network.input_size
         last = len(chain.weights) - 1
         for layer, (w, bias) in enumerate(zip(chain.weights, chain.biases)):
-            w = np.asarray(w, dtype=np.float64)
+            w = np.asarray(linear_ops.dense(w), dtype=np.float64)
             bias = np.asarray(bias, dtype=np.float64)
             pre = [_linear(w[j], h, float(bias[j]), ctx) for j in range(w.shape[0])]
             if layer == last:
@@ -184,7 +185,7 @@ def _term_magnitudes(query: Query, v: np.ndarray) -> np.ndarray:
         m = np.abs(v[offset : offset + network.input_size])
         offset += network.input_size
         for w, bias in zip(chain.weights, chain.biases):
-            m = np.abs(w) @ m + np.abs(bias)
+            m = np.abs(linear_ops.dense(w)) @ m + np.abs(bias)
         parts.append(m)
     return np.concatenate(parts)
 
