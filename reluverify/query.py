@@ -30,7 +30,7 @@ import numpy as np
 from reluverify.errors import QueryError
 from reluverify.network import Network, ReluChain
 
-DENSIFY_FOR_SOLVER = True
+DENSIFY_FOR_SOLVER = False
 """Temporary, until the bound engines (``reluverify/solver/``) take :mod:`reluverify.linear_ops`
 operators: :meth:`Query.relu_chain` returns dense weights, so that the solver sees exactly the
 matrices it always did (a network that imports structured is densified once per query)."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reluverify import linear_ops as lops
 from reluverify.network import ReluChain
 
 
@@ -102,19 +103,19 @@ def forward_bounds(
     depth = len(chain.weights)
     h_lo, h_hi = lower.T, upper.T  # interval bounds of the layer input, (width, B)
     for layer, (w, b) in enumerate(zip(chain.weights, chain.biases)):
-        width_in = w.shape[1]
-        abs_w = np.abs(w)
-        centre = (w @ (0.5 * (lo_coef + up_coef)).reshape(width_in, -1)).reshape(-1, batch, n)
-        spread = (abs_w @ (0.5 * (up_coef - lo_coef)).reshape(width_in, -1)).reshape(-1, batch, n)
-        centre_k = w @ (0.5 * (lo_const + up_const)) + b[:, None]
-        spread_k = abs_w @ (0.5 * (up_const - lo_const))
+        width_in = lops.shape(w)[1]
+        abs_w = lops.absolute(w)
+        centre = _left(w, (0.5 * (lo_coef + up_coef)).reshape(width_in, -1)).reshape(-1, batch, n)
+        spread = _left(abs_w, (0.5 * (up_coef - lo_coef)).reshape(width_in, -1)).reshape(-1, batch, n)
+        centre_k = _left(w, 0.5 * (lo_const + up_const)) + b[:, None]
+        spread_k = _left(abs_w, 0.5 * (up_const - lo_const))
         z_lo_coef, z_up_coef = centre - spread, centre + spread
         z_lo_const, z_up_const = centre_k - spread_k, centre_k + spread_k
         lb = _concretise(z_lo_coef, z_lo_const, mid, rad, -1.0)
         ub = _concretise(z_up_coef, z_up_const, mid, rad, +1.0)
         # interval arithmetic is sometimes tighter than the symbolic bound: keep the better of both
-        interval_centre = w @ (0.5 * (h_lo + h_hi)) + b[:, None]
-        interval_radius = abs_w @ (0.5 * (h_hi - h_lo))
+        interval_centre = _left(w, 0.5 * (h_lo + h_hi)) + b[:, None]
+        interval_radius = _left(abs_w, 0.5 * (h_hi - h_lo))
         lb = np.maximum(lb, interval_centre - interval_radius)
         ub = np.minimum(ub, interval_centre + interval_radius)
         if layer == depth - 1:
@@ -161,7 +162,7 @@ def _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad):
     order = np.argsort(~unstable.T, axis=1, kind="stable")[:, :k]  # (B, k)
     valid = np.take_along_axis(unstable.T, order, axis=1)
     w, b = chain.weights[layer], chain.biases[layer]
-    rows = w[order]  # (B, k, n_prev)
+    rows = lops.rows(w, order.reshape(-1)).reshape(order.shape + (-1,))  # (B, k, n_prev)
     coef = np.concatenate([rows, -rows], axis=1)  # lower bounds of z and of -z
     const = np.concatenate([b[order], -b[order]], axis=1)
     for prev in range(layer - 1, -1, -1):
@@ -173,7 +174,7 @@ def _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad):
         coef = coef * np.where(coef < 0.0, slope[:, None, :], alpha[:, None, :])
         wp = chain.weights[prev]
         const = const + coef @ chain.biases[prev]
-        coef = (coef.reshape(-1, wp.shape[0]) @ wp).reshape(batch, 2 * k, wp.shape[1])
+        coef = lops.backward(wp, coef.reshape(-1, lops.shape(wp)[0])).reshape(batch, 2 * k, lops.shape(wp)[1])
     low = np.einsum("brn,bn->br", coef, mid) - np.einsum("brn,bn->br", np.abs(coef), rad) + const
     new_lb, new_ub = low[:, :k], -low[:, k:]
     cols = np.arange(batch)[:, None]
@@ -184,6 +185,13 @@ def _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad):
     return lb, ub
 
 
+def _left(w, matrix: np.ndarray) -> np.ndarray:
+    """``w @ matrix`` for a dense or structured weight and a matrix of column vectors (in, k)."""
+    if lops.is_dense(w):
+        return w @ matrix
+    return lops.forward(w, matrix.T).T
+
+
 def interval_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray) -> LayerBounds:
     """Plain interval arithmetic (looser, cheaper for wide inputs); same result type."""
     lo = np.atleast_2d(np.asarray(lower, dtype=np.float64))
@@ -191,8 +199,8 @@ def interval_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray) -> L
     pre_lower, pre_upper = [], []
     for layer, (w, b) in enumerate(zip(chain.weights, chain.biases)):
         mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
-        c = mid @ w.T + b
-        r = rad @ np.abs(w).T
+        c = lops.forward(w, mid) + b
+        r = lops.forward(lops.absolute(w), rad)
         z_lo, z_hi = c - r, c + r
         if layer == len(chain.weights) - 1:
             return LayerBounds(pre_lower, pre_upper, z_lo, z_hi, np.zeros(lo.shape[0], dtype=bool))
@@ -232,7 +240,8 @@ def row_lower_bounds(
     upper = np.atleast_2d(np.asarray(upper, dtype=np.float64))
     batch, n = lower.shape
     rows = out_rows.shape[0]
-    coef = np.broadcast_to(out_rows @ chain.weights[-1], (batch, rows, chain.weights[-1].shape[1]))
+    last = chain.weights[-1]
+    coef = np.broadcast_to(lops.backward(last, out_rows), (batch, rows, lops.shape(last)[1]))
     const = np.broadcast_to(out_rows @ chain.biases[-1], (batch, rows)).copy()
     if rhs is not None:
         const -= rhs
@@ -256,7 +265,7 @@ def row_lower_bounds(
         coef = coef * np.where(coef < 0.0, slope[:, None, :], alpha[:, None, :])
         const = const + coef @ chain.biases[layer]
         w = chain.weights[layer]
-        coef = (coef.reshape(-1, w.shape[0]) @ w).reshape(batch, rows, w.shape[1])
+        coef = lops.backward(w, coef.reshape(-1, lops.shape(w)[0])).reshape(batch, rows, lops.shape(w)[1])
     if in_rows is not None:
         coef = coef + in_rows[None, :, :]
     low = np.einsum("brn,bn->br", coef, mid) - np.einsum("brn,bn->br", np.abs(coef), rad) + const
@@ -272,7 +281,8 @@ def gradient_magnitude(chain: ReluChain, layer_bounds: LayerBounds, out_rows: np
     Returns (B, K, n); multiplied by the box widths it is ReluVal's *smear*, the estimate of
     how much each input dimension can move the row.
     """
-    centre = out_rows @ chain.weights[-1]  # exact gradient w.r.t. the last hidden layer
+    b0, k0 = out_rows.shape[:2]
+    centre = lops.backward(chain.weights[-1], out_rows.reshape(b0 * k0, -1)).reshape(b0, k0, -1)  # exact w.r.t. the last hidden layer
     radius = np.zeros_like(centre)
     for layer in range(len(chain.weights) - 2, -1, -1):
         lo, hi = layer_bounds.pre_lower[layer], layer_bounds.pre_upper[layer]
@@ -285,8 +295,8 @@ def gradient_magnitude(chain: ReluChain, layer_bounds: LayerBounds, out_rows: np
         centre, radius = 0.5 * (new_lo + new_hi), 0.5 * (new_hi - new_lo)
         w = chain.weights[layer]
         b, k, width = centre.shape
-        centre = (centre.reshape(-1, width) @ w).reshape(b, k, -1)
-        radius = (radius.reshape(-1, width) @ np.abs(w)).reshape(b, k, -1)
+        centre = lops.backward(w, centre.reshape(-1, width)).reshape(b, k, -1)
+        radius = lops.backward(lops.absolute(w), radius.reshape(-1, width)).reshape(b, k, -1)
     return np.abs(centre + in_rows) + radius
 
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from reluverify import linear_ops as lops
 from reluverify.network import ReluChain
 
 
@@ -147,16 +148,20 @@ class Pass:
     input_coef: np.ndarray | None = None  # the objective's own coefficients on v (added at the end)
 
 
-def _apply_t(w: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """``coef @ w`` for coefficients (B, S, n_out) -> (B, S, n_in)."""
+def _apply_t(w, coef: np.ndarray) -> np.ndarray:
+    """``coef @ w`` for coefficients (B, S, n_out) -> (B, S, n_in) (w dense or a structured operator)."""
     b, s, n = coef.shape
-    return (coef.reshape(b * s, n) @ w).reshape(b, s, w.shape[1])
+    flat = coef.reshape(b * s, n)
+    out = flat @ w if lops.is_dense(w) else lops.backward(w, flat).astype(coef.dtype, copy=False)
+    return out.reshape(b, s, lops.shape(w)[1])
 
 
-def _apply(w: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """``w @ value`` for values (B, S, n_in) -> (B, S, n_out)."""
+def _apply(w, value: np.ndarray) -> np.ndarray:
+    """``w @ value`` for values (B, S, n_in) -> (B, S, n_out) (w dense or a structured operator)."""
     b, s, n = value.shape
-    return (value.reshape(b * s, n) @ w.T).reshape(b, s, w.shape[0])
+    flat = value.reshape(b * s, n)
+    out = flat @ w.T if lops.is_dense(w) else lops.forward(w, flat).astype(value.dtype, copy=False)
+    return out.reshape(b, s, lops.shape(w)[0])
 
 
 _CAST: dict[tuple[int, str], tuple] = {}
@@ -171,7 +176,9 @@ def _weights(chain: ReluChain, dtype) -> tuple[tuple[np.ndarray, ...], tuple[np.
     if cached is None or cached[0] is not chain:
         if len(_CAST) > 8:
             _CAST.clear()
-        cached = (chain, tuple(w.astype(dtype) for w in chain.weights), tuple(b.astype(dtype) for b in chain.biases))
+        # structured operators compute in float64 (their results are cast back to ``dtype``)
+        weights = tuple(w.astype(dtype) if lops.is_dense(w) else w for w in chain.weights)
+        cached = (chain, weights, tuple(b.astype(dtype) for b in chain.biases))
         _CAST[key] = cached
     return cached[1], cached[2]
 

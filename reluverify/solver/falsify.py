@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from reluverify import linear_ops as lops
 from reluverify.network import ReluChain
 
 
@@ -35,10 +36,10 @@ def _violation_gradient(chain: ReluChain, x: np.ndarray, rows: np.ndarray, rhs: 
         margins = np.where(mask, margins, -np.inf)
     worst = np.argmax(margins, axis=1)
     grad = rows[worst, n:]  # (B, m): d violation / d y
-    grad = grad @ chain.weights[-1]
+    grad = lops.backward(chain.weights[-1], grad)
     for layer in range(len(pre) - 1, -1, -1):
         grad = grad * (pre[layer] > 0)
-        grad = grad @ chain.weights[layer]
+        grad = lops.backward(chain.weights[layer], grad)
     grad = grad + rows[worst, :n]
     return margins[np.arange(x.shape[0]), worst], grad
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reluverify import linear_ops as lops
 from reluverify.network import ReluChain
 from reluverify.solver.bound_store import BoundStore
 from reluverify.solver.crown import Region, Relaxation
@@ -62,13 +63,13 @@ def affine_maps(chain: ReluChain, relaxation: Relaxation, index: int, num_v: int
     maps = []
     column = num_v
     for j in range(layers + 1):
-        z = chain.weights[j] @ h
+        z = lops.forward(chain.weights[j], h.T).T.copy()
         z[:, -1] += chain.biases[j]
         maps.append(z)
         if j == layers:
             break
-        lo, hi = relaxation.lower[j][index], relaxation.upper[j][index]
-        h = np.where((lo >= 0)[:, None], z, 0.0)  # active: h = z; inactive: 0
+        lower = relaxation.lower[j][index]
+        h = np.where((lower >= 0)[:, None], z, 0.0)  # active: h = z; inactive: 0
         u = unstable[j]
         h[u] = 0.0
         h[u, column + np.arange(u.size)] = 1.0  # unstable: its own column
