@@ -93,10 +93,13 @@ def run_benchmark(
     jobs: int = 1,
     options_overrides: dict | None = None,
     progress=None,
+    cap: float | None = None,
 ) -> list[InstanceResult]:
-    """Run every instance; ``progress(result, done, total)`` is called as each one finishes."""
+    """Run every instance; ``progress(result, done, total)`` is called as each one finishes.
+
+    An instance gets its competition timeout times ``timeout_scale``, at most ``cap`` seconds."""
     options_overrides = options_overrides or {}
-    limits = {i: inst.timeout * timeout_scale for i, inst in enumerate(instances)}
+    limits = {i: min(inst.timeout * timeout_scale, cap or float("inf")) for i, inst in enumerate(instances)}
     tasks = (
         (i, solve_instance, (inst.onnx, inst.vnnlib, max(1.0, limits[i] - 1.0), options_overrides))
         for i, inst in enumerate(instances)

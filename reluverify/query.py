@@ -30,14 +30,6 @@ import numpy as np
 from reluverify.errors import QueryError
 from reluverify.network import Network, ReluChain
 
-DENSIFY_FOR_SOLVER = False
-"""Temporary, until the bound engines (``reluverify/solver/``) take :mod:`reluverify.linear_ops`
-operators: :meth:`Query.relu_chain` returns dense weights, so that the solver sees exactly the
-matrices it always did (a network that imports structured is densified once per query)."""
-DENSIFY_LIMIT = 1 << 28
-"""The largest layer (entries, 2 GiB of float64) that :data:`DENSIFY_FOR_SOLVER` makes dense."""
-
-
 
 @dataclass(frozen=True, eq=False)
 class LinearConstraints:
@@ -194,16 +186,10 @@ class Query:
         return y[0] if np.ndim(inputs) == 1 else y
 
     def relu_chain(self) -> ReluChain:
-        """All network copies as one ReLU chain from the network inputs to ``y`` (block diagonal).
-
-        While :data:`DENSIFY_FOR_SOLVER` is set, structured weights (convolutions, ...) are made
-        dense here, since the solver's bound engines still read dense matrices.
-        """
+        """All network copies as one ReLU chain from the network inputs to ``y`` (block diagonal;
+        structured weights such as convolutions stay structured)."""
         if "chain" not in self._cache:
-            chain = ReluChain.stack([net.relu_chain() for net in self.networks])
-            if DENSIFY_FOR_SOLVER:
-                chain = chain.densified(DENSIFY_LIMIT)
-            self._cache["chain"] = chain
+            self._cache["chain"] = ReluChain.stack([net.relu_chain() for net in self.networks])
         return self._cache["chain"]
 
     def satisfied_disjuncts(self, inputs: np.ndarray, outputs: np.ndarray, tolerance: float = 0.0) -> list[int]:

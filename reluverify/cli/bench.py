@@ -19,6 +19,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("folder", help="benchmark folder (holds *_instances.csv)")
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instance timeout (default 1)")
+    parser.add_argument("--cap", type=float, metavar="S", help="at most S seconds per instance (after --timeout-scale)")
     parser.add_argument("--jobs", type=int, default=1, help="instances run in parallel (default 1)")
     add_memory_argument(parser)
     parser.add_argument("--csv", metavar="OUT", help="write one row per instance")
@@ -45,6 +46,8 @@ def run(args) -> int:
 
     if args.timeout_scale <= 0:
         raise ReluverifyError("--timeout-scale must be positive")
+    if args.cap is not None and args.cap <= 0:
+        raise ReluverifyError("--cap must be positive")
     if args.jobs < 1:
         raise ReluverifyError("--jobs must be at least 1")
     instances = load_instances(args.folder)
@@ -67,7 +70,7 @@ def run(args) -> int:
             flush=True,
         )
 
-    results = run_benchmark(instances, args.timeout_scale, args.jobs, {"strategy": args.strategy}, progress)
+    results = run_benchmark(instances, args.timeout_scale, args.jobs, {"strategy": args.strategy}, progress, cap=args.cap)
     by = choose_grouping(instances) if args.group_by == "auto" else args.group_by
     print(format_table(summary_rows(results, by)))
     wrong = [r for r in results if r.wrong]

@@ -28,26 +28,38 @@ from reluverify.solver.falsify import attack, polish, random_samples, violations
 from reluverify.solver.input_split import Target, input_split_search
 from reluverify.solver.options import SolverOptions
 from reluverify.solver.progress import ProgressCallback, Throttle
+from reluverify.solver.projection import project_constant_inputs
 from reluverify.solver.relu_bab import Disjunction, bound_root, relu_bab_search, root_bounds
 from reluverify.solver.reluplex import LeafOutcome, ReluplexEngine
 from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result, Statistics
 
 
 class _Decider:
+    """Decides one query. When some network inputs are constant, the search runs on the query
+    projected onto the others (:mod:`~reluverify.solver.projection`): ``self.query`` is that
+    projection, ``self.original`` the query as given, on which every counterexample is confirmed."""
+
     def __init__(self, query: Query, options: SolverOptions, facts=(), progress=None) -> None:
-        self.query = query
+        self.original = query
         self.progress = Throttle(progress)
         self.options = options
         self.stats = Statistics()
         self.start = time.monotonic()
         self.deadline = None if options.timeout is None else self.start + options.timeout
-        self.chain = query.relu_chain()
         self.found: Counterexample | None = None
         # facts from other runs, only those proven on a domain that contains this query's box
-        n_x = self.chain.input_size
-        self.fingerprint = chain_fingerprint(self.chain)
-        usable = [f for f in facts if f.covers(self.fingerprint, query.lower[:n_x], query.upper[:n_x])]
-        self.known = known_bounds(usable, self.chain.layer_sizes) if usable else None
+        # (facts speak of the original chain's ReLUs, which the projection keeps one for one)
+        original_chain = query.relu_chain()
+        n_x = original_chain.input_size
+        self.fingerprint = chain_fingerprint(original_chain)
+        self.box = (query.lower[:n_x].copy(), query.upper[:n_x].copy())
+        usable = [f for f in facts if f.covers(self.fingerprint, *self.box)]
+        self.known = known_bounds(usable, original_chain.layer_sizes) if usable else None
+        self.projection = project_constant_inputs(query) if options.fold_constant_inputs else None
+        if self.projection is not None:
+            query = self.projection.query
+        self.query = query
+        self.chain = query.relu_chain()
         self._layer_bounds: dict[tuple[bytes, bytes], object] = {}
         self.facts = self._facts_on_box()
         n_v, m = query.num_inputs, query.num_outputs
@@ -80,27 +92,30 @@ class _Decider:
 
     def _facts_on_box(self) -> PhaseFacts:
         """The ReLU phases that bounds fix on the whole query box (for reuse on its sub-domains)."""
-        n_x = self.chain.input_size
-        lo, hi = self.query.lower[None, :n_x], self.query.upper[None, :n_x]
         bounds = self.layer_bounds(self.query.lower, self.query.upper)
         if bounds.pre_lower:
             pre_lo = np.concatenate([b[0] for b in bounds.pre_lower])
             pre_hi = np.concatenate([b[0] for b in bounds.pre_upper])
         else:
             pre_lo = pre_hi = np.zeros(0)
-        return PhaseFacts(self.fingerprint, lo[0].copy(), hi[0].copy(), phases_from_bounds(pre_lo, pre_hi))
+        return PhaseFacts(self.fingerprint, self.box[0], self.box[1], phases_from_bounds(pre_lo, pre_hi))
 
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
 
+    def expand(self, inputs: np.ndarray) -> np.ndarray:
+        """The original query's input vector for one of the searched query."""
+        return inputs if self.projection is None else self.projection.expand(inputs)
+
     def try_confirm(self, inputs: np.ndarray, disjunct: int) -> bool:
-        """Confirm with onnxruntime; for inputs without auxiliaries, polish boundary points first."""
-        cex = confirm(self.query, inputs, self.options.confirm_tolerance, disjunct)
+        """Confirm with onnxruntime on the original query; for inputs without auxiliaries, polish
+        boundary points first."""
+        cex = confirm(self.original, self.expand(inputs), self.options.confirm_tolerance, disjunct)
         if cex is None and self.query.num_auxiliary == 0:
             d = self.query.disjuncts[disjunct]
             rows, rhs = self.targets[disjunct]
             better = polish(self.chain, np.asarray(inputs, dtype=np.float64), d.lower, d.upper, rows, rhs)
-            cex = confirm(self.query, better, self.options.confirm_tolerance, disjunct)
+            cex = confirm(self.original, self.expand(better), self.options.confirm_tolerance, disjunct)
         if cex is None:
             self.stats.candidates_rejected += 1
             return False
@@ -314,6 +329,9 @@ class _Decider:
         return None
 
     def run(self) -> Result:
+        if self.projection is not None and self.projection.empty:
+            self.verdicts = [UNSAT] * len(self.query.disjuncts)
+            return self.result(UNSAT, "the input rows over the constant inputs have no solution")
         live = []
         for k, d in enumerate(self.query.disjuncts):
             if d.is_empty_box():

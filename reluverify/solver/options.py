@@ -47,6 +47,10 @@ class SolverOptions:
     network_tightening: bool = True
     """Recompute symbolic bounds over the network at each search node (fixes ReLU phases)."""
 
+    fold_constant_inputs: bool = True
+    """Search over the inputs that vary: constant network inputs (lower == upper) are folded into the
+    first layer (:mod:`~reluverify.solver.projection`); counterexamples are confirmed on the original."""
+
     # strategy
     strategy: str = "auto"
     """``auto``, ``input-split`` (box splitting + Reluplex on small residues), ``relu-bab`` (branch and
