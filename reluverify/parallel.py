@@ -46,6 +46,9 @@ def _context():
 
 
 def _child(connection, function, args) -> None:
+    from reluverify.solver.progress import _OBSERVER
+
+    _OBSERVER.set(None)  # a worker never draws the parent's progress line
     try:
         value = function(*args)
         connection.send(("ok", value, ""))

@@ -149,7 +149,8 @@ def test_parallel_disjuncts_give_the_same_verdicts(tmp_path):
     for delta in (0.02, 0.6):
         prop = LocalRobustness(net.network, point, delta)
         sequential = prop.check(OPTIONS)
-        for split, tasks in ((True, 3), (None, 2)):  # one task per disjunct; `jobs` groups (the default)
+        # one task per disjunct; two groups; the default: one task whose search two processes share
+        for split, tasks in ((True, 3), (2, 2), (None, 1)):
             parallel = prop.check(OPTIONS, jobs=2, split_disjuncts=split)
             assert sequential.verdict == parallel.verdict
             if parallel.verdict == "not robust":

@@ -21,6 +21,8 @@ def register(subparsers) -> None:
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instance timeout (default 1)")
     parser.add_argument("--cap", type=float, metavar="S", help="at most S seconds per instance (after --timeout-scale)")
     parser.add_argument("--jobs", type=int, default=1, help="instances run in parallel (default 1)")
+    parser.add_argument("--jobs-per-instance", type=int, default=1, metavar="N",
+                        help="worker processes sharing each instance's search (default 1)")
     add_memory_argument(parser)
     parser.add_argument("--csv", metavar="OUT", help="write one row per instance")
     parser.add_argument("--filter", metavar="TEXT", help="only instances whose onnx or vnnlib name contains TEXT")
@@ -48,8 +50,8 @@ def run(args) -> int:
         raise ReluverifyError("--timeout-scale must be positive")
     if args.cap is not None and args.cap <= 0:
         raise ReluverifyError("--cap must be positive")
-    if args.jobs < 1:
-        raise ReluverifyError("--jobs must be at least 1")
+    if args.jobs < 1 or args.jobs_per_instance < 1:
+        raise ReluverifyError("--jobs and --jobs-per-instance must be at least 1")
     instances = load_instances(args.folder)
     if args.filter:
         instances = [i for i in instances if args.filter in Path(i.onnx).name or args.filter in Path(i.vnnlib).name]
@@ -70,7 +72,7 @@ def run(args) -> int:
             flush=True,
         )
 
-    results = run_benchmark(instances, args.timeout_scale, args.jobs, {"strategy": args.strategy}, progress, cap=args.cap)
+    results = run_benchmark(instances, args.timeout_scale, args.jobs, {"strategy": args.strategy, "jobs": args.jobs_per_instance}, progress, cap=args.cap)
     by = choose_grouping(instances) if args.group_by == "auto" else args.group_by
     print(format_table(summary_rows(results, by)))
     wrong = [r for r in results if r.wrong]

@@ -63,3 +63,47 @@ def run_cross_check(query, result, timeout: float) -> dict:
             file=sys.stderr,
         )
     return {"z3_verdict": z3.verdict, "z3_seconds": z3.seconds, "disagreement": disagreement}
+
+
+class ProgressLine:
+    """The live progress line: one line on stderr, rewritten in place, shown only when stderr is a
+    terminal and only from the first second on; nothing of it reaches stdout. Use as the observer
+    of :func:`reluverify.solver.progress.observe` and call :meth:`close` before printing results."""
+
+    def __init__(self, timeout: float | None = None, stream=None, enabled: bool = True, delay: float = 1.0) -> None:
+        import time
+
+        self.stream = stream or sys.stderr
+        self.enabled = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.timeout = timeout
+        self.started = time.monotonic()
+        self.delay = delay
+        self.width = 0
+
+    def __call__(self, progress) -> None:
+        import time
+
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.started
+        if elapsed < self.delay:
+            return
+        budget = f"/{self.timeout:.0f}" if self.timeout else ""
+        unit = "boxes" if progress.strategy == "input-split" else "sub-problems"
+        text = (f"{elapsed:5.1f}{budget} s  {progress.strategy}  {unit} done {progress.done}, open {progress.open}  "
+                f"proven {100.0 * progress.proven:5.1f}%")
+        if progress.best_bound is not None:
+            text += f"  best bound {progress.best_bound:.4g}"
+        self.stream.write("\r" + text.ljust(self.width))
+        self.stream.flush()
+        self.width = max(self.width, len(text))
+
+    def close(self) -> None:
+        if self.enabled and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+            self.width = 0
+
+
+def add_quiet_argument(parser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no live progress line on stderr")

@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from reluverify.cli.verify import report
+    from reluverify.cli.verify import live_progress, report
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
     from reluverify.properties.max_delta import max_delta
@@ -47,8 +47,9 @@ def run(args) -> int:
     if args.domain:
         domain = load_domain(args.domain, network.input_size)
         check_in_domain(point, domain, what=args.point)
-    result = max_delta(network, point, args.precision, args.norm, domain, args.upper, args.decision,
-                       SolverOptions(strategy=args.strategy), timeout=args.timeout,
-                       probe_timeout=args.probe_timeout, jobs=args.jobs)
+    with live_progress(args):
+        result = max_delta(network, point, args.precision, args.norm, domain, args.upper, args.decision,
+                           SolverOptions(strategy=args.strategy), timeout=args.timeout,
+                           probe_timeout=args.probe_timeout, jobs=args.jobs)
     report(result, args)
     return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 
 from reluverify.cli.common import add_memory_argument
 from reluverify.solver.options import STRATEGIES
@@ -32,10 +33,12 @@ def add_common_arguments(parser, timeout_help: str = "seconds for the whole chec
     parser.add_argument("--norm", choices=("inf", "1"), default="inf", help="distance: L-infinity (default) or L1")
     parser.add_argument("--domain", metavar="FILE", help="box domain (.json/.npy/.csv with lower and upper bounds)")
     parser.add_argument("--timeout", type=float, default=timeout_default, help=timeout_help)
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (disjuncts or sub-domains in parallel)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes: one query's search shared among them, or sub-domains and points in parallel")
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="solver strategy (default auto)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no live progress line on stderr")
     parser.add_argument("--cex-out", metavar="FILE",
                         help=cex_help or "write a counterexample as JSON to FILE and as .npz beside it "
                         "(FILE's .json suffix replaced by .npz, else FILE.npz)")
@@ -132,14 +135,29 @@ def run(args) -> int:
             from reluverify.properties.eps_local import EpsLocalRobustness
 
             prop = EpsLocalRobustness(network, point, args.delta, args.epsilon, args.norm, domain)
-    if args.global_:
-        if args.subdomain_timeout is not None and not args.subdomain_timeout > 0:
-            raise SpecError("--subdomain-timeout must be > 0 seconds")
-        result = prop.check(options, jobs=args.jobs, subdomain_timeout=args.subdomain_timeout)
-    else:
-        result = prop.check(options, jobs=args.jobs)
+    if args.global_ and args.subdomain_timeout is not None and not args.subdomain_timeout > 0:
+        raise SpecError("--subdomain-timeout must be > 0 seconds")
+    with live_progress(args):
+        if args.global_:
+            result = prop.check(options, jobs=args.jobs, subdomain_timeout=args.subdomain_timeout)
+        else:
+            result = prop.check(options, jobs=args.jobs)
     report(result, args)
     return 0
+
+
+@contextmanager
+def live_progress(args):
+    """The live progress line on stderr (a terminal only) while the block runs; cleared after it."""
+    from reluverify.cli.common import ProgressLine
+    from reluverify.solver.progress import observe
+
+    line = ProgressLine(args.timeout, enabled=not getattr(args, "quiet", False))
+    try:
+        with observe(line):
+            yield
+    finally:
+        line.close()
 
 
 def report(result, args) -> None:

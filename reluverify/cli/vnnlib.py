@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from reluverify.cli.common import add_quiet_argument
 from reluverify.solver.options import STRATEGIES
 
 
@@ -26,6 +27,10 @@ def register(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--cross-check", choices=("z3",), help="decide the same query independently and compare")
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto")
+    add_quiet_argument(parser)
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="worker processes sharing the search (boxes or sub-problems); all stop at the first "
+                        "confirmed counterexample (default 1)")
     parser.set_defaults(handler=run)
 
 
@@ -38,7 +43,14 @@ def run(args) -> int:
 
     network = load_onnx(args.network)
     query = load_query(network, args.spec)
-    result = solve(query, SolverOptions(timeout=args.timeout, strategy=args.strategy))
+    if args.jobs < 1:
+        from reluverify.errors import ReluverifyError
+
+        raise ReluverifyError("--jobs must be at least 1")
+    from reluverify.cli.verify import live_progress
+
+    with live_progress(args):
+        result = solve(query, SolverOptions(timeout=args.timeout, strategy=args.strategy, jobs=args.jobs))
     status = 0
     check = None
     if args.cross_check:

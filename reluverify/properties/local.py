@@ -149,10 +149,11 @@ class LocalRobustness:
     # -------------------------------------------------------------- solving
     def check(self, options=None, jobs: int = 1, split_disjuncts: bool | int | None = None,
               timeout: float | None = ...) -> PropertyResult:
-        """Decide the property; ``jobs > 1`` runs the disjuncts in parallel processes.
+        """Decide the property; ``jobs > 1`` shares the query's search among that many worker processes
+        (:mod:`reluverify.solver.sharing`), stopping them all at the first counterexample.
 
-        By default the disjuncts are split into ``jobs`` groups (see :mod:`reluverify.properties.runner`);
-        ``split_disjuncts=True`` makes one task per disjunct.
+        ``split_disjuncts=k`` instead splits the disjuncts into ``k`` groups decided in parallel
+        (``True``: one task per disjunct; see :mod:`reluverify.properties.runner`).
         """
         if self.label is None:
             return PropertyResult(
@@ -166,7 +167,7 @@ class LocalRobustness:
                 network=network_info(self.network),
             )
         query = self.query()
-        split = jobs if split_disjuncts is None else split_disjuncts
+        split = False if split_disjuncts is None else split_disjuncts
         outcome = decide([query], solver_options(options, timeout), jobs, split)
         return self.interpret(query, outcome)
 

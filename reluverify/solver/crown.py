@@ -38,6 +38,7 @@ parameters seen per row (the bound never gets worse than where it started).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -588,6 +589,7 @@ def tighten_intermediate(
     max_rows: int = 4096,
     include_split: bool = False,
     with_beta: bool = False,
+    deadline: float | None = None,
 ) -> Relaxation:
     """Re-bound the unstable neurons of hidden layers ``layers`` (default: all but the first) with
     optimised slopes, layer by layer (each layer uses the bounds just tightened below it).
@@ -595,6 +597,7 @@ def tighten_intermediate(
     Returns a new relaxation whose bounds are the intersection of the old ones and the new ones
     (both sound on the constrained region, so the intersection is too). Split neurons keep their
     clamped bounds; no multipliers are used here, so splits act only through those bounds.
+    Past ``deadline`` the remaining neurons keep the bounds they had (which are sound too).
     """
     hidden = len(chain.weights) - 1
     layers = range(1, hidden) if layers is None else layers
@@ -614,6 +617,8 @@ def tighten_intermediate(
         order = np.argsort(~unstable, axis=1, kind="stable")[:, :k]  # (B, k): unstable neurons first
         valid = np.take_along_axis(unstable, order, axis=1)
         for chunk in range(0, k, max(1, max_rows // 2)):
+            if deadline is not None and time.monotonic() > deadline:
+                return current
             sel = order[:, chunk : chunk + max_rows // 2]
             ok = valid[:, chunk : chunk + max_rows // 2]
             r = sel.shape[1]

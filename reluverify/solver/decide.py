@@ -25,9 +25,9 @@ from reluverify.solver.bounds import forward_bounds, row_lower_bounds
 from reluverify.solver.confirm import confirm
 from reluverify.solver.facts import PhaseFacts, chain_fingerprint, known_bounds, phases_from_bounds
 from reluverify.solver.falsify import attack, polish, random_samples, violations
-from reluverify.solver.input_split import Target, input_split_search
+from reluverify.solver.input_split import SearchOutcome, Target, input_split_search
 from reluverify.solver.options import SolverOptions
-from reluverify.solver.progress import ProgressCallback, Throttle
+from reluverify.solver.progress import ProgressCallback, Throttle, observer
 from reluverify.solver.projection import project_constant_inputs
 from reluverify.solver.relu_bab import Disjunction, bound_root, relu_bab_search, root_bounds
 from reluverify.solver.reluplex import LeafOutcome, ReluplexEngine
@@ -262,8 +262,10 @@ class _Decider:
                 if self.query.input_constraints.num_rows
                 else None,
             )
+            if outcome.status == SAT and (self.found is not None or self.try_confirm(outcome.inputs, outcome.disjunct)):
+                return self.result(SAT)  # confirmed here, or in a worker process and again here
             if outcome.status == SAT:
-                return self.result(SAT)
+                outcome = SearchOutcome(UNKNOWN, reason="a worker's counterexample was not confirmed by onnxruntime")
             for k in members:
                 self.verdicts[k] = outcome.status if outcome.status != SAT else UNKNOWN
             if outcome.status == TIMEOUT:
@@ -285,7 +287,7 @@ class _Decider:
             )
             key = (d.lower.tobytes(), d.upper.tobytes())
             if key not in roots:
-                roots[key] = root_bounds(self.chain, region, self.options, self.known)
+                roots[key] = root_bounds(self.chain, region, self.options, self.known, self.deadline)
             target = Disjunction(*self.targets[k])
             starts[k] = (region, roots[key], target, bound_root(self.chain, target, region, roots[key], self.options))
             if self.timed_out():
@@ -306,8 +308,11 @@ class _Decider:
                 start=start,
                 progress=self.progress,
             )
-            if outcome.status == SAT:  # confirmed: by try_confirm (vertices, attacks) or in self.leaf
+            if outcome.status == SAT and (self.found is not None or self.try_confirm(outcome.inputs, k)):
+                # confirmed here, or in a worker process (then again here: the parent reports it)
                 return self.result(SAT)
+            if outcome.status == SAT:
+                outcome = SearchOutcome(UNKNOWN, reason="a worker's counterexample was not confirmed by onnxruntime")
             self.verdicts[k] = outcome.status
             if outcome.status == TIMEOUT:
                 return self.result(TIMEOUT, outcome.reason)
@@ -395,6 +400,7 @@ def solve(query: Query, options: SolverOptions | None = None, facts=(), progress
     :class:`~reluverify.solver.progress.Progress` (it never changes the search).
     """
     options = options or SolverOptions()
+    progress = progress if progress is not None else observer()
     if all(network.is_piecewise_linear for network in query.networks):
         run = lambda: _Decider(query, options, facts, progress).run()  # noqa: E731
     else:

@@ -108,65 +108,132 @@ def input_split_search(
     ``input_rows`` = (A, b) are constraints ``A x <= b`` shared by every target, used to
     shrink each box before it is bounded (e.g. the pair rows of a two-copy query);
     ``progress`` receives where the search stands (the input volume proven: a box split ``d``
-    times holds ``2 ** -d`` of it).
+    times holds ``2 ** -d`` of it). With ``options.jobs > 1`` the boxes are shared among worker
+    processes (:mod:`~reluverify.solver.sharing`).
     """
-    progress = progress or Throttle(None)
-    proven = 0.0
-    known_lower, known_upper = known if known is not None else (None, None)
-    n = chain.input_size
-    d = len(targets)
     centre = 0.5 * (lower + upper)
     for position, target in enumerate(targets):
         if target.rhs.size == 0 and confirm(centre, position):
             # a disjunct with no rows holds everywhere in its box
             return SearchOutcome("sat", centre, target.index)
-    rows = np.vstack([t.rows for t in targets])
-    rhs = np.concatenate([t.rhs for t in targets])
-    owner = np.concatenate([np.full(t.rhs.shape[0], k) for k, t in enumerate(targets)])
-    owner_matrix = owner[None, :] == np.arange(d)[:, None]  # (D, R)
-    conjunctions = bool((owner_matrix.sum(axis=1) > 1).any())
-    stack = _BoxStack(n, d)
-    stack.push(lower[None, :], upper[None, :], np.ones((1, d), dtype=bool), np.zeros(1, dtype=np.int64))
-    undecided: list[str] = []
-    processed = 0
-    seconds_per_box = 0.0
-    while stack.size:
-        if processed:  # running estimate of the cost of one box (bounds, candidates, residues)
-            seconds_per_box = 0.5 * seconds_per_box + 0.5 * (time.monotonic() - batch_started) / batch
-        if deadline is not None and time.monotonic() > deadline:
-            return SearchOutcome("timeout", reason="time budget exhausted in input splitting")
-        if options.node_budget is not None and processed > options.node_budget:
-            return SearchOutcome("unknown", reason="node budget exhausted in input splitting")
-        # about a second of work per batch, so the deadline is never overshot by much
-        batch_size = int(np.clip(1.0 / max(seconds_per_box, 1e-6), 16, options.batch_size))
-        batch_started = time.monotonic()
-        lo, hi, alive, depth = stack.pop(batch_size)
+    search = _BoxSearch(chain, targets, options, statistics, deadline, confirm, leaf_solver, known, input_rows, progress)
+    search.add((lower[None, :], upper[None, :], np.ones((1, len(targets)), dtype=bool), np.zeros(1, dtype=np.int64)))
+    if options.jobs > 1:
+        from reluverify.solver.sharing import run_shared
+
+        outcome = run_shared(search, options.jobs, deadline, search.progress, "input-split")
+    else:
+        outcome = search.work(float("inf")) or search.finish()
+    search.report(force=True)
+    return outcome
+
+
+class _Stop(Exception):
+    def __init__(self, outcome: SearchOutcome) -> None:
+        super().__init__(outcome.status)
+        self.outcome = outcome
+
+
+class _BoxSearch:
+    """The state of one input-splitting search: the stack of open boxes, each with its alive targets."""
+
+    def __init__(self, chain, targets, options, statistics, deadline, confirm, leaf_solver, known, input_rows, progress):
+        self.chain, self.targets, self.options, self.stats = chain, targets, options, statistics
+        self.deadline, self.confirm, self.leaf_solver, self.input_rows = deadline, confirm, leaf_solver, input_rows
+        self.known_lower, self.known_upper = known if known is not None else (None, None)
+        self.progress = progress or Throttle(None)
+        self.n = chain.input_size
+        self.rows = np.vstack([t.rows for t in targets])
+        self.rhs = np.concatenate([t.rhs for t in targets])
+        owner = np.concatenate([np.full(t.rhs.shape[0], k) for k, t in enumerate(targets)])
+        self.owner_matrix = owner[None, :] == np.arange(len(targets))[:, None]  # (D, R)
+        self.conjunctions = bool((self.owner_matrix.sum(axis=1) > 1).any())
+        self.stack = _BoxStack(self.n, len(targets))
+        self.undecided: list[str] = []
+        self.proven = 0.0
+        self.processed = 0
+        self.seconds_per_box = 0.0
+
+    def report(self, force: bool = False, best=None) -> None:
+        if self.progress.due() or (force and self.progress):
+            self.progress.report("input-split", self.stats.boxes, self.stack.size, self.proven, best, force=force)
+
+    # -------------------------------------------------------- sharing (solver/sharing.py)
+    @property
+    def statistics(self) -> Statistics:
+        return self.stats
+
+    def open_count(self) -> int:
+        return self.stack.size
+
+    def add(self, payload) -> None:
+        self.stack.push(*payload)
+
+    def split_off(self, parts: int) -> list:
+        """The open boxes cut into ``parts`` payloads, dealt in turn so each gets a similar mix."""
+        lo, hi, alive, depth = self.stack.pop(self.stack.size)
+        return [(lo[k::parts], hi[k::parts], alive[k::parts], depth[k::parts]) for k in range(parts)]
+
+    def reset_statistics(self) -> None:
+        self.stats = Statistics()
+        self.proven = 0.0
+        self.undecided = []
+        self.progress = Throttle(None)
+
+    def finish(self) -> SearchOutcome:
+        if self.undecided:
+            return SearchOutcome("unknown", reason=self.undecided[0])
+        return SearchOutcome("unsat")
+
+    # ------------------------------------------------------------------ the search
+    def work(self, seconds: float) -> SearchOutcome | None:
+        """Bound and split boxes for about ``seconds`` (or until none is left); a final outcome, or None."""
+        until = time.monotonic() + seconds
+        try:
+            while self.stack.size and time.monotonic() < until:
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    raise _Stop(SearchOutcome("timeout", reason="time budget exhausted in input splitting"))
+                if self.options.node_budget is not None and self.processed > self.options.node_budget:
+                    raise _Stop(SearchOutcome("unknown", reason="node budget exhausted in input splitting"))
+                # about a second of work per batch, so the deadline is never overshot by much
+                batch_size = int(np.clip(1.0 / max(self.seconds_per_box, 1e-6), 16, self.options.batch_size))
+                started = time.monotonic()
+                batch = self.step(batch_size)
+                self.seconds_per_box = 0.5 * self.seconds_per_box + 0.5 * (time.monotonic() - started) / batch
+        except _Stop as stop:
+            return stop.outcome
+        return None
+
+    def step(self, batch_size: int) -> int:
+        """One batch of boxes: bound, try candidates, hand residues to Reluplex, split the rest."""
+        chain, options, statistics, n = self.chain, self.options, self.stats, self.n
+        rows, rhs, owner_matrix, targets = self.rows, self.rhs, self.owner_matrix, self.targets
+        lo, hi, alive, depth = self.stack.pop(batch_size)
         batch = lo.shape[0]
-        processed += batch
+        self.processed += batch
         statistics.boxes += batch
-        if input_rows is not None:
-            lo, hi, empty = tighten_boxes(lo, hi, *input_rows)
+        if self.input_rows is not None:
+            lo, hi, empty = tighten_boxes(lo, hi, *self.input_rows)
             alive &= ~empty[:, None]
-        layer_bounds = forward_bounds(chain, lo, hi, known_lower, known_upper, refine=options.refine_bounds)
+        layer_bounds = forward_bounds(chain, lo, hi, self.known_lower, self.known_upper, refine=options.refine_bounds)
         row_bounds = row_lower_bounds(chain, lo, hi, layer_bounds, rows[:, n:], rows[:, :n], rhs)
-        if input_rows is not None:
+        if self.input_rows is not None:
             # the shared input rows also bind the rows' linear lower bounds (Lagrangian dual)
             row_bounds.lower = np.maximum(
-                row_bounds.lower, dual_lower_bound(row_bounds.coef, row_bounds.const, lo, hi, *input_rows)
+                row_bounds.lower, dual_lower_bound(row_bounds.coef, row_bounds.const, lo, hi, *self.input_rows)
             )
         refuted = row_bounds.lower > options.prune_margin  # (B, R)
         dead = (refuted[:, None, :] & owner_matrix[None, :, :]).any(axis=2)  # (B, D)
-        if conjunctions:  # rows of one disjunct that are jointly impossible, though none alone is
+        if self.conjunctions:  # rows of one disjunct that are jointly impossible, though none alone is
             dead |= conjunction_lower_bound(row_bounds.coef, row_bounds.const, lo, hi, owner_matrix) > options.prune_margin
         dead |= layer_bounds.infeasible[:, None]  # no input of the box meets the known bounds
         alive &= ~dead
         keep = alive.any(axis=1)
-        proven += float(np.sum(0.5 ** depth[~keep]))
-        if progress.due():
-            best = float(row_bounds.lower[keep].max(axis=1).min()) if np.any(keep) else None
-            progress.report("input-split", statistics.boxes, stack.size + int(keep.sum()), proven, best)
+        self.proven += float(np.sum(0.5 ** depth[~keep]))
+        if self.progress.due():
+            self.report(best=float(row_bounds.lower[keep].max(axis=1).min()) if np.any(keep) else None)
         if not np.any(keep):
-            continue
+            return batch
         lo, hi, alive, depth = lo[keep], hi[keep], alive[keep], depth[keep]
         coef = row_bounds.coef[keep]
         lower_bounds = row_bounds.lower[keep]
@@ -174,31 +241,31 @@ def input_split_search(
 
         # candidate points: centres and, per alive target, the vertex of its tightest row
         tight = np.where(owner_matrix[None, :, :], lower_bounds[:, None, :], -np.inf).argmax(axis=2)  # (B, D)
-        found = _try_candidates(chain, lo, hi, alive, coef, tight, rows, rhs, owner_matrix, statistics, confirm)
+        found = _try_candidates(chain, lo, hi, alive, coef, tight, rows, rhs, owner_matrix, statistics, self.confirm)
         if found is not None:
             x, position = found
-            return SearchOutcome("sat", x, targets[position].index)
+            raise _Stop(SearchOutcome("sat", x, targets[position].index))
 
         # residues go to Reluplex; the rest is split
         residue = (unstable <= options.leaf_unstable_relus) | (depth >= options.leaf_depth)
         for b in np.flatnonzero(residue):
-            if deadline is not None and time.monotonic() > deadline:
-                return SearchOutcome("timeout", reason="time budget exhausted in input splitting")
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise _Stop(SearchOutcome("timeout", reason="time budget exhausted in input splitting"))
             statistics.leaves += 1
             settled = True
             for position in np.flatnonzero(alive[b]):
-                outcome = leaf_solver(int(position), lo[b], hi[b])
+                outcome = self.leaf_solver(int(position), lo[b], hi[b])
                 if outcome.status == "sat":
-                    return SearchOutcome("sat", outcome.inputs, targets[position].index)
+                    raise _Stop(SearchOutcome("sat", outcome.inputs, targets[position].index))
                 if outcome.status == "timeout":
-                    return SearchOutcome("timeout", reason=outcome.reason)
+                    raise _Stop(SearchOutcome("timeout", reason=outcome.reason))
                 if outcome.status != "unsat":
-                    undecided.append(outcome.reason or outcome.status)
+                    self.undecided.append(outcome.reason or outcome.status)
                     settled = False
-            proven += 0.5 ** float(depth[b]) if settled else 0.0
+            self.proven += 0.5 ** float(depth[b]) if settled else 0.0
         split = ~residue
         if not np.any(split):
-            continue
+            return batch
         lo, hi, alive, depth = lo[split], hi[split], alive[split], depth[split]
         tight = tight[split]
         width = hi - lo
@@ -215,11 +282,9 @@ def input_split_search(
         statistics.input_splits += lo.shape[0]
         statistics.splits += lo.shape[0]
         statistics.max_depth = max(statistics.max_depth, int(depth.max()) + 1)
-        stack.push(np.concatenate([lo, right_lo]), np.concatenate([left_hi, hi]), np.concatenate([alive, alive]),
-                   np.concatenate([depth + 1, depth + 1]))
-    if undecided:
-        return SearchOutcome("unknown", reason=undecided[0])
-    return SearchOutcome("unsat")
+        self.stack.push(np.concatenate([lo, right_lo]), np.concatenate([left_hi, hi]), np.concatenate([alive, alive]),
+                        np.concatenate([depth + 1, depth + 1]))
+        return batch
 
 
 def tighten_boxes(lower: np.ndarray, upper: np.ndarray, rows: np.ndarray, rhs: np.ndarray, rounds: int = 2):

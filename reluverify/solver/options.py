@@ -104,6 +104,10 @@ class SolverOptions:
     bab_attack_starts: int = 16
     """... from this many of them."""
 
+    jobs: int = 1
+    """Worker processes that share one query's open work (boxes or sub-problems), stopping all at
+    the first counterexample (:mod:`~reluverify.solver.sharing`)."""
+
     blas_threads: int | None = 1
     """BLAS threads inside the solver; the matrices are small, so one thread per process is
     fastest, and parallelism comes from worker processes. ``None`` leaves BLAS alone."""

@@ -8,8 +8,10 @@ The searches report a :class:`Progress` value through a callback that the caller
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,24 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+
+_OBSERVER: ContextVar[ProgressCallback | None] = ContextVar("reluverify_progress_observer", default=None)
+
+
+@contextmanager
+def observe(callback: ProgressCallback | None) -> Iterator[None]:
+    """Within the block, every :func:`reluverify.solver.solve` in this process that is given no
+    callback of its own reports to ``callback`` (how the command line shows a live line without
+    passing it through every property). Worker processes start without an observer."""
+    token = _OBSERVER.set(callback)
+    try:
+        yield
+    finally:
+        _OBSERVER.reset(token)
+
+
+def observer() -> ProgressCallback | None:
+    return _OBSERVER.get()
 
 
 class Throttle:

@@ -43,6 +43,7 @@ from reluverify.solver.options import SolverOptions
 from reluverify.solver.progress import Throttle
 from reluverify.solver.reluplex import LeafOutcome
 from reluverify.solver.result import Statistics
+from reluverify.solver.sharing import run_shared
 from reluverify.solver.triangle_lp import CANDIDATE, REFUTED, solve_triangle_lp
 
 
@@ -67,8 +68,11 @@ class RootBounds:
     seconds: float
 
 
-def root_bounds(chain: ReluChain, region: crown.Region, options: SolverOptions, known=None) -> RootBounds:
-    """Forward symbolic bounds refined by back-substitution, then optimised slopes layer by layer."""
+def root_bounds(
+    chain: ReluChain, region: crown.Region, options: SolverOptions, known=None, deadline: float | None = None
+) -> RootBounds:
+    """Forward symbolic bounds refined by back-substitution, then optimised slopes layer by layer
+    (until ``deadline``: what is not tightened by then keeps its sound forward bound)."""
     from reluverify.solver.bounds import forward_bounds
 
     started = time.monotonic()
@@ -81,7 +85,7 @@ def root_bounds(chain: ReluChain, region: crown.Region, options: SolverOptions, 
     relaxation = crown.Relaxation([lo for lo, _ in pairs], [hi for _, hi in pairs], size=region.lower.shape[0])
     if options.bab_intermediate_iterations > 0 and len(chain.weights) > 2:
         settings = crown.OptimiseSettings(iterations=options.bab_intermediate_iterations)
-        relaxation = crown.tighten_intermediate(chain, region, relaxation, settings)
+        relaxation = crown.tighten_intermediate(chain, region, relaxation, settings, deadline=deadline)
     return RootBounds(relaxation, time.monotonic() - started)
 
 
@@ -405,6 +409,8 @@ class _Search:
         self.lp_seconds = 0.0
         self.proven = 0.0  # the share of the search tree refuted (a sub-problem at depth d weighs 2^-d)
         self.settings = _settings(options, options.bab_iterations)
+        self.rounds = 0
+        self.seconds_per_item = 0.0
 
     def batch_region(self, size: int) -> crown.Region:
         r = self.region
@@ -430,28 +436,65 @@ class _Search:
         self.stats.subproblems += 1
         try:
             self.settle(relaxation, start.params, np.array([start.value]), start.vertex[None, :], np.zeros(1, dtype=np.int64))
-            rounds = 0
-            seconds_per_item = 0.0
-            while self.pool.size:
+        except _Stop as stop:
+            return stop.outcome
+        if self.options.jobs > 1 and self.pool.size:
+            outcome = run_shared(self, self.options.jobs, self.deadline, self.progress, "relu-bab")
+        else:
+            outcome = self.work(float("inf")) or self.finish()
+        self.report(force=True)
+        return outcome
+
+    def work(self, seconds: float) -> SearchOutcome | None:
+        """Branch for about ``seconds`` (or until the pool is empty); a final outcome, or None."""
+        until = time.monotonic() + seconds
+        try:
+            while self.pool.size and time.monotonic() < until:
                 self.check_time()
                 if self.options.node_budget is not None and self.stats.subproblems > self.options.node_budget:
                     raise _Stop(SearchOutcome("unknown", reason="node budget exhausted in ReLU branch and bound"))
-                rounds += 1
+                self.rounds += 1
                 started = time.monotonic()
                 # about half a second of work per round, so the deadline is never overshot by much
-                batch = min(int(np.clip(0.5 / max(seconds_per_item, 1e-6), 8, self.options.bab_batch)), self.pool.size)
+                batch = min(int(np.clip(0.5 / max(self.seconds_per_item, 1e-6), 8, self.options.bab_batch)), self.pool.size)
                 self.branch(self.select(batch))
-                if self.options.falsify and self.num_v == self.n_x and self.pool.size and rounds % self.options.bab_attack_every == 0:
+                if self.options.falsify and self.num_v == self.n_x and self.pool.size and self.rounds % self.options.bab_attack_every == 0:
                     self.attack()
-                seconds_per_item = 0.5 * seconds_per_item + 0.5 * (time.monotonic() - started) / batch
+                self.seconds_per_item = 0.5 * self.seconds_per_item + 0.5 * (time.monotonic() - started) / batch
                 self.report()
         except _Stop as stop:
             self.report(force=True)
             return stop.outcome
-        self.report(force=True)
+        return None
+
+    def finish(self) -> SearchOutcome:
         if self.undecided:
             return SearchOutcome("unknown", reason=self.undecided[0])
         return SearchOutcome("unsat")
+
+    # -------------------------------------------------------- sharing (solver/sharing.py)
+    @property
+    def statistics(self) -> Statistics:
+        return self.stats
+
+    def open_count(self) -> int:
+        return self.pool.size
+
+    def split_off(self, parts: int) -> list[dict[str, np.ndarray]]:
+        """The pool cut into ``parts`` payloads, dealt in order of bound so each gets a similar mix."""
+        order = np.argsort(self.pool.view("value"), kind="stable")
+        arrays = self.pool.pop(order)
+        return [{name: a[k::parts] for name, a in arrays.items()} for k in range(parts)]
+
+    def add(self, payload: dict[str, np.ndarray]) -> None:
+        self.pool.push(payload)
+
+    def reset_statistics(self) -> None:
+        """In a worker process: count from zero (the caller keeps what was counted before the fork)."""
+        self.stats = Statistics()
+        self.proven = 0.0
+        self.undecided = []
+        self.progress = Throttle(None)
 
     def select(self, batch: int) -> dict[str, np.ndarray]:
         """Take ``batch`` sub-problems: the lowest bounds, or the deepest when memory runs short."""

@@ -1,0 +1,208 @@
+"""One search's open work shared among worker processes, stopping all at the first counterexample.
+
+A *shareable search* (input splitting's boxes, ReLU branch and bound's sub-problems) has a pool of
+open work items and can run for a while, give away part of its pool as plain data, and take work
+given away by another copy of itself:
+
+* ``open_count() -> int``: items waiting;
+* ``work(seconds) -> SearchOutcome | None``: process items for about ``seconds`` (or until the pool
+  is empty); an outcome (``sat`` with its counterexample, ``timeout``, ``unknown``) ends the
+  whole search;
+* ``split_off(parts) -> list``: the pool, taken out and cut into ``parts`` payloads of similar work;
+* ``add(payload)``: take a payload;
+* ``reset_statistics()``, ``statistics``, ``proven`` (the share of the work refuted so far),
+  ``undecided`` (reasons of sub-problems left undecided), ``finish() -> SearchOutcome`` (the
+  verdict once no work is left: ``unsat``, or ``unknown`` with a reason).
+
+:func:`run_shared` grows the pool in the calling process until every worker can have a share,
+then forks ``jobs`` workers, each with a copy of the search and one share. A worker that runs dry
+tells the parent, which asks the worker with the most open items for half of them and forwards
+the answer (work stealing). The search is over when every worker is idle with no transfer under
+way (``unsat`` unless some item was left undecided), at the first final outcome of a worker (the
+others are killed at once), or at the deadline. Workers exchange only plain data (arrays, dicts);
+each worker's statistics are merged into the caller's at the end.
+
+Invariant: every open item is in exactly one place at any time: a worker's pool, a message in
+flight, or being processed; so the union of the workers' pools plus what they refuted is the
+caller's pool at the fork, and ``unsat`` from all of them is ``unsat`` for the search.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from multiprocessing.connection import wait
+
+from reluverify.solver.input_split import SearchOutcome
+from reluverify.solver.progress import Throttle
+
+SLICE_S = 0.25
+"""Seconds of work between two looks at the messages (a worker answers a request within this)."""
+
+
+def run_shared(search, jobs: int, deadline: float | None, progress: Throttle | None = None, strategy: str = "") -> SearchOutcome:
+    """Run ``search`` (see the module docstring) on ``jobs`` worker processes."""
+    progress = progress or Throttle(None)
+    # enough open items that every worker can start with some
+    while 0 < search.open_count() < 2 * jobs:
+        outcome = search.work(0.05)
+        if outcome is not None:
+            return outcome
+    if search.open_count() == 0:
+        return search.finish()
+    before = search.proven
+    parts = search.split_off(jobs)
+    context = multiprocessing.get_context("fork")
+    workers = []
+    for part in parts:
+        parent_end, child_end = context.Pipe()
+        process = context.Process(target=_worker, args=(search, part, child_end), daemon=True)
+        process.start()
+        child_end.close()
+        workers.append(_Handle(process, parent_end))
+    try:
+        return _coordinate(search, workers, deadline, progress, strategy, before)
+    finally:
+        for w in workers:
+            if w.process.is_alive():
+                w.process.kill()
+            w.process.join(timeout=5)
+            w.connection.close()
+
+
+class _Handle:
+    def __init__(self, process, connection) -> None:
+        self.process, self.connection = process, connection
+        self.open = 1
+        self.done = 0
+        self.proven = 0.0
+        self.idle = False
+        self.asked: "_Handle | None" = None  # the idle worker a share requested from this one goes to
+        self.waiting = False  # this idle worker waits for a share
+        self.undecided: list[str] = []
+        self.statistics = None
+
+
+def _coordinate(search, workers: list[_Handle], deadline, progress: Throttle, strategy: str, before: float) -> SearchOutcome:
+    by_connection = {w.connection: w for w in workers}
+    final: SearchOutcome | None = None
+    while True:
+        if deadline is not None and time.monotonic() > deadline:
+            final = SearchOutcome("timeout", reason="time budget exhausted with the work shared among processes")
+            break
+        ready = wait(list(by_connection), timeout=SLICE_S)
+        for connection in ready:
+            w = by_connection[connection]
+            try:
+                kind, *data = connection.recv()
+            except (EOFError, OSError):
+                final = SearchOutcome("unknown", reason=f"a worker process died (exit code {w.process.exitcode})")
+                break
+            if kind == "status":
+                w.open, w.done, w.proven = data
+                w.idle = False
+            elif kind == "idle":
+                w.idle, w.open, w.undecided = True, 0, data[0]
+                w.done, w.proven = data[1], data[2]
+            elif kind == "share":
+                receiver, w.asked = w.asked, None
+                receiver.waiting = False
+                if data[0] is not None:
+                    receiver.connection.send(("items", data[0]))
+                    receiver.idle = False
+                    receiver.open = -1  # unknown until its next status
+                w.open = data[1]
+            elif kind == "outcome":
+                final = data[0]
+                break
+        if final is not None:
+            break
+        for receiver in workers:
+            if receiver.idle and not receiver.waiting:
+                donors = [d for d in workers if not d.idle and d.asked is None and d.open != 0]
+                if not donors:
+                    break
+                donor = max(donors, key=lambda d: d.open)
+                donor.connection.send(("request",))
+                donor.asked = receiver
+                receiver.waiting = True
+        if all(w.idle for w in workers) and not any(w.asked is not None for w in workers):
+            break
+        if progress:
+            progress.report(strategy, search.statistics.subproblems + search.statistics.boxes + sum(w.done for w in workers),
+                            sum(max(w.open, 0) for w in workers), before + sum(w.proven for w in workers))
+    # collect every worker's statistics (a worker that is killed keeps its own)
+    for w in workers:
+        if w.process.is_alive():
+            try:
+                w.connection.send(("stop",))
+            except (BrokenPipeError, OSError):
+                continue
+    end = time.monotonic() + 2.0
+    pending = [w for w in workers if w.process.is_alive()]
+    while pending and time.monotonic() < end:
+        for connection in wait([w.connection for w in pending], timeout=max(0.0, end - time.monotonic())):
+            w = by_connection[connection]
+            try:
+                kind, *data = connection.recv()
+            except (EOFError, OSError):
+                pending.remove(w)
+                continue
+            if kind == "stats":
+                w.statistics, w.undecided = data[0], data[1]
+                pending.remove(w)
+    for w in workers:
+        if w.statistics is not None:
+            search.statistics.merge(w.statistics)
+        search.undecided.extend(w.undecided)
+    search.proven = before + sum(w.proven for w in workers)
+    if final is not None:
+        return final
+    return search.finish()
+
+
+def _worker(search, part, connection) -> None:
+    """A worker's loop (in the forked process): work, answer requests, report when dry."""
+    from reluverify.solver.progress import _OBSERVER
+
+    _OBSERVER.set(None)
+    search.reset_statistics()
+    search.add(part)
+    try:
+        while True:
+            while connection.poll():
+                kind, *data = connection.recv()
+                if kind == "items":
+                    search.add(data[0])
+                elif kind == "request":
+                    share = search.split_off(2)[1] if search.open_count() > 1 else None
+                    connection.send(("share", share, search.open_count()))
+                elif kind == "stop":
+                    connection.send(("stats", search.statistics, search.undecided))
+                    return
+            if search.open_count():
+                outcome = search.work(SLICE_S)
+                if outcome is not None:
+                    connection.send(("outcome", outcome))
+                    _wait_for_stop(search, connection)
+                    return
+                connection.send(("status", search.open_count(), _done(search), search.proven))
+            else:
+                connection.send(("idle", search.undecided, _done(search), search.proven))
+                connection.poll(None)
+    except (EOFError, BrokenPipeError, OSError, KeyboardInterrupt):
+        return
+
+
+def _done(search) -> int:
+    return search.statistics.subproblems + search.statistics.boxes
+
+
+def _wait_for_stop(search, connection) -> None:
+    while True:
+        kind, *data = connection.recv()
+        if kind == "stop":
+            connection.send(("stats", search.statistics, search.undecided))
+            return
+        if kind == "request":
+            connection.send(("share", None, 0))
