@@ -429,6 +429,7 @@ class Conv(LinearOp):
             self._s2, self._d2 = tuple(strides), tuple(dilations)
             self._p2 = (pads[0], pads[2], pads[1], pads[3])  # top, bottom, left, right
             self._out2 = self.out_shape
+        self._kt = None
 
     def __reduce__(self):
         return (Conv, (np.array(self.kernel), self.in_shape, self.strides, self.pads, self.dilations, self.groups))
@@ -488,18 +489,25 @@ class Conv(LinearOp):
         kh, kw = self._k2.shape[2:]
         (sh, sw), (dh, dw) = self._s2, self._d2
         pt, pb, pl, pr = self._p2
-        grad = np.zeros((n, c, h + pt + pb, w + pl + pr))
         co = cvec.reshape(n, m, oh, ow)
-        if g > 1:
-            cg, mg = c // g, m // g
-            cog = co.reshape(n, g, mg, oh, ow)
-            kern = self._k2.reshape(g, mg, cg, kh, kw)
+        if g == 1:
+            # channels last: one matrix product for every kernel offset (col2im), then kh * kw strided adds
+            grad = np.zeros((n, h + pt + pb, w + pl + pr, c))
+            rows = np.ascontiguousarray(co.transpose(0, 2, 3, 1)).reshape(-1, m)  # (n oh ow, M)
+            if self._kt is None:  # the kernel as (M, KH KW C): each offset's (M, C) block contiguous in C
+                object.__setattr__(self, "_kt", np.ascontiguousarray(self._k2.transpose(0, 2, 3, 1)).reshape(m, -1))
+            cols = (rows @ self._kt).reshape(n, oh, ow, kh, kw, c)
+            for i in range(kh):
+                for j in range(kw):
+                    grad[:, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw, :] += cols[:, :, :, i, j, :]
+            return np.ascontiguousarray(grad[:, pt : pt + h, pl : pl + w, :].transpose(0, 3, 1, 2)).reshape(n, -1)
+        grad = np.zeros((n, c, h + pt + pb, w + pl + pr))
+        cg, mg = c // g, m // g
+        cog = co.reshape(n, g, mg, oh, ow)
+        kern = self._k2.reshape(g, mg, cg, kh, kw)
         for i in range(kh):
             for j in range(kw):
-                if g == 1:
-                    part = np.tensordot(co, self._k2[:, :, i, j], axes=([1], [0])).transpose(0, 3, 1, 2)
-                else:
-                    part = np.einsum("ngmhw,gmc->ngchw", cog, kern[:, :, :, i, j]).reshape(n, c, oh, ow)
+                part = np.einsum("ngmhw,gmc->ngchw", cog, kern[:, :, :, i, j]).reshape(n, c, oh, ow)
                 grad[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw] += part
         return grad[:, :, pt : pt + h, pl : pl + w].reshape(n, -1)
 

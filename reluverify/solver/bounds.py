@@ -150,8 +150,9 @@ def forward_bounds(
     raise AssertionError("unreachable: a chain has at least one layer")
 
 
-def _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad):
-    """Back-substitution bounds for the unstable neurons of ``layer`` (lb/ub are (width, B))."""
+def _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad, chunk: int = 1024):
+    """Back-substitution bounds for the unstable neurons of ``layer`` (lb/ub are (width, B)), at most
+    ``chunk`` neurons per box at a time (memory stays bounded on wide layers)."""
     unstable = (lb < 0) & (ub > 0)  # (width, B)
     counts = unstable.sum(axis=0)
     k = int(counts.max()) if counts.size else 0
@@ -159,29 +160,32 @@ def _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad):
         return lb, ub
     batch = lb.shape[1]
     # per box, the indices of its unstable neurons (padded with repeats of a valid index)
-    order = np.argsort(~unstable.T, axis=1, kind="stable")[:, :k]  # (B, k)
-    valid = np.take_along_axis(unstable.T, order, axis=1)
+    order_all = np.argsort(~unstable.T, axis=1, kind="stable")[:, :k]  # (B, k)
+    valid_all = np.take_along_axis(unstable.T, order_all, axis=1)
     w, b = chain.weights[layer], chain.biases[layer]
-    rows = lops.rows(w, order.reshape(-1)).reshape(order.shape + (-1,))  # (B, k, n_prev)
-    coef = np.concatenate([rows, -rows], axis=1)  # lower bounds of z and of -z
-    const = np.concatenate([b[order], -b[order]], axis=1)
-    for prev in range(layer - 1, -1, -1):
-        lo, hi = pre_lower[prev], pre_upper[prev]
-        alpha = _lower_slope(lo, hi)
-        slope, intercept = _upper_line(lo, hi)
-        # a negative coefficient takes the chord (slope, intercept), a positive one alpha * z
-        const = const + np.matmul(np.minimum(coef, 0.0), intercept[:, :, None])[:, :, 0]
-        coef = coef * np.where(coef < 0.0, slope[:, None, :], alpha[:, None, :])
-        wp = chain.weights[prev]
-        const = const + coef @ chain.biases[prev]
-        coef = lops.backward(wp, coef.reshape(-1, lops.shape(wp)[0])).reshape(batch, 2 * k, lops.shape(wp)[1])
-    low = np.einsum("brn,bn->br", coef, mid) - np.einsum("brn,bn->br", np.abs(coef), rad) + const
-    new_lb, new_ub = low[:, :k], -low[:, k:]
-    cols = np.arange(batch)[:, None]
     lb, ub = lb.copy(), ub.copy()
     lb_view, ub_view = lb.T, ub.T  # (B, width) views
-    lb_view[cols, order] = np.where(valid, np.maximum(lb_view[cols, order], new_lb), lb_view[cols, order])
-    ub_view[cols, order] = np.where(valid, np.minimum(ub_view[cols, order], new_ub), ub_view[cols, order])
+    cols = np.arange(batch)[:, None]
+    for first in range(0, k, chunk):
+        order, valid = order_all[:, first : first + chunk], valid_all[:, first : first + chunk]
+        size = order.shape[1]
+        rows = lops.rows(w, order.reshape(-1)).reshape(order.shape + (-1,))  # (B, size, n_prev)
+        coef = np.concatenate([rows, -rows], axis=1)  # lower bounds of z and of -z
+        const = np.concatenate([b[order], -b[order]], axis=1)
+        for prev in range(layer - 1, -1, -1):
+            lo, hi = pre_lower[prev], pre_upper[prev]
+            alpha = _lower_slope(lo, hi)
+            slope, intercept = _upper_line(lo, hi)
+            # a negative coefficient takes the chord (slope, intercept), a positive one alpha * z
+            const = const + np.matmul(np.minimum(coef, 0.0), intercept[:, :, None])[:, :, 0]
+            coef = coef * np.where(coef < 0.0, slope[:, None, :], alpha[:, None, :])
+            wp = chain.weights[prev]
+            const = const + coef @ chain.biases[prev]
+            coef = lops.backward(wp, coef.reshape(-1, lops.shape(wp)[0])).reshape(batch, 2 * size, lops.shape(wp)[1])
+        low = np.einsum("brn,bn->br", coef, mid) - np.einsum("brn,bn->br", np.abs(coef), rad) + const
+        new_lb, new_ub = low[:, :size], -low[:, size:]
+        lb_view[cols, order] = np.where(valid, np.maximum(lb_view[cols, order], new_lb), lb_view[cols, order])
+        ub_view[cols, order] = np.where(valid, np.minimum(ub_view[cols, order], new_ub), ub_view[cols, order])
     return lb, ub
 
 
@@ -190,6 +194,49 @@ def _left(w, matrix: np.ndarray) -> np.ndarray:
     if lops.is_dense(w):
         return w @ matrix
     return lops.forward(w, matrix.T).T
+
+
+def deeppoly_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, known_lower=None, known_upper=None,
+                    tolerance: float = 1e-9) -> LayerBounds:
+    """Layer by layer: interval arithmetic from the previous layer's bounds, then back-substitution to
+    the input (DeepPoly) for the neurons it leaves unstable.
+
+    The same bounds as :func:`forward_bounds` with ``refine`` up to the relaxation of the forward
+    symbolic pass, at a cost that grows with the number of unstable neurons rather than with the
+    number of inputs: the choice for networks with many inputs (images), where symbolic forward
+    coefficients would be (neurons x inputs) per layer.
+    """
+    lower = np.atleast_2d(np.asarray(lower, dtype=np.float64))
+    upper = np.atleast_2d(np.asarray(upper, dtype=np.float64))
+    batch = lower.shape[0]
+    mid, rad = 0.5 * (lower + upper), 0.5 * (upper - lower)
+    pre_lower, pre_upper = [], []
+    infeasible = np.zeros(batch, dtype=bool)
+    h_lo, h_hi = lower, upper
+    depth = len(chain.weights)
+    for layer, (w, b) in enumerate(zip(chain.weights, chain.biases)):
+        centre = lops.forward(w, 0.5 * (h_lo + h_hi)) + b
+        radius = lops.forward(lops.absolute(w), 0.5 * (h_hi - h_lo))
+        lb, ub = (centre - radius).T, (centre + radius).T  # (width, B)
+        if layer == depth - 1:
+            if layer > 0:  # the outputs too: back-substitution is tighter than intervals
+                free_lb, free_ub = _refine_unstable(chain, layer, np.full_like(lb, -np.inf), np.full_like(ub, np.inf),
+                                                    pre_lower, pre_upper, mid, rad)
+                lb, ub = np.maximum(lb, free_lb), np.minimum(ub, free_ub)
+            return LayerBounds(pre_lower, pre_upper, lb.T.copy(), ub.T.copy(), infeasible)
+        if known_lower is not None and known_lower[layer] is not None:
+            lb = np.maximum(lb, np.asarray(known_lower[layer]).T)
+        if known_upper is not None and known_upper[layer] is not None:
+            ub = np.minimum(ub, np.asarray(known_upper[layer]).T)
+        if layer > 0:
+            lb, ub = _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad)
+        if known_lower is not None or known_upper is not None:
+            infeasible |= np.any(lb > ub + tolerance, axis=0)
+            ub = np.maximum(ub, lb)
+        pre_lower.append(lb.T.copy())
+        pre_upper.append(ub.T.copy())
+        h_lo, h_hi = np.maximum(lb, 0.0).T, np.maximum(ub, 0.0).T
+    raise AssertionError("unreachable: a chain has at least one layer")
 
 
 def interval_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray) -> LayerBounds:

@@ -464,6 +464,8 @@ class OptimiseSettings:
     """Float type of the ascent (the bound returned is always computed in float64)."""
     stop_above: float | None = 0.0
     """Stop early once every row's bound exceeds this (``None``: never)."""
+    deadline: float | None = None
+    """``time.monotonic()`` past which the ascent stops (what it has is returned, sound as always)."""
 
 
 def bound(
@@ -524,6 +526,8 @@ def optimise(
     stop = None if settings.stop_above is None else settings.stop_above + 1e-5 * (1.0 + np.abs(settings.stop_above))
     for _ in range(settings.iterations):
         if stop is not None and np.all(best > stop + 1e-5 * np.abs(best)):
+            break
+        if settings.deadline is not None and time.monotonic() > settings.deadline:
             break
         g = gradients(chain, region, relaxation, p, fast)
         tensors, grads, lrs = list(params.alpha), list(g.alpha[: len(params.alpha)]), [settings.lr_alpha * lr_scale] * len(params.alpha)
@@ -601,6 +605,8 @@ def tighten_intermediate(
     """
     hidden = len(chain.weights) - 1
     layers = range(1, hidden) if layers is None else layers
+    if deadline is not None:
+        settings = replace(settings, deadline=deadline)
     lower = [a.copy() for a in relaxation.lower]
     upper = [a.copy() for a in relaxation.upper]
     current = Relaxation(lower, upper, relaxation.split, relaxation.batch)

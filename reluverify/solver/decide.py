@@ -21,7 +21,7 @@ import numpy as np
 
 from reluverify.query import Query
 from reluverify.solver import crown
-from reluverify.solver.bounds import forward_bounds, row_lower_bounds
+from reluverify.solver.bounds import deeppoly_bounds, forward_bounds, row_lower_bounds
 from reluverify.solver.confirm import confirm
 from reluverify.solver.facts import PhaseFacts, chain_fingerprint, known_bounds, phases_from_bounds
 from reluverify.solver.falsify import attack, polish, random_samples, violations
@@ -85,9 +85,13 @@ class _Decider:
         key = (lower[:n_x].tobytes(), upper[:n_x].tobytes())
         if key not in self._layer_bounds:
             known_lower, known_upper = self.known if self.known else (None, None)
-            self._layer_bounds[key] = forward_bounds(
-                self.chain, lower[None, :n_x], upper[None, :n_x], known_lower, known_upper, refine=self.options.refine_bounds
-            )
+            if n_x > self.options.symbolic_max_inputs:  # images: cost by unstable neurons, not by inputs
+                bounds = deeppoly_bounds(self.chain, lower[None, :n_x], upper[None, :n_x], known_lower, known_upper)
+            else:
+                bounds = forward_bounds(
+                    self.chain, lower[None, :n_x], upper[None, :n_x], known_lower, known_upper, refine=self.options.refine_bounds
+                )
+            self._layer_bounds[key] = bounds
         return self._layer_bounds[key]
 
     def _facts_on_box(self) -> PhaseFacts:
@@ -287,7 +291,12 @@ class _Decider:
             )
             key = (d.lower.tobytes(), d.upper.tobytes())
             if key not in roots:
-                roots[key] = root_bounds(self.chain, region, self.options, self.known, self.deadline)
+                first = self.layer_bounds(d.lower, d.upper)
+                # the root's slopes get a share of the time left; branching (and its attacks) the rest
+                until = None if self.deadline is None else time.monotonic() + self.options.bab_root_share * (
+                    self.deadline - time.monotonic()
+                )
+                roots[key] = root_bounds(self.chain, region, self.options, first, until)
             target = Disjunction(*self.targets[k])
             starts[k] = (region, roots[key], target, bound_root(self.chain, target, region, roots[key], self.options))
             if self.timed_out():

@@ -70,6 +70,10 @@ class SolverOptions:
     """... or when the box has been split this many times."""
     refine_bounds: bool = True
     """Re-bound unstable neurons by back-substitution (DeepPoly) after the forward pass."""
+    symbolic_max_inputs: int = 256
+    """A query's first bounds come from the symbolic forward pass (cost grows with the inputs) up to
+    this many network inputs, and from layer-by-layer DeepPoly back-substitution (cost grows with the
+    unstable neurons) beyond."""
     batch_size: int = 512
     """Boxes bounded together in one numpy pass."""
 
@@ -84,6 +88,8 @@ class SolverOptions:
     """Adam step size of the slopes (alpha) of warm-started sub-problems (10 times larger at the root) ..."""
     bab_lr_beta: float = 0.05
     """... and of the split and input-row multipliers (beta, gamma)."""
+    bab_root_share: float = 0.3
+    """The root's optimised intermediate bounds may take this share of the time left (large CNNs)."""
     bab_intermediate_iterations: int = 20
     """Optimisation steps per hidden layer for the root's intermediate bounds (0: DeepPoly only)."""
     bab_branch_candidates: int = 64

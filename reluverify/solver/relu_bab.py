@@ -69,20 +69,13 @@ class RootBounds:
 
 
 def root_bounds(
-    chain: ReluChain, region: crown.Region, options: SolverOptions, known=None, deadline: float | None = None
+    chain: ReluChain, region: crown.Region, options: SolverOptions, first, deadline: float | None = None
 ) -> RootBounds:
-    """Forward symbolic bounds refined by back-substitution, then optimised slopes layer by layer
-    (until ``deadline``: what is not tightened by then keeps its sound forward bound)."""
-    from reluverify.solver.bounds import forward_bounds
-
+    """``first`` (layer bounds on the region's box: symbolic or DeepPoly) tightened by optimised
+    slopes layer by layer (until ``deadline``: what is not tightened by then keeps its sound bound)."""
     started = time.monotonic()
-    n_x = chain.input_size
-    known_lower, known_upper = known if known is not None else (None, None)
-    first = forward_bounds(
-        chain, region.lower[:, :n_x], region.upper[:, :n_x], known_lower, known_upper, refine=options.refine_bounds
-    )
     pairs = [crown.ordered(lo, hi) for lo, hi in zip(first.pre_lower, first.pre_upper)]
-    relaxation = crown.Relaxation([lo for lo, _ in pairs], [hi for _, hi in pairs], size=region.lower.shape[0])
+    relaxation = crown.Relaxation([lo.copy() for lo, _ in pairs], [hi.copy() for _, hi in pairs], size=region.lower.shape[0])
     if options.bab_intermediate_iterations > 0 and len(chain.weights) > 2:
         settings = crown.OptimiseSettings(iterations=options.bab_intermediate_iterations)
         relaxation = crown.tighten_intermediate(chain, region, relaxation, settings, deadline=deadline)
