@@ -594,6 +594,7 @@ def tighten_intermediate(
     include_split: bool = False,
     with_beta: bool = False,
     deadline: float | None = None,
+    record: list | None = None,
 ) -> Relaxation:
     """Re-bound the unstable neurons of hidden layers ``layers`` (default: all but the first) with
     optimised slopes, layer by layer (each layer uses the bounds just tightened below it).
@@ -602,6 +603,8 @@ def tighten_intermediate(
     (both sound on the constrained region, so the intersection is too). Split neurons keep their
     clamped bounds; no multipliers are used here, so splits act only through those bounds.
     Past ``deadline`` the remaining neurons keep the bounds they had (which are sound too).
+    ``record`` (a list; batch of one only) receives ``(layer, neurons, signs, slopes)`` for the rows
+    that were bounded, ``slopes`` (rows, all ReLUs) zero beyond the layers below (certificates).
     """
     hidden = len(chain.weights) - 1
     layers = range(1, hidden) if layers is None else layers
@@ -633,7 +636,16 @@ def tighten_intermediate(
             mu[rows_b, np.arange(r)[None, :], sel] = 1.0
             mu[rows_b, r + np.arange(r)[None, :], sel] = -1.0
             params = initial_parameters(current, 2 * r, j, region, with_beta=with_beta)
-            value, _, _ = optimise(chain, region, current, (mu, np.zeros((batch, 2 * r))), params, width_settings, start=j)
+            value, best, _ = optimise(chain, region, current, (mu, np.zeros((batch, 2 * r))), params, width_settings, start=j)
+            if record is not None and batch == 1:
+                total = sum(a.shape[1] for a in lower)
+                slopes = np.zeros((2 * r, total))
+                below = np.concatenate([a[0] for a in best.alpha], axis=1) if j else np.zeros((2 * r, 0))
+                slopes[:, : below.shape[1]] = below
+                valid = np.concatenate([ok[0], ok[0]])
+                neurons = np.concatenate([sel[0], sel[0]])
+                signs = np.concatenate([np.ones(r), -np.ones(r)]).astype(np.int8)
+                record.append((j, neurons[valid], signs[valid], slopes[valid]))
             new_lo, new_hi = value[:, :r], -value[:, r:]
             cur_lo = np.take_along_axis(lower[j], sel, axis=1)
             cur_hi = np.take_along_axis(upper[j], sel, axis=1)

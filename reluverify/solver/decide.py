@@ -22,6 +22,7 @@ import numpy as np
 from reluverify.query import Query
 from reluverify.solver import crown
 from reluverify.solver.bounds import deeppoly_bounds, forward_bounds, row_lower_bounds
+from reluverify.solver.certificate import INPUT_LOWER, INPUT_UPPER, Certificate, ProofTree
 from reluverify.solver.confirm import confirm
 from reluverify.solver.facts import PhaseFacts, chain_fingerprint, known_bounds, phases_from_bounds
 from reluverify.solver.falsify import attack, polish, random_samples, violations
@@ -53,7 +54,8 @@ class _Decider:
         n_x = original_chain.input_size
         self.fingerprint = chain_fingerprint(original_chain)
         self.box = (query.lower[:n_x].copy(), query.upper[:n_x].copy())
-        usable = [f for f in facts if f.covers(self.fingerprint, *self.box)]
+        # facts are another run's word: a proof does not take them
+        usable = [] if options.proof else [f for f in facts if f.covers(self.fingerprint, *self.box)]
         self.known = known_bounds(usable, original_chain.layer_sizes) if usable else None
         self.projection = project_constant_inputs(query) if options.fold_constant_inputs else None
         if self.projection is not None:
@@ -77,6 +79,10 @@ class _Decider:
         self.engines: dict[tuple[bytes, bytes], ReluplexEngine] = {}
         self.verdicts = [UNKNOWN] * len(query.disjuncts)
         self.reasons: list[str] = []
+        self.trees: dict[int, ProofTree] = {}
+        if options.proof:
+            for k, d in enumerate(query.disjuncts):
+                self.trees[k] = ProofTree(k, d.constraints.num_rows, query.input_constraints.num_rows)
 
     # ------------------------------------------------------------ helpers
     def layer_bounds(self, lower: np.ndarray, upper: np.ndarray):
@@ -85,7 +91,8 @@ class _Decider:
         key = (lower[:n_x].tobytes(), upper[:n_x].tobytes())
         if key not in self._layer_bounds:
             known_lower, known_upper = self.known if self.known else (None, None)
-            if n_x > self.options.symbolic_max_inputs:  # images: cost by unstable neurons, not by inputs
+            if n_x > self.options.symbolic_max_inputs or self.options.proof:  # images (cost by unstable
+                # neurons, not by inputs), and proofs (the checker recomputes DeepPoly, not the symbolic pass)
                 bounds = deeppoly_bounds(self.chain, lower[None, :n_x], upper[None, :n_x], known_lower, known_upper)
             else:
                 bounds = forward_bounds(
@@ -137,7 +144,22 @@ class _Decider:
             reason=reason,
             disjunct_verdicts=list(self.verdicts),
             facts=self.facts,
+            certificate=self.certificate() if verdict == UNSAT and self.options.proof else None,
         )
+
+    def certificate(self) -> Certificate:
+        """The proof trees, in the original query's terms: input splits of the projection name the
+        original input variables (constant ones, which the projection removed, are never split)."""
+        trees = []
+        for k in range(len(self.query.disjuncts)):
+            tree = self.trees[k]
+            if self.projection is not None:
+                for node, kind in enumerate(tree.kind):
+                    if kind in (INPUT_LOWER, INPUT_UPPER):
+                        tree.index[node] = int(self.projection.keep[tree.index[node]])
+            trees.append(tree)
+        original = self.original
+        return Certificate(original.num_inputs, original.num_network_inputs, original.num_outputs, trees)
 
     # -------------------------------------------------------------- phases
     def falsify(self, live: list[int]) -> bool:
@@ -262,6 +284,7 @@ class _Decider:
                 leaf_solver=leaf_solver,
                 known=self.known,
                 progress=self.progress,
+                trees=[self.trees[k] for k in members] if self.options.proof else None,
                 input_rows=(self.query.input_constraints.matrix, self.query.input_constraints.rhs)
                 if self.query.input_constraints.num_rows
                 else None,
@@ -296,7 +319,12 @@ class _Decider:
                 until = None if self.deadline is None else time.monotonic() + self.options.bab_root_share * (
                     self.deadline - time.monotonic()
                 )
-                roots[key] = root_bounds(self.chain, region, self.options, first, until)
+                roots[key] = root_bounds(self.chain, region, self.options, first, until,
+                                         record=[] if self.options.proof else None)
+            if self.options.proof:
+                self.trees[k].bounds_at = "root"
+                for rows in roots[key].interm_rows:
+                    self.trees[k].add_interm_rows(*rows)
             target = Disjunction(*self.targets[k])
             starts[k] = (region, roots[key], target, bound_root(self.chain, target, region, roots[key], self.options))
             if self.timed_out():
@@ -316,6 +344,7 @@ class _Decider:
                 leaf_solver=lambda lo, hi, phases, k=k, d=d: self.leaf(self.engine(d.lower, d.upper), k, lo, hi, phases),
                 start=start,
                 progress=self.progress,
+                tree=self.trees.get(k),
             )
             if outcome.status == SAT and (self.found is not None or self.try_confirm(outcome.inputs, k)):
                 # confirmed here, or in a worker process (then again here: the parent reports it)
@@ -350,12 +379,15 @@ class _Decider:
         for k, d in enumerate(self.query.disjuncts):
             if d.is_empty_box():
                 self.verdicts[k] = UNSAT
+                if self.options.proof:  # the checker sees the empty box itself
+                    self.trees[k].add_bound_leaves([0], np.zeros((1, d.constraints.num_rows)), None)
             else:
                 live.append(k)
         if not live:
             return self.result(UNSAT, "every disjunct has an empty input region")
-        # cheap bounds first: a disjunct they refute needs neither falsification nor search
-        for k in list(live):
+        # cheap bounds first: a disjunct they refute needs neither falsification nor search (a proof's
+        # searches refute it at their root, with evidence)
+        for k in list(live if not self.options.proof else []):
             d = self.query.disjuncts[k]
             if self.refuted_by_bounds(k, d.lower, d.upper):
                 self.verdicts[k] = UNSAT
@@ -381,6 +413,8 @@ class _Decider:
                 strategy = "relu-bab"
         if strategy == "input-split" and self.query.num_auxiliary:
             strategy = "relu-split"  # boxes cannot express auxiliary variables' constraints
+        if strategy == "relu-split" and self.options.proof:
+            strategy = "relu-bab"  # Reluplex's search leaves no certificate; branch and bound does
         if strategy == "input-split":
             final = self.prove_by_input_splitting(live)
         elif strategy == "relu-bab":

@@ -76,6 +76,12 @@ class SolverOptions:
     unstable neurons) beyond."""
     batch_size: int = 512
     """Boxes bounded together in one numpy pass."""
+    split_weight_iterations: int = 10
+    """Input splitting: a conjunction's rows, weighted, are back-substituted as one row; this many
+    ascent steps choose the weights (and the input rows' multipliers) per box (0: rows bounded apart)."""
+    split_alpha_iterations: int = 0
+    """Input splitting: boxes the plain bounds leave open get this many steps of optimised slopes and
+    multipliers (:mod:`~reluverify.solver.crown`) before they are split (0: never)."""
 
     # ReLU branch and bound (``relu-bab``)
     bab_batch: int = 256
@@ -110,6 +116,11 @@ class SolverOptions:
     bab_attack_starts: int = 16
     """... from this many of them."""
 
+    proof: bool = False
+    """Record a certificate of an ``unsat`` answer (``Result.certificate``; docs/certificates.md). The
+    searches then refute only with evidence the independent checker recomputes (DeepPoly bounds, no
+    symbolic forward pass, no implied phases, no Reluplex leaves, no facts from other runs) and run
+    in one process."""
     jobs: int = 1
     """Worker processes that share one query's open work (boxes or sub-problems), stopping all at
     the first counterexample (:mod:`~reluverify.solver.sharing`)."""

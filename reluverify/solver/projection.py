@@ -77,11 +77,11 @@ def project_constant_inputs(query: Query, tolerance: float = 1e-9) -> InputProje
         return matrix[:, kept], constraints.rhs - shift
 
     in_matrix, in_rhs = rows(query.input_constraints, num_v)
-    # an input row over constants only holds or fails outright
+    # an input row over constants only holds or fails outright (it stays, as a zero row, so that the
+    # input rows keep their numbers: certificates name them)
     only_constant = ~np.any(in_matrix != 0, axis=1)
     scale = 1.0 + np.abs(query.input_constraints.rhs)
     empty = bool(np.any(only_constant & (in_rhs < -tolerance * scale)))
-    in_matrix, in_rhs = in_matrix[~only_constant], in_rhs[~only_constant]
     width = num_v + query.num_outputs
     disjuncts = []
     for d in query.disjuncts:

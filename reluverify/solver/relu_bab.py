@@ -30,7 +30,7 @@ when the pool is empty and every leaf was ``unsat``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -39,6 +39,8 @@ from reluverify.network import ReluChain
 from reluverify.solver import crown
 from reluverify.solver.falsify import attack
 from reluverify.solver.input_split import SearchOutcome
+from reluverify.linear_ops import shape as lops_shape
+from reluverify.solver.certificate import ProofTree
 from reluverify.solver.options import SolverOptions
 from reluverify.solver.progress import Throttle
 from reluverify.solver.reluplex import LeafOutcome
@@ -66,20 +68,24 @@ class RootBounds:
 
     relaxation: crown.Relaxation  # batch of one
     seconds: float
+    interm_rows: list = field(default_factory=list)  # (layer, neurons, signs, slopes over all ReLUs)
 
 
 def root_bounds(
-    chain: ReluChain, region: crown.Region, options: SolverOptions, first, deadline: float | None = None
+    chain: ReluChain, region: crown.Region, options: SolverOptions, first, deadline: float | None = None,
+    record: list | None = None,
 ) -> RootBounds:
     """``first`` (layer bounds on the region's box: symbolic or DeepPoly) tightened by optimised
-    slopes layer by layer (until ``deadline``: what is not tightened by then keeps its sound bound)."""
+    slopes layer by layer (until ``deadline``: what is not tightened by then keeps its sound bound).
+    With ``record`` (a list), the rows that tightened them and their slopes are kept in
+    ``RootBounds.interm_rows`` (for certificates)."""
     started = time.monotonic()
     pairs = [crown.ordered(lo, hi) for lo, hi in zip(first.pre_lower, first.pre_upper)]
     relaxation = crown.Relaxation([lo.copy() for lo, _ in pairs], [hi.copy() for _, hi in pairs], size=region.lower.shape[0])
     if options.bab_intermediate_iterations > 0 and len(chain.weights) > 2:
         settings = crown.OptimiseSettings(iterations=options.bab_intermediate_iterations)
-        relaxation = crown.tighten_intermediate(chain, region, relaxation, settings, deadline=deadline)
-    return RootBounds(relaxation, time.monotonic() - started)
+        relaxation = crown.tighten_intermediate(chain, region, relaxation, settings, deadline=deadline, record=record)
+    return RootBounds(relaxation, time.monotonic() - started, record or [])
 
 
 class _Pool:
@@ -127,8 +133,8 @@ class _Pool:
         return sum(a.nbytes for a in self.arrays.values()) * self.size // capacity
 
 
-def _pack(relaxation: crown.Relaxation, params: crown.Parameters, value, depth) -> dict[str, np.ndarray]:
-    arrays = {"value": value, "depth": depth}
+def _pack(relaxation: crown.Relaxation, params: crown.Parameters, value, depth, node) -> dict[str, np.ndarray]:
+    arrays = {"value": value, "depth": depth, "node": node}
     for j, (lo, hi, s, a) in enumerate(zip(relaxation.lower, relaxation.upper, relaxation.split, params.alpha)):
         arrays[f"lower{j}"], arrays[f"upper{j}"], arrays[f"split{j}"] = lo, hi, s
         arrays[f"alpha{j}"] = a[:, 0, :]
@@ -196,13 +202,16 @@ def choose_branch(
     p: crown.Pass,
     candidates: int,
     margin: float,
+    implied: bool = True,
 ) -> Branching:
     """Filtered smart branching: per sub-problem, the (layer, neuron) whose worse child bound is best.
 
     The ``candidates`` free unstable ReLUs with the largest scores are tried: each child's bound is
     the pass ``p`` with the neuron's relaxation replaced by its phase (the rest of the pass kept
     above its layer, recomputed below it), with the current parameters. Every such bound is
-    sound (any parameters give a sound bound), which makes the implied phases safe.
+    sound (any parameters give a sound bound), which makes the implied phases safe. With
+    ``implied=False`` (when a proof is recorded: each refuted child must be a leaf of the proof tree
+    with its own evidence) no phase is implied and no sub-problem refuted here.
     """
     batch = relaxation.batch
     scores = _branch_scores(p, relaxation)
@@ -224,7 +233,7 @@ def choose_branch(
         exact = _child_bounds(
             chain, region, relaxation, params, p, layer_of, neuron_of, suspect, crown.layer_terms(relaxation, region)
         )
-    dead = exact > margin  # (B, k, 2)
+    dead = (exact > margin) & implied  # (B, k, 2)
     refuted = np.any(dead.all(axis=2), axis=1)
     one = dead.any(axis=2) & ~dead.all(axis=2)
     b_imp, c_imp = np.nonzero(one)
@@ -281,7 +290,7 @@ def _fix(relaxation: crown.Relaxation, params: crown.Parameters, rows, layer, ne
         relaxation.split[j][r, i] = s
         relaxation.lower[j][r, i] = np.where(s > 0, np.maximum(relaxation.lower[j][r, i], 0.0), relaxation.lower[j][r, i])
         relaxation.upper[j][r, i] = np.where(s < 0, np.minimum(relaxation.upper[j][r, i], 0.0), relaxation.upper[j][r, i])
-        params.beta[j][r, :, i] = 0.0
+        # the neuron's bound multipliers stay: with its bound clamped to 0 they weigh the split itself
 
 
 def _children(relaxation: crown.Relaxation, params: crown.Parameters, branching: Branching):
@@ -362,6 +371,7 @@ def relu_bab_search(
     rng: np.random.Generator | None = None,
     start: RootSolution | None = None,
     progress: Throttle | None = None,
+    tree: ProofTree | None = None,
 ) -> SearchOutcome:
     """Search the region for a point satisfying ``target`` (see the module docstring).
 
@@ -369,9 +379,12 @@ def relu_bab_search(
     bounds valid on it; ``confirm(v)`` confirms a candidate with onnxruntime;
     ``leaf_solver(lower, upper, phases)`` decides a leaf exactly (Reluplex with fixed phases);
     ``start`` is the disjunct's root bound if :func:`bound_root` already computed it; ``progress``
-    receives where the search stands.
+    receives where the search stands; ``tree``, when given, records the proof (docs/certificates.md:
+    every split, and each leaf's evidence: its bound's parameters or the LP's Farkas multipliers).
+    Recording a proof turns off what a proof could not show: implied phases, Reluplex leaves and
+    sharing among processes.
     """
-    search = _Search(chain, target, region, options, statistics, deadline, confirm, leaf_solver, rng, progress)
+    search = _Search(chain, target, region, options, statistics, deadline, confirm, leaf_solver, rng, progress, tree)
     return search.run(root, start)
 
 
@@ -386,8 +399,10 @@ class _Stop(Exception):
 class _Search:
     """The state of one disjunct's branch and bound (see :func:`relu_bab_search`)."""
 
-    def __init__(self, chain, target, region, options, statistics, deadline, confirm, leaf_solver, rng, progress):
+    def __init__(self, chain, target, region, options, statistics, deadline, confirm, leaf_solver, rng, progress, tree=None):
         self.chain, self.target, self.region, self.options = chain, target, region, options
+        self.tree = tree
+        self.offsets = np.cumsum([0] + [w_shape[0] for w_shape in (lops_shape(w) for w in chain.weights[:-1])])
         self.stats, self.deadline, self.confirm, self.leaf_solver = statistics, deadline, confirm, leaf_solver
         self.rng = rng or np.random.default_rng(options.seed)
         self.progress = progress or Throttle(None)
@@ -428,10 +443,11 @@ class _Search:
             start = bound_root(self.chain, self.target, self.region, root, self.options)
         self.stats.subproblems += 1
         try:
-            self.settle(relaxation, start.params, np.array([start.value]), start.vertex[None, :], np.zeros(1, dtype=np.int64))
+            self.settle(relaxation, start.params, np.array([start.value]), start.vertex[None, :],
+                        np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
         except _Stop as stop:
             return stop.outcome
-        if self.options.jobs > 1 and self.pool.size:
+        if self.options.jobs > 1 and self.pool.size and self.tree is None:
             outcome = run_shared(self, self.options.jobs, self.deadline, self.progress, "relu-bab")
         else:
             outcome = self.work(float("inf")) or self.finish()
@@ -508,37 +524,64 @@ class _Search:
         batch = relaxation.batch
         region = self.batch_region(batch)
         p = crown.bound(chain, region, relaxation, self.objective, params)
-        branching = choose_branch(chain, region, relaxation, params, p, options.bab_branch_candidates, margin)
+        branching = choose_branch(chain, region, relaxation, params, p, options.bab_branch_candidates, margin,
+                                  implied=self.tree is None)
         child, child_params = _children(relaxation, params, branching)
         depth = np.concatenate([arrays["depth"], arrays["depth"]]) + 1
+        node = np.zeros(2 * batch, dtype=np.int64)
+        if self.tree is not None:
+            relus = self.offsets[branching.layer] + branching.neuron
+            for b in range(batch):
+                node[b], node[batch + b] = self.tree.add_relu_split(int(arrays["node"][b]), int(relus[b]))
         stats.relu_splits += batch
         stats.splits += batch
         stats.implied_phases += branching.implied[0].size
         stats.max_depth = max(stats.max_depth, int(depth.max()))
         # children already refuted by the branching bounds, or whose parent is, need no optimising
         open_ = ~np.concatenate([branching.refuted, branching.refuted]) & (branching.children.T.reshape(-1) <= margin)
-        open_ &= ~child.infeasible()
+        if self.tree is not None:
+            open_ |= child.infeasible()  # a proof shows an empty child by its bound, not by crossed bounds
+        else:
+            open_ &= ~child.infeasible()
         self.proven += float(np.sum(0.5 ** depth[~open_]))
+        if self.tree is not None and np.any(~open_):
+            # children the branching bound refutes: leaves whose evidence is their parent's parameters
+            dead = np.flatnonzero(~open_)
+            self.record_bound_leaves(node[dead], child.take(dead), child_params.take(dead))
         keep = np.flatnonzero(open_)
         stats.subproblems += keep.size
         if keep.size == 0:
             return
         child, child_params, depth = child.take(keep), child_params.take(keep), depth[keep]
         value, child_params, cp = crown.optimise(chain, self.batch_region(keep.size), child, self.objective, child_params, self.settings)
-        self.settle(child, child_params, value[:, 0], cp.vertex[:, 0, :], depth)
+        self.settle(child, child_params, value[:, 0], cp.vertex[:, 0, :], depth, node[keep])
 
-    def settle(self, relaxation, params, value, vertices, depth) -> None:
+    def record_bound_leaves(self, nodes, relaxation: crown.Relaxation, params: crown.Parameters) -> None:
+        """Bound evidence: the parameters with which each leaf's own bound is positive."""
+        k = relaxation.batch
+        alpha = np.concatenate([a[:, 0, :] for a in params.alpha], axis=1) if params.alpha else np.zeros((k, 0))
+        beta = np.concatenate([b[:, 0] for b in params.beta], axis=1) if params.beta else np.zeros((k, 0, 2))
+        unstable = np.concatenate(relaxation.unstable(), axis=1) if relaxation.lower else np.zeros((k, 0), bool)
+        rows = self.target.rhs.size
+        weights = params.weights[:, 0, :rows] if rows else np.zeros((k, 0))
+        gamma = None if params.gamma is None else params.gamma[:, 0, :]
+        self.tree.add_bound_leaves(nodes, weights, gamma, alpha, np.maximum(beta, 0.0), unstable)
+
+    def settle(self, relaxation, params, value, vertices, depth, node) -> None:
         """Bounded sub-problems: refuted ones are dropped, candidates checked, the exact LP run where it
         is due, leaves decided, the rest pooled."""
         chain, options, stats = self.chain, self.options, self.stats
         alive = value <= self.margin
         self.proven += float(np.sum(0.5 ** depth[~alive]))
+        if self.tree is not None and np.any(~alive):
+            dead = np.flatnonzero(~alive)
+            self.record_bound_leaves(node[dead], relaxation.take(dead), params.take(dead))
         if not np.any(alive):
             return
         keep = np.flatnonzero(alive)
         self.candidates(vertices[keep])
         relaxation, params = relaxation.take(keep), params.take(keep)
-        value, depth, vertices = value[keep], depth[keep], vertices[keep]
+        value, depth, vertices, node = value[keep], depth[keep], vertices[keep], node[keep]
         linear = relaxation.unstable_counts() == 0
         refuted = np.zeros(keep.size, dtype=bool)
         # the exact LP: every linear sub-problem (the LP is the sub-problem itself), and deep ones the
@@ -559,12 +602,21 @@ class _Search:
             if outcome.status == REFUTED:
                 refuted[b] = True
                 stats.lp_refuted += 1
+                if self.tree is not None:
+                    self.tree.add_lp_leaf(int(node[b]), *outcome.farkas)
             elif outcome.status == CANDIDATE:
                 self.candidates(outcome.inputs[None, :])
         # a linear sub-problem whose LP point onnxruntime did not confirm, or one split too deep,
         # goes to Reluplex with its phases fixed
         leaf = ~refuted & (linear | (depth >= options.bab_leaf_depth))
-        for b in np.flatnonzero(leaf):
+        reluplex = leaf
+        if self.tree is not None:
+            # a proof has no Reluplex leaves: a linear region the LP did not refute is left undecided,
+            # a deep one is split further
+            leaf = leaf & linear
+            reluplex = np.zeros_like(leaf)
+            self.undecided.extend(["a linear sub-problem's LP point was not confirmed (no certificate for it)"] * int(leaf.sum()))
+        for b in np.flatnonzero(reluplex):
             self.check_time()
             stats.leaves += 1
             outcome = self.leaf_solver(self.region.lower[0], self.region.upper[0], phases_of(relaxation, int(b)))
@@ -579,7 +631,7 @@ class _Search:
         self.proven += float(np.sum(0.5 ** depth[refuted]))
         rest = np.flatnonzero(~leaf & ~refuted)
         if rest.size:
-            self.pool.push(_pack(relaxation.take(rest), params.take(rest), value[rest], depth[rest]))
+            self.pool.push(_pack(relaxation.take(rest), params.take(rest), value[rest], depth[rest], node[rest]))
 
     def candidates(self, points: np.ndarray) -> None:
         found = _check_vertices(self.chain, self.target, points, self.n_x, self.confirm, self.stats)

@@ -88,6 +88,9 @@ class Result:
     disjunct_verdicts: list[str] = field(default_factory=list)
     facts: object = None
     """:class:`~reluverify.solver.facts.PhaseFacts` proven on this query's input box (ReLU queries)."""
+    certificate: object = None
+    """With ``SolverOptions.proof`` and an ``unsat`` verdict: the
+    :class:`~reluverify.solver.certificate.Certificate` (docs/certificates.md)."""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:

@@ -39,6 +39,10 @@ class LpOutcome:
     status: str  # REFUTED, CANDIDATE (with ``inputs``) or UNDECIDED (budget or time)
     inputs: np.ndarray | None = None
     pivots: int = 0
+    farkas: tuple[np.ndarray, np.ndarray] | None = None
+    """REFUTED: (rows, multipliers >= 0) over the LP's rows ``expr <= 0`` in the order of
+    docs/certificates.md ("LP evidence"): the minimum of their combination over the variables'
+    bounds is positive. None if the simplex's proof could not be turned into one."""
     exact: bool = False
     """True when every ReLU is linear on the sub-problem: the candidate is the LP's own point of a
     linear region, so it is a counterexample up to round-off."""
@@ -103,6 +107,10 @@ def solve_triangle_lp(
     count = width - num_v - 1
     one = width - 1
     expr, lower, upper = [], [], []
+    # the certificate's row order (per layer and unstable ReLU its two triangle rows, then per layer the
+    # split rows in index order, the disjunct's rows, the input rows), as positions in ``expr`` order
+    triangle_ids, split_ids = [], []
+    count_rows = 0
     column = num_v
     for j, u in enumerate(unstable):
         if u.size:
@@ -118,13 +126,18 @@ def solve_triangle_lp(
             expr[-1] = expr[-1] + shift
             lower += [np.zeros(2 * u.size)]
             upper += [np.full(2 * u.size, np.inf)]
+            triangle_ids.append(np.stack([count_rows + np.arange(u.size), count_rows + u.size + np.arange(u.size)], axis=1).reshape(-1))
+            count_rows += 2 * u.size
             column += u.size
         split = relaxation.split[j][index]
         on, off = np.flatnonzero(split > 0), np.flatnonzero(split < 0)
         if on.size + off.size:
-            expr.append(maps[j][np.concatenate([on, off])])
+            both = np.concatenate([on, off])
+            expr.append(maps[j][both])
             lower.append(np.concatenate([np.zeros(on.size), np.full(off.size, -np.inf)]))
             upper.append(np.concatenate([np.full(on.size, np.inf), np.zeros(off.size)]))
+            split_ids.append(count_rows + np.argsort(both, kind="stable"))
+            count_rows += both.size
     # the disjunct's rows over [v; y], y = maps[-1] (an affine map of the columns)
     v_part = np.zeros((rows.shape[0], width))
     v_part[:, :num_v] = rows[:, :num_v]
@@ -164,8 +177,40 @@ def solve_triangle_lp(
     tableau.assign(values)
     outcome = tableau.check(store, max_pivots=max_pivots, bland_after=50, refactor_every=100, deadline=deadline)
     if outcome.status == INFEASIBLE:
-        return LpOutcome(REFUTED, pivots=outcome.pivots)
+        order = np.concatenate(triangle_ids + split_ids + [np.arange(count_rows, m)]).astype(np.int64)
+        return LpOutcome(REFUTED, pivots=outcome.pivots, farkas=_farkas(tableau, store, outcome.conflict_row, width, order))
     if outcome.status in (BUDGET, OUT_OF_TIME):
         return LpOutcome(UNDECIDED, pivots=outcome.pivots)
     inputs = np.clip(tableau.values[:num_v], box_lo, box_hi)
     return LpOutcome(CANDIDATE, inputs, outcome.pivots, exact=count == 0)
+
+
+def _farkas(tableau: Tableau, store: BoundStore, conflict_row: int, width: int, order: np.ndarray):
+    """Farkas multipliers from the simplex's infeasible row, over the rows ``expr <= 0`` in ``order``.
+
+    Row ``r`` of the tableau defines ``w_r = expr_r`` (``w_r`` bounded, ``expr_r`` affine in the
+    columns). The conflict row of the final basis is ``y @ (w - expr) = 0`` with ``y`` solving
+    ``B^T y = e_i``; its sign is chosen so that its minimum over the bounds is positive. Each row's
+    multiplier then has the sign its bound allows (``w >= 0``: ``y >= 0`` on ``-expr <= 0``; ``w <= c``:
+    ``y <= 0`` on ``expr - c <= 0``), and becomes a non-negative multiplier of the row as written in
+    the certificate (``expr' <= 0``).
+    """
+    basis = tableau.equations[:, tableau.basic]
+    e = np.zeros(tableau.m)
+    e[conflict_row] = 1.0
+    try:
+        y = np.linalg.solve(basis.T, e)
+    except np.linalg.LinAlgError:
+        return None
+    c = y @ tableau.equations
+    with np.errstate(invalid="ignore"):  # 0 * inf: a variable the row does not use
+        low = np.where(c > 0, c * store.lower, np.where(c < 0, c * store.upper, 0.0))
+    if np.sum(low) < 0:
+        y = -y
+    rows_lo, rows_hi = store.lower[width:], store.upper[width:]
+    # the multiplier's sign must be the one the row's bound allows; round-off of the other sign is dropped
+    at_lower = np.isfinite(rows_lo) & ~np.isfinite(rows_hi)  # w >= 0 (triangles, active splits)
+    multiplier = np.where(at_lower, np.maximum(y, 0.0), np.maximum(-y, 0.0))
+    values = multiplier[order]
+    keep = np.flatnonzero(values > 0)
+    return keep, values[keep]
