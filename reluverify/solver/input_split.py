@@ -261,7 +261,11 @@ class _BoxSearch:
             if self.input_rows is not None:
                 lo, hi, empty = tighten_boxes(lo, hi, *self.input_rows)
                 alive &= ~empty[:, None]
-            layer_bounds = forward_bounds(chain, lo, hi, self.known_lower, self.known_upper, refine=options.refine_bounds)
+            if options.split_bounds == "deeppoly":
+                layer_bounds = deeppoly_bounds(chain, lo, hi, self.known_lower, self.known_upper)
+            else:
+                layer_bounds = forward_bounds(chain, lo, hi, self.known_lower, self.known_upper,
+                                              refine=options.refine_bounds)
             row_bounds = row_lower_bounds(chain, lo, hi, layer_bounds, rows[:, n:], rows[:, :n], rhs)
             if self.input_rows is not None:
                 # the shared input rows also bind the rows' linear lower bounds (Lagrangian dual)

@@ -68,6 +68,11 @@ class SolverOptions:
     over 116 s with 6)."""
     leaf_depth: int = 60
     """... or when the box has been split this many times."""
+    split_bounds: str = "deeppoly"
+    """Input splitting bounds each box's hidden neurons layer by layer with DeepPoly back-substitution
+    (``deeppoly``, tighter; on ACAS Xu 2_9 property 8 it leads the search to the counterexample in
+    63 boxes) or with the symbolic forward pass (``symbolic``, cheaper per box, re-bounded by
+    ``refine_bounds``)."""
     refine_bounds: bool = True
     """Re-bound unstable neurons by back-substitution (DeepPoly) after the forward pass."""
     symbolic_max_inputs: int = 256
@@ -143,5 +148,7 @@ class SolverOptions:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}")
+        if self.split_bounds not in ("deeppoly", "symbolic"):
+            raise ValueError(f"unknown split_bounds {self.split_bounds!r} (deeppoly or symbolic)")
         if self.repair_threshold < 0:
             raise ValueError("repair_threshold must be >= 0")
