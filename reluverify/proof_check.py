@@ -91,6 +91,9 @@ def sha256(path) -> str:
 def read_archive(path) -> dict:
     """The certificate's arrays by name (objects/pickles are refused); ProofFileError for a bad file."""
     try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"PK\x03\x04":
+                raise ProofFileError(f"{path}: not a certificate (.npz archive)")
         with np.load(path, allow_pickle=False) as archive:
             if not hasattr(archive, "files"):
                 raise ProofFileError(f"{path}: a single array, not an .npz archive")
