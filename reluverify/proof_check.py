@@ -17,13 +17,11 @@ relaxation step, a box minimum. The checker uses one ``gamma = gamma_N`` with ``
 these sums (twice the widest layer plus the rows of a disjunct and the input rows, plus 16) and adds,
 for each step, ``gamma * |coefficients| . (bound on |variable|)`` to an error bound (``|z| <=
 |W| |x| + |b|`` for a layer's output, ``max(|l|, |u|)`` for a bounded neuron, the box for ``v``).
-Error bounds are themselves computed in float64 and multiplied by ``SAFETY = 1.01``, far above their own
-relative rounding (``N u < 1e-10``). A derived lower bound is ``nextafter(value - error, -inf)``, an
-upper bound ``nextafter(value + error, +inf)``; a chord slope ``u / (u - l)`` is rounded up (a larger
-slope is still a valid upper relaxation on ``[l, u]``); a leaf is refuted only when ``fl(value -
-error) > 0``, which implies ``value - error > 0``. So every bound used contains the exact real value.
-NaN or infinite results never refute anything.
-"""
+Error bounds are computed in float64 and multiplied by ``SAFETY = 1.01``, far above their own rounding
+(``N u < 1e-10``). A lower bound is ``nextafter(value - error, -inf)``, an upper bound ``nextafter(value +
+error, +inf)``; a chord slope ``u / (u - l)`` is rounded up (still a valid upper relaxation on ``[l, u]``);
+a leaf is refuted only when ``fl(value - error) > 0``, so ``value - error > 0``: every bound used contains
+the exact real value. NaN or infinite results never refute anything."""
 
 from __future__ import annotations
 
@@ -327,7 +325,7 @@ class _Bounds:
     def __init__(self, lo, hi) -> None:
         self.lo, self.hi = lo, hi
         self.vmax = np.maximum(np.abs(lo), np.abs(hi))
-        self.l, self.u, self.zmag = [], [], []
+        self.l, self.u, self.zmag, self.tables = [], [], [], {}  # tables: per layer, see ``_Checker.relax``
 
 
 class _Relax:
@@ -395,6 +393,7 @@ class _Checker:
                 up = sign[sel] > 0
                 np.fmax.at(bd.l[k][0], neuron[sel][up], found[up])
                 np.fmin.at(bd.u[k][0], neuron[sel][~up], -found[~up])
+                bd.tables.pop(k, None)
 
     def backsub(self, bd: _Bounds, k: int, leaf, neuron, sign, alpha=None) -> np.ndarray:
         """Rigorous lower bounds of ``sign * z_{k, neuron}`` over the boxes ``leaf`` (rounded down)."""
@@ -430,6 +429,16 @@ class _Checker:
     def relax(self, bd: _Bounds, rows, k: int, mu, r: _Relax):
         """``mu . relu(z_k) >= nu . z_k + dc`` (bound evidence), or the LP's rows of layer k combined with
         ``mu . h_k`` and minimised over ``h in [0, u]`` (LP evidence)."""
+        if r.mode == "bound" and r.a is None and r.b is None:  # heuristic slopes: per-box tables, gathered
+            if k not in bd.tables:
+                l, u = bd.l[k], bd.u[k]
+                unstable, on = (l < 0) & (u > 0), (l >= 0).astype(np.float64)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    s = np.where(unstable, u / (u - l) * SLOPE_UP, on)
+                bd.tables[k] = (np.where(unstable, (u > -l).astype(np.float64), on), s,
+                                np.where(unstable, -s * l, 0.0), np.maximum(np.abs(l), np.abs(u)))
+            alpha, s, sl, zabs = (t[rows] for t in bd.tables[k])
+            return mu * np.where(mu < 0, s, alpha), (np.minimum(mu, 0.0) * sl).sum(1), 2.0 * (np.abs(mu) * zabs).sum(1)
         part = slice(self.offsets[k], self.offsets[k + 1])
         l, u = bd.l[k][rows], bd.u[k][rows]
         active = l >= 0
@@ -501,6 +510,7 @@ class _Checker:
                 bd.l[k] = np.where(ph == 1, np.maximum(bd.l[k], 0.0), bd.l[k])
                 bd.u[k] = np.where(ph == 2, np.minimum(bd.u[k], 0.0), bd.u[k])
                 empty |= np.any(bd.l[k] > bd.u[k], axis=1)
+            bd.tables.clear()  # the phases may have changed l, u
             entries = []  # per evidence kind: this chunk's sparse entries, as (their indices, local leaf)
             for (arrays, by_rank) in sparse:
                 ranks = rank[arrays[0][by_rank]]
