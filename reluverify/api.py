@@ -96,24 +96,46 @@ class Verifier:
 
     # ------------------------------------------------------------ properties
     def local_robustness(self, point, delta: float, norm: str = "inf", domain=None, *, decision: str | None = None,
-                         timeout: float | None = ..., jobs: int | None = None) -> PropertyResult:
-        """Def. 1: is the label of ``point`` the same everywhere within ``delta`` (``norm`` "inf" or "1")?"""
+                         timeout: float | None = ..., jobs: int | None = None, proof=None,
+                         exact: bool = False) -> PropertyResult:
+        """Def. 1: is the label of ``point`` the same everywhere within ``delta`` (``norm`` "inf" or "1")?
+
+        ``proof`` (a path): for a ``robust`` answer, write a certificate there and the property's query
+        as VNN-LIB beside it (see :mod:`reluverify.proofs`; ``result.proof`` says what was written).
+        ``exact``: re-check a counterexample in exact arithmetic (``result.exact``)."""
         from reluverify.properties.local import LocalRobustness
 
         x0, dom = self._point_and_domain(point, domain)
-        timeout, jobs = self._settings(timeout, jobs)
         prop = LocalRobustness(self.network, x0, delta, norm, dom, decision or self.decision)
-        return prop.check(self.options, jobs=jobs, timeout=timeout)
+        return self._check(prop, timeout, jobs, proof, exact)
 
     def eps_robustness(self, point, delta: float, epsilon: float, norm: str = "inf", domain=None, *,
-                       timeout: float | None = ..., jobs: int | None = None) -> PropertyResult:
-        """Def. 3: does every score stay within ``epsilon`` of its value at ``point``, within ``delta``?"""
+                       timeout: float | None = ..., jobs: int | None = None, proof=None,
+                       exact: bool = False) -> PropertyResult:
+        """Def. 3: does every score stay within ``epsilon`` of its value at ``point``, within ``delta``?
+        (``proof``, ``exact``: as for :meth:`local_robustness`.)"""
         from reluverify.properties.eps_local import EpsLocalRobustness
 
         x0, dom = self._point_and_domain(point, domain)
-        timeout, jobs = self._settings(timeout, jobs)
         prop = EpsLocalRobustness(self.network, x0, delta, epsilon, norm, dom)
-        return prop.check(self.options, jobs=jobs, timeout=timeout)
+        return self._check(prop, timeout, jobs, proof, exact)
+
+    def _check(self, prop, timeout, jobs, proof, exact) -> PropertyResult:
+        from reluverify.properties.common import solver_options
+
+        timeout, jobs = self._settings(timeout, jobs)
+        if proof is None:
+            result = prop.check(self.options, jobs=jobs, timeout=timeout)
+        else:
+            from reluverify.proofs import check_property_with_proof
+
+            result = check_property_with_proof(prop, solver_options(self.options, timeout), proof, jobs=jobs)
+        if exact and result.counterexample is not None:
+            from reluverify.exact import exact_check
+
+            cex = result.counterexample
+            result.exact = exact_check(prop.query(), cex.query_inputs, cex.disjunct).to_dict()
+        return result
 
     def global_robustness(self, domain, delta: float, epsilon: float, norm: str = "inf", partitions: int = 1, *,
                           subdomain_timeout: float | None = None, timeout: float | None = ...,
@@ -140,16 +162,33 @@ class Verifier:
         return max_delta(self.network, x0, precision, norm, dom, upper, decision or self.decision, self.options,
                          timeout=timeout, probe_timeout=probe_timeout, jobs=jobs)
 
-    def vnnlib(self, spec_path, *, timeout: float | None = ...) -> PropertyResult:
-        """Decide a VNN-LIB 1.0 specification (it describes a counterexample: ``holds`` means unsat)."""
+    def vnnlib(self, spec_path, *, timeout: float | None = ..., proof=None, exact: bool = False) -> PropertyResult:
+        """Decide a VNN-LIB 1.0 specification (it describes a counterexample: ``holds`` means unsat).
+
+        ``proof`` (a path): for ``holds``, write a certificate there (``result.proof`` says what was
+        written; ``reluverify check-proof NETWORK SPEC PROOF`` checks it). ``exact``: re-check a
+        counterexample in exact rational arithmetic (``result.exact``)."""
         from reluverify.properties.common import network_info
         from reluverify.solver import solve
         from reluverify.vnnlib import load_query
 
         timeout, _ = self._settings(timeout, None)
         query = load_query(self.network, spec_path)
-        result = solve(query, replace(self.options, timeout=timeout))
-        return vnnlib_result(query, result, os.fspath(spec_path), network_info(self.network))
+        options = replace(self.options, timeout=timeout)
+        proof_written = {}
+        if proof is None:
+            result = solve(query, options)
+        else:
+            from reluverify.proofs import network_file, solve_with_proof
+
+            result, proof_written = solve_with_proof(query, options, network_file(self.network), spec_path, proof)
+        out = vnnlib_result(query, result, os.fspath(spec_path), network_info(self.network))
+        out.proof = proof_written
+        if exact and result.counterexample is not None:
+            from reluverify.exact import exact_check
+
+            out.exact = exact_check(query, result.counterexample.inputs, result.counterexample.disjunct).to_dict()
+        return out
 
 
 def vnnlib_result(query, result, spec: str, network: dict) -> PropertyResult:

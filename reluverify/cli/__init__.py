@@ -6,8 +6,9 @@ Each subcommand lives in its own module under :mod:`reluverify.cli` and exposes
 (torch, ray, the solver) inside their handlers so that ``--help`` stays instant.
 
 Exit statuses: 0 success (for verification commands: a verdict was reached and
-reported), 2 bad input or not enough memory (one line on stderr), 3 an internal error
-(one line on stderr; ``--debug`` shows the traceback), 130 interrupted.
+reported), 1 a certificate that ``check-proof`` rejects, 2 bad input or not enough memory (one
+line on stderr), 3 an internal error (one line on stderr; ``--debug`` shows the traceback), 130
+interrupted.
 
 The long-running commands take ``--max-memory SIZE`` (:mod:`reluverify.memory`): the limit is
 set before the handler runs, and an allocation beyond it -- here or in a worker process -- ends
@@ -30,6 +31,7 @@ SUBCOMMAND_MODULES = (
     "verify",
     "max_delta",
     "vnnlib",
+    "check_proof",
     "sweep",
     "report",
     "bench",

@@ -79,6 +79,14 @@ def register(subparsers) -> None:
                          "replaced by .npz, else FILE.npz); with many points FILE is a folder, one file per refuted point")
     parser.add_argument("--vnncomp-out", metavar="FILE", help="write the VNN-COMP result file")
     parser.add_argument("--verbose", action="store_true", help="many points: one line per point and delta")
+    parser.add_argument("--proof", metavar="FILE",
+                        help="--point: for a robust answer, write a certificate to FILE and the property's query as "
+                        "VNN-LIB beside it (FILE's suffix replaced by .vnnlib); 'reluverify check-proof NETWORK "
+                        "FILE.vnnlib FILE' checks them (not for L1 balls or --global: their queries are not one-network "
+                        "VNN-LIB instances)")
+    parser.add_argument("--exact", action="store_true",
+                        help="--point/--global: re-evaluate a counterexample in exact rational arithmetic on the "
+                        "network's weights (does the violation hold exactly, or only within the tolerance?)")
     add_memory_argument(parser)
     parser.set_defaults(handler=run)
 
@@ -104,6 +112,8 @@ def run(args) -> int:
     if args.jobs < 1:
         raise SpecError("--jobs must be >= 1")
     if not args.global_ and not args.point:
+        if args.proof or args.exact:
+            raise SpecError("--proof and --exact apply to one property (--point or --global), not to many points")
         from reluverify.cli.verify_points import run_points
 
         return run_points(args)
@@ -140,8 +150,20 @@ def run(args) -> int:
     with live_progress(args):
         if args.global_:
             result = prop.check(options, jobs=args.jobs, subdomain_timeout=args.subdomain_timeout)
+        elif args.proof:
+            from reluverify.proofs import check_property_with_proof
+
+            result = check_property_with_proof(prop, options, args.proof, jobs=args.jobs)
         else:
             result = prop.check(options, jobs=args.jobs)
+    if args.proof and args.global_:
+        result.proof = {"certificate": None, "note": "no certificate is available for global robustness: its query "
+                        "has two network copies, not a VNN-LIB instance of one network"}
+    if args.exact and result.counterexample is not None:
+        from reluverify.exact import exact_check
+
+        cex = result.counterexample
+        result.exact = exact_check(prop.query(), cex.query_inputs, cex.disjunct).to_dict()
     report(result, args)
     return 0
 

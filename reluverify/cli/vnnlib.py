@@ -27,6 +27,13 @@ def register(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--cross-check", choices=("z3",), help="decide the same query independently and compare")
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto")
+    parser.add_argument("--proof", metavar="FILE",
+                        help="for an unsat answer, write a certificate to FILE (docs/certificates.md) that "
+                        "'reluverify check-proof NETWORK SPEC FILE' checks; the search then runs in one process and "
+                        "refutes only with evidence the checker recomputes")
+    parser.add_argument("--exact", action="store_true",
+                        help="for a sat answer, re-evaluate the counterexample in exact rational arithmetic on the "
+                        "network's weights and say whether the violation holds exactly or only within the tolerance")
     add_quiet_argument(parser)
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="worker processes sharing the search (boxes or sub-problems); all stop at the first "
@@ -49,8 +56,19 @@ def run(args) -> int:
         raise ReluverifyError("--jobs must be at least 1")
     from reluverify.cli.verify import live_progress
 
+    options = SolverOptions(timeout=args.timeout, strategy=args.strategy, jobs=args.jobs)
+    proof = exact = None
     with live_progress(args):
-        result = solve(query, SolverOptions(timeout=args.timeout, strategy=args.strategy, jobs=args.jobs))
+        if args.proof:
+            from reluverify.proofs import solve_with_proof
+
+            result, proof = solve_with_proof(query, options, args.network, args.spec, args.proof)
+        else:
+            result = solve(query, options)
+    if args.exact and result.counterexample is not None:
+        from reluverify.exact import exact_check
+
+        exact = exact_check(query, result.counterexample.inputs, result.counterexample.disjunct).to_dict()
     status = 0
     check = None
     if args.cross_check:
@@ -63,7 +81,15 @@ def run(args) -> int:
         payload = result.to_dict()
         if check is not None:
             payload["cross_check"] = check
+        if proof is not None:
+            payload["proof"] = proof
+        if exact is not None:
+            payload["exact"], payload["exact_check"] = exact["holds"], exact
         print(json.dumps(payload, indent=2))
     else:
         print_summary(query, result, check)
+        if exact is not None:
+            print(f"exact: {exact['note']}")
+        if proof is not None:
+            print(f"proof: {proof['note']}")
     return status

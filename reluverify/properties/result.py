@@ -136,6 +136,11 @@ class PropertyResult:
     subdomains: list = field(default_factory=list)
     """Global robustness: the sub-domains as ``{"lower", "upper", "verdict"}`` (after any refinement)."""
     network: dict = field(default_factory=dict)
+    proof: dict = field(default_factory=dict)
+    """With ``proof=``/``--proof FILE``: what was written (``certificate``, ``spec``, ``leaves``, ``bytes``)
+    and a ``note`` for people; ``certificate`` is None when none was written (and the note says why)."""
+    exact: dict = field(default_factory=dict)
+    """With ``exact=True``/``--exact`` and a counterexample: :class:`~reluverify.exact.ExactCheck` as a dict."""
 
     @property
     def holds(self) -> bool | None:
@@ -175,6 +180,8 @@ class PropertyResult:
             "subdomain_verdicts": self.subdomain_verdicts,
             "subdomains": self.subdomains,
             "network": self.network,
+            **({"proof": self.proof} if self.proof else {}),
+            **({"exact": self.exact["holds"], "exact_check": self.exact} if self.exact else {}),
         }
 
     def summary(self) -> str:
@@ -208,6 +215,10 @@ class PropertyResult:
                 lines.append(f"{'  outputs':<9} {cex.outputs}")
                 lines.append(f"{second:<9} {cex.point}")
                 lines.append(f"{'  outputs':<9} {cex.point_outputs}")
+        if self.exact:
+            lines.append(f"exact     {self.exact['note']}")
+        if self.proof:
+            lines.append(f"proof     {self.proof['note']}")
         return "\n".join(lines)
 
     def __str__(self) -> str:

@@ -599,7 +599,7 @@ class _Search:
             self.lp_seconds += time.monotonic() - lp_started
             stats.lp_calls += 1
             stats.pivots += outcome.pivots
-            if outcome.status == REFUTED:
+            if outcome.status == REFUTED and (self.tree is None or outcome.farkas is not None):
                 refuted[b] = True
                 stats.lp_refuted += 1
                 if self.tree is not None:

@@ -178,39 +178,54 @@ def solve_triangle_lp(
     outcome = tableau.check(store, max_pivots=max_pivots, bland_after=50, refactor_every=100, deadline=deadline)
     if outcome.status == INFEASIBLE:
         order = np.concatenate(triangle_ids + split_ids + [np.arange(count_rows, m)]).astype(np.int64)
-        return LpOutcome(REFUTED, pivots=outcome.pivots, farkas=_farkas(tableau, store, outcome.conflict_row, width, order))
+        return LpOutcome(REFUTED, pivots=outcome.pivots, farkas=_farkas(tableau, store, width, order))
     if outcome.status in (BUDGET, OUT_OF_TIME):
         return LpOutcome(UNDECIDED, pivots=outcome.pivots)
     inputs = np.clip(tableau.values[:num_v], box_lo, box_hi)
     return LpOutcome(CANDIDATE, inputs, outcome.pivots, exact=count == 0)
 
 
-def _farkas(tableau: Tableau, store: BoundStore, conflict_row: int, width: int, order: np.ndarray):
-    """Farkas multipliers from the simplex's infeasible row, over the rows ``expr <= 0`` in ``order``.
+def _farkas(tableau: Tableau, store: BoundStore, width: int, order: np.ndarray):
+    """Farkas multipliers from the simplex's final basis, over the rows ``expr <= 0`` in ``order``.
 
     Row ``r`` of the tableau defines ``w_r = expr_r`` (``w_r`` bounded, ``expr_r`` affine in the
-    columns). The conflict row of the final basis is ``y @ (w - expr) = 0`` with ``y`` solving
-    ``B^T y = e_i``; its sign is chosen so that its minimum over the bounds is positive. Each row's
-    multiplier then has the sign its bound allows (``w >= 0``: ``y >= 0`` on ``-expr <= 0``; ``w <= c``:
-    ``y <= 0`` on ``expr - c <= 0``), and becomes a non-negative multiplier of the row as written in
-    the certificate (``expr' <= 0``).
+    columns). Phase 1 stops at a minimum of the sum of infeasibilities: the combination of the
+    infeasible basic rows, ``+1`` above their bound and ``-1`` below (``sigma``), is
+    ``y @ (w - expr) = 0`` with ``y`` solving ``B^T y = sigma`` (one infeasible row alone need not
+    be infeasible on its own); its sign is chosen so that its minimum over the bounds is positive.
+    Each row's multiplier then has the sign its bound allows (``w >= 0``: ``y >= 0`` on
+    ``-expr <= 0``; ``w <= c``: ``y <= 0`` on ``expr - c <= 0``), and becomes a non-negative
+    multiplier of the row as written in the certificate (``expr' <= 0``). None when the
+    multipliers, once round-off of the wrong sign is dropped, do not refute the LP with a clear
+    margin (the checker would reject them).
     """
-    basis = tableau.equations[:, tableau.basic]
-    e = np.zeros(tableau.m)
-    e[conflict_row] = 1.0
+    basic = tableau.basic
+    xb = tableau.values[basic]
+    scale = 1.0 + np.abs(xb)
+    tol = tableau.feasibility_tolerance
+    sigma = (xb > store.upper[basic] + tol * scale).astype(np.float64) - (xb < store.lower[basic] - tol * scale)
+    if not np.any(sigma):
+        return None
     try:
-        y = np.linalg.solve(basis.T, e)
+        y = np.linalg.solve(tableau.equations[:, basic].T, sigma)
     except np.linalg.LinAlgError:
         return None
-    c = y @ tableau.equations
-    with np.errstate(invalid="ignore"):  # 0 * inf: a variable the row does not use
-        low = np.where(c > 0, c * store.lower, np.where(c < 0, c * store.upper, 0.0))
-    if np.sum(low) < 0:
-        y = -y
     rows_lo, rows_hi = store.lower[width:], store.upper[width:]
-    # the multiplier's sign must be the one the row's bound allows; round-off of the other sign is dropped
     at_lower = np.isfinite(rows_lo) & ~np.isfinite(rows_hi)  # w >= 0 (triangles, active splits)
-    multiplier = np.where(at_lower, np.maximum(y, 0.0), np.maximum(-y, 0.0))
-    values = multiplier[order]
+
+    def kept(y):  # the multipliers with the sign each row's bound allows, signed as y
+        return np.where(at_lower, np.maximum(y, 0.0), np.minimum(y, 0.0))
+
+    def minimum(y):  # of y @ (w - expr) over the bounds, and its magnitude
+        c = y @ tableau.equations
+        with np.errstate(invalid="ignore"):  # 0 * inf: a variable the row does not use
+            low = np.where(c > 0, c * store.lower, np.where(c < 0, c * store.upper, 0.0))
+        return float(np.sum(low)), float(np.sum(np.abs(low)))
+
+    y = max((kept(y), kept(-y)), key=lambda s: minimum(s)[0])
+    low, size = minimum(y)
+    if not low > 1e-9 * size:  # NaN included
+        return None
+    values = np.abs(y)[order]
     keep = np.flatnonzero(values > 0)
     return keep, values[keep]
