@@ -501,3 +501,14 @@ def test_spec_with_an_unbounded_input_is_an_error_not_a_verdict(test_bench_dir, 
     assert main(["vnnlib", str(test_bench_dir / "test_nano.onnx"), str(spec)]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "every input must be bounded" in captured.err
+
+
+def test_polish_of_a_target_without_rows_returns_the_point():
+    """A disjunct with no rows holds everywhere: polishing a point for it keeps the point (it used to
+    take the argmax of an empty set of margins)."""
+    from reluverify.solver.falsify import polish
+
+    chain = ReluChain((np.array([[1.0, -1.0]]), np.array([[2.0]])), (np.zeros(1), np.zeros(1)))
+    x = np.array([0.25, 0.5])
+    out = polish(chain, x, np.zeros(2), np.ones(2), np.zeros((0, 3)), np.zeros(0))
+    assert np.array_equal(out, x)

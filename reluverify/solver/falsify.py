@@ -108,6 +108,8 @@ def polish(
 ) -> np.ndarray:
     """Small gradient steps that push a boundary point strictly inside the target (if it can)."""
     point = x[None, :].copy()
+    if rows.shape[0] == 0:
+        return point[0]  # a target without rows holds everywhere: nothing to push
     best, best_v = point.copy(), violations(chain, point, rows, rhs)[0]
     size = 1e-6 * (1.0 + np.abs(upper - lower))
     for _ in range(steps):
