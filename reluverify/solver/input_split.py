@@ -161,6 +161,8 @@ class _BoxSearch:
         self.proven = 0.0
         self.processed = 0
         self.seconds_per_box = 0.0
+        self.rng = np.random.default_rng(options.seed)
+        self.started, self.attack_seconds = time.monotonic(), 0.0
 
     def report(self, force: bool = False, best=None) -> None:
         if self.progress.due() or (force and self.progress):
@@ -309,6 +311,10 @@ class _BoxSearch:
         # candidate points: centres and, per alive target, the vertex of its tightest row
         tight = np.where(owner_matrix[None, :, :], lower_bounds[:, None, :], -np.inf).argmax(axis=2)  # (B, D)
         found = _try_candidates(chain, lo, hi, alive, coef, tight, rows, rhs, owner_matrix, statistics, self.confirm)
+        if found is None and options.falsify and options.split_attack_boxes > 0 and self.attack_due():
+            began = time.monotonic()
+            found = self.attack_open_boxes(lo, hi, alive, lower_bounds, vertex_points(coef, tight, lo, hi))
+            self.attack_seconds += time.monotonic() - began
         if found is not None:
             x, position = found
             raise _Stop(SearchOutcome("sat", x, targets[position].index))
@@ -361,6 +367,39 @@ class _BoxSearch:
         self.stack.push(np.concatenate([lo, right_lo]), np.concatenate([left_hi, hi]), np.concatenate([alive, alive]),
                         np.concatenate([depth + 1, depth + 1]), np.concatenate([lower_node, upper_node]))
         return batch
+
+    def attack_due(self) -> bool:
+        """The attacks in open boxes take at most a fifth of the search's time (after its first two seconds)."""
+        elapsed = time.monotonic() - self.started
+        return elapsed < 2.0 or self.attack_seconds < 0.2 * elapsed
+
+    def attack_open_boxes(self, lo, hi, alive, lower_bounds, vertices):
+        """A short gradient attack inside the open boxes that come closest to holding a target (the
+        lowest bound on its rows' violation), each started from the vertex that minimises the target's
+        tightest row: counterexamples in thin regions that the candidates at centres and vertices miss."""
+        from reluverify.solver.falsify import attack
+
+        bound = np.where(self.owner_matrix[None, :, :], lower_bounds[:, None, :], -np.inf).max(axis=2)  # (B, D)
+        bound = np.where(alive, bound, np.inf)
+        best_target = bound.argmin(axis=1)
+        score = bound[np.arange(lo.shape[0]), best_target]
+        boxes = np.argsort(score)[: self.options.split_attack_boxes]
+        boxes = boxes[np.isfinite(score[boxes])]
+        if boxes.size == 0:
+            return None
+        target = best_target[boxes]
+        starts = vertices[boxes, target]
+        mask = self.owner_matrix[target]  # each start attacks its own target's rows
+        points, values = attack(self.chain, lo[boxes], hi[boxes], self.rows, self.rhs, self.rng, starts=starts,
+                                steps=self.options.split_attack_steps, mask=mask)
+        self.stats.candidates_checked += boxes.size
+        for k in np.argsort(values)[:4]:
+            if values[k] > 0:
+                break
+            if self.confirm(points[k], int(target[k])):
+                return points[k], int(target[k])
+            self.stats.candidates_rejected += 1
+        return None
 
     # ------------------------------------------------------------------ proofs
     def proven_step(self, lo, hi, alive, depth, node):
@@ -473,11 +512,17 @@ def _select(bounds: LayerBounds, index: np.ndarray) -> LayerBounds:
     )
 
 
+def vertex_points(coef, tight, lo, hi):
+    """Per box and target, the vertex of the box that minimises the linear lower bound of the target's
+    tightest row: (B, D, n)."""
+    vertex_coef = np.take_along_axis(coef, tight[:, :, None], axis=1)  # (B, D, n)
+    return np.where(vertex_coef > 0, lo[:, None, :], hi[:, None, :])
+
+
 def _try_candidates(chain, lo, hi, alive, coef, tight, rows, rhs, owner_matrix, statistics, confirm):
     n = chain.input_size
     batch, d = alive.shape
-    vertex_coef = np.take_along_axis(coef, tight[:, :, None], axis=1)  # (B, D, n)
-    vertices = np.where(vertex_coef > 0, lo[:, None, :], hi[:, None, :])  # minimises the row's lower bound
+    vertices = vertex_points(coef, tight, lo, hi)
     centres = 0.5 * (lo + hi)
     points = np.concatenate([centres[:, None, :], vertices], axis=1)  # (B, 1 + D, n)
     flat = points.reshape(-1, n)

@@ -84,6 +84,11 @@ class SolverOptions:
     split_weight_iterations: int = 10
     """Input splitting: a conjunction's rows, weighted, are back-substituted as one row; this many
     ascent steps choose the weights (and the input rows' multipliers) per box (0: rows bounded apart)."""
+    split_attack_boxes: int = 32
+    """Input splitting: after each batch, a gradient attack runs inside this many open boxes, those
+    closest to holding a target (0: none)."""
+    split_attack_steps: int = 60
+    """... with this many steps."""
     split_alpha_iterations: int = 0
     """Input splitting: boxes the plain bounds leave open get this many steps of optimised slopes and
     multipliers (:mod:`~reluverify.solver.crown`) before they are split (0: never)."""
