@@ -10,6 +10,7 @@ memory, writes a CSV and a cactus plot (instances decided against time).
     python benchmarks/side_by_side.py ../shared/benchmarks/acasxu --cap 60 --peer marabou --marabou PATH
     python benchmarks/side_by_side.py ../shared/benchmarks/mnistfc --cap 60 --filter 0.03 --peer marabou
     python benchmarks/side_by_side.py ../shared/benchmarks/acasxu --cap 60 --peer checkout --baseline ../previous
+    python benchmarks/side_by_side.py ../shared/benchmarks/acasxu --match _1_1_:prop_5 --jobs 2 --peer checkout --peer-jobs 1 --baseline .
 
 Peers: ``marabou`` (Marabou 2.0.0 from ``pip install maraboupy``, in its own venv: it wants
 ``numpy<2``, ``onnx<2``, ``onnxruntime<2``; found by ``--marabou PATH`` or on PATH), ``checkout``
@@ -86,16 +87,23 @@ def main() -> int:
     parser.add_argument("--cap", type=float, default=60.0, help="at most this many seconds per instance and tool (default 60)")
     parser.add_argument("--filter", action="append", help="only instances whose file names contain this text (repeatable: any)")
     parser.add_argument("--limit", type=int, help="only the first N instances")
+    parser.add_argument("--match", action="append", metavar="ONNX_TEXT:SPEC_TEXT",
+                        help="only instances whose network name contains ONNX_TEXT and spec name SPEC_TEXT (repeatable: any)")
     parser.add_argument("--peer", choices=("marabou", "checkout", "none"), default="marabou")
     parser.add_argument("--marabou", help="path of the Marabou binary")
     parser.add_argument("--baseline", help="--peer checkout: the other checkout's folder (its reluverify/ is run)")
     parser.add_argument("--jobs", type=int, default=1, help="reluverify --jobs (worker processes per instance)")
+    parser.add_argument("--peer-jobs", type=int, help="--peer checkout: its --jobs (default: the same as --jobs), "
+                        "e.g. --jobs 2 --peer-jobs 1 --baseline . for the speedup of sharing one query")
     parser.add_argument("--name", default="side_by_side", help="file stem of the CSV and plot under results/")
     args = parser.parse_args()
 
     instances = load_instances(args.folder)
     if args.filter:
         instances = [i for i in instances if any(f in Path(i.onnx).name or f in Path(i.vnnlib).name for f in args.filter)]
+    if args.match:
+        pairs = [m.split(":", 1) for m in args.match]
+        instances = [i for i in instances if any(a in Path(i.onnx).name and b in Path(i.vnnlib).name for a, b in pairs)]
     if args.limit:
         instances = instances[: args.limit]
     peer = args.peer
@@ -120,7 +128,8 @@ def main() -> int:
             if peer == "marabou":
                 runs[peer_name] = run_marabou(marabou, inst.onnx, inst.vnnlib, limit)
             elif peer == "checkout":
-                runs[peer_name] = run_reluverify(inst.onnx, inst.vnnlib, limit, args.jobs, str(Path(args.baseline).resolve()))
+                jobs = args.jobs if args.peer_jobs is None else args.peer_jobs
+                runs[peer_name] = run_reluverify(inst.onnx, inst.vnnlib, limit, jobs, str(Path(args.baseline).resolve()))
             else:
                 runs[peer_name] = ("-", 0.0, float("nan"))
 
