@@ -387,14 +387,16 @@ class _Decider:
             return self.result(UNSAT, "every disjunct has an empty input region")
         # cheap bounds first: a disjunct they refute needs neither falsification nor search (a proof's
         # searches refute it at their root, with evidence)
-        for k in list(live if not self.options.proof else []):
-            d = self.query.disjuncts[k]
-            if self.refuted_by_bounds(k, d.lower, d.upper):
+        refuted = [k for k in live if self.refuted_by_bounds(k, self.query.disjuncts[k].lower, self.query.disjuncts[k].upper)]
+        if not self.options.proof:
+            for k in refuted:
                 self.verdicts[k] = UNSAT
                 live.remove(k)
-        if not live:
-            return self.result(UNSAT)
-        if self.falsify(live):
+            if not live:
+                return self.result(UNSAT)
+        # (with a proof, disjuncts the cheap bounds refute stay for the search, which records the
+        # evidence; only the attack is skipped when no disjunct is left to attack)
+        if len(refuted) < len(live) and self.falsify([k for k in live if k not in refuted]):
             return self.result(SAT)
         if self.timed_out():
             return self.result(TIMEOUT, "time budget exhausted during falsification")
