@@ -30,6 +30,7 @@ from reluverify.solver.input_split import SearchOutcome, Target, input_split_sea
 from reluverify.solver.options import SolverOptions
 from reluverify.solver.progress import ProgressCallback, Throttle, observer
 from reluverify.solver.projection import project_constant_inputs
+from reluverify.solver.reduction import reduced_chain, reduced_relus, tableau_entries
 from reluverify.solver.relu_bab import Disjunction, bound_root, relu_bab_search, root_bounds
 from reluverify.solver.reluplex import LeafOutcome, ReluplexEngine
 from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result, Statistics
@@ -264,6 +265,23 @@ class _Decider:
             return LeafOutcome(UNKNOWN, reason="a Reluplex solution was not confirmed by onnxruntime")
         return outcome
 
+    def reduced_leaf(self, k: int, disjunct, lower: np.ndarray, upper: np.ndarray, phases: np.ndarray) -> LeafOutcome | None:
+        """A branch-and-bound leaf decided by Reluplex on the network reduced to the leaf's free ReLUs
+        (:mod:`~reluverify.solver.reduction`): its tableau never holds the stable neurons. None when even
+        that tableau would exceed ``max_tableau_entries``."""
+        n_x = self.chain.input_size
+        if reduced_relus(self.chain, phases) >= self.chain.num_relus:  # many free ReLUs: the network itself
+            chain, engine = self.chain, None
+        else:
+            chain = reduced_chain(self.chain, lower[:n_x], upper[:n_x], phases)
+        if tableau_entries(chain) > self.options.max_tableau_entries:
+            return None  # too large for an exact leaf: the search splits it further
+        if chain is self.chain:
+            return self.leaf(self.engine(disjunct.lower, disjunct.upper), k, lower, upper, phases)
+        engine = ReluplexEngine(chain, self.query.num_inputs, self.all_rows, self.all_rhs, disjunct.lower,
+                                disjunct.upper, self.options, self.stats)
+        return self.leaf(engine, k, lower, upper)
+
     def prove_by_input_splitting(self, live: list[int]) -> Result | None:
         for members in self.box_groups(live):
             box = self.query.disjuncts[members[0]]
@@ -341,7 +359,7 @@ class _Decider:
                 self.stats,
                 self.deadline,
                 confirm=lambda v, k=k: self.try_confirm(v, k),
-                leaf_solver=lambda lo, hi, phases, k=k, d=d: self.leaf(self.engine(d.lower, d.upper), k, lo, hi, phases),
+                leaf_solver=lambda lo, hi, phases, k=k, d=d: self.reduced_leaf(k, d, lo, hi, phases),
                 start=start,
                 progress=self.progress,
                 tree=self.trees.get(k),

@@ -118,6 +118,10 @@ class SolverOptions:
     """... while the LP takes at most this share of the search's time."""
     bab_leaf_depth: int = 96
     """A sub-problem split this many times goes to Reluplex with its phases fixed."""
+    max_tableau_entries: int = 100_000_000
+    """A branch-and-bound leaf goes to Reluplex on the network reduced to its free ReLUs
+    (:mod:`~reluverify.solver.reduction`); a leaf whose dense tableau would still hold more entries
+    than this (about 0.8 GB) is left undecided rather than exhaust memory."""
     bab_memory_mb: int = 1024
     """The pool of open sub-problems is drained depth first above this size; at 1.5 times it the
     search stops with ``unknown``."""

@@ -377,7 +377,8 @@ def relu_bab_search(
 
     ``region`` is a batch of one (the disjunct's box and the query's input rows); ``root`` holds
     bounds valid on it; ``confirm(v)`` confirms a candidate with onnxruntime;
-    ``leaf_solver(lower, upper, phases)`` decides a leaf exactly (Reluplex with fixed phases);
+    ``leaf_solver(lower, upper, phases)`` decides a leaf exactly (Reluplex with fixed phases), or returns
+    None when the leaf is too large for it (the sub-problem is then split further);
     ``start`` is the disjunct's root bound if :func:`bound_root` already computed it; ``progress``
     receives where the search stands; ``tree``, when given, records the proof (docs/certificates.md:
     every split, and each leaf's evidence: its bound's parameters or the LP's Farkas multipliers).
@@ -618,8 +619,11 @@ class _Search:
             self.undecided.extend(["a linear sub-problem's LP point was not confirmed (no certificate for it)"] * int(leaf.sum()))
         for b in np.flatnonzero(reluplex):
             self.check_time()
-            stats.leaves += 1
             outcome = self.leaf_solver(self.region.lower[0], self.region.upper[0], phases_of(relaxation, int(b)))
+            if outcome is None:  # too large for Reluplex: split further
+                leaf[b] = False
+                continue
+            stats.leaves += 1
             if outcome.status == "sat":
                 raise _Stop(SearchOutcome("sat", outcome.inputs))
             if outcome.status == "timeout":
