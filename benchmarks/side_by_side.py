@@ -24,6 +24,7 @@ import csv
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -44,10 +45,16 @@ def timed(command: list[str], limit: float, env: dict | None = None) -> tuple[st
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         wrapped = ["/usr/bin/time", "-v", "-o", report.name, *command] if Path("/usr/bin/time").exists() else command
         start = time.monotonic()
+        # its own process group, killed whole at the limit: a tool that ignores its own timeout (Marabou
+        # can) must not live on under /usr/bin/time and slow the instances after it
+        proc = subprocess.Popen(wrapped, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)
         try:
-            proc = subprocess.run(wrapped, capture_output=True, text=True, timeout=limit + 30, env=env)
-            out = proc.stdout if proc.returncode == 0 else "error\n" + proc.stderr[-300:]
+            stdout, stderr = proc.communicate(timeout=limit + 30)
+            out = stdout if proc.returncode == 0 else "error\n" + stderr[-300:]
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             out = "timeout"
         seconds = time.monotonic() - start
         text = report.read()
