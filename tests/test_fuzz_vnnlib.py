@@ -256,7 +256,7 @@ def test_deep_nesting_is_decided_or_refused(shape):
         assert isinstance(result, ErrorLine)
     if shape == "or":  # the case of the issue: 50,000 levels of (or (or ...)) in under a second
         assert seconds < 1.0, f"{seconds:.2f} s"
-    assert seconds < 10.0, f"{seconds:.2f} s"
+    assert seconds < 30.0, f"{seconds:.2f} s"  # no hang (the or-and shape takes ~8 s: 50,000 nested disjunctions)
 
 
 def test_deep_or_through_the_command_line(tmp_path, test_bench_dir):

@@ -163,6 +163,9 @@ class _BoxSearch:
         self.seconds_per_box = 0.0
         self.rng = np.random.default_rng(options.seed)
         self.started, self.attack_seconds = time.monotonic(), 0.0
+        # the weighted conjunctions and the in-box attack pay on networks of many ReLUs (ACAS Xu: 300); on a
+        # few dozen, boxes turn linear within a few splits and the per-batch ascent costs more than it saves
+        self.large = chain.num_relus >= options.input_split_min_relus
 
     def report(self, force: bool = False, best=None) -> None:
         if self.progress.due() or (force and self.progress):
@@ -279,7 +282,7 @@ class _BoxSearch:
             if self.conjunctions:  # rows of one disjunct that are jointly impossible, though none alone is
                 dead |= conjunction_lower_bound(row_bounds.coef, row_bounds.const, lo, hi, owner_matrix) > options.prune_margin
             dead |= layer_bounds.infeasible[:, None]  # no input of the box meets the known bounds
-            if self.conjunctions and options.split_weight_iterations > 0:
+            if self.conjunctions and options.split_weight_iterations > 0 and self.large:
                 # a conjunction's rows combined before the back-substitution, with weights found by a short
                 # ascent, refute far more boxes than the combination of the rows' separate bounds (ACAS Xu
                 # 1_1 property 3: 18,167 boxes -> 521)
@@ -311,7 +314,7 @@ class _BoxSearch:
         # candidate points: centres and, per alive target, the vertex of its tightest row
         tight = np.where(owner_matrix[None, :, :], lower_bounds[:, None, :], -np.inf).argmax(axis=2)  # (B, D)
         found = _try_candidates(chain, lo, hi, alive, coef, tight, rows, rhs, owner_matrix, statistics, self.confirm)
-        if found is None and options.falsify and options.split_attack_boxes > 0 and self.attack_due():
+        if found is None and options.falsify and options.split_attack_boxes > 0 and self.large and self.attack_due():
             began = time.monotonic()
             found = self.attack_open_boxes(lo, hi, alive, lower_bounds, vertex_points(coef, tight, lo, hi))
             self.attack_seconds += time.monotonic() - began
