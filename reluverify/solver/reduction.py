@@ -86,24 +86,25 @@ def reduced_chain(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, phases
         low = np.minimum(a * lower, a * upper).sum(axis=1)
         lows.append(low)
         margins.append(1e-6 * (1.0 + np.abs(low) + np.abs(a) @ np.maximum(np.abs(lower), np.abs(upper))))
-    carried = list(range(1, hidden + 1))  # layers whose input part is carried as p
     if hidden == 0:
         a, _, c = forms[0]
         return ReluChain((a,), (c,))
+    carried = list(range(1, hidden + 1))  # layers whose input part is carried as p
     weights, biases = [], []
     # layer k's outputs (k < hidden): [free_k, h of free_0..free_{k-1}, p of the layers after k]
     for k in range(hidden + 1):
         a, parts, c = forms[k]
         later = [j for j in carried if j > k]
-        n_in = lops.shape(chain.weights[0])[1] if k == 0 else (free[k - 1].size + sum(free[j].size for j in range(k - 1))
-                                                              + sum(forms[j][0].shape[0] for j in carried if j >= k))
+        if k == 0:
+            col, n_in = None, lops.shape(chain.weights[0])[1]
+        else:
+            col, n_in = _input_columns(k, free, forms, carried)
         blocks, bias = [], []
         # this layer's free neurons (or the outputs at k == hidden)
-        own = np.zeros((a.shape[0], n_in))
         if k == 0:
-            own[:, :] = a
+            own = a.copy()
         else:
-            col = _input_columns(k, free, forms, carried)
+            own = np.zeros((a.shape[0], n_in))
             for j, cj in parts.items():
                 own[:, col["h", j]] += cj
             own[:, col["p", k]] += np.eye(a.shape[0])
@@ -112,21 +113,19 @@ def reduced_chain(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, phases
         bias.append(c)
         if k < hidden:
             # carried free outputs h_0..h_k-1 (identity), then p of later layers
-            if k > 0:
-                col = _input_columns(k, free, forms, carried)
-                for j in range(k):
-                    block = np.zeros((free[j].size, n_in))
-                    block[np.arange(free[j].size), col["h", j]] = 1.0
-                    blocks.append(block)
-                    bias.append(np.zeros(free[j].size))
+            for j in range(k):
+                block = np.zeros((free[j].size, n_in))
+                block[np.arange(free[j].size), col["h", j]] = 1.0
+                blocks.append(block)
+                bias.append(np.zeros(free[j].size))
             for j in later:
                 aj = forms[j][0]
-                block = np.zeros((aj.shape[0], n_in))
                 if k == 0:
-                    block[:, :] = aj
+                    block = aj.copy()
                     bias.append(-lows[j] + margins[j])
                 else:
-                    block[np.arange(aj.shape[0]), _input_columns(k, free, forms, carried)["p", j]] = 1.0
+                    block = np.zeros((aj.shape[0], n_in))
+                    block[np.arange(aj.shape[0]), col["p", j]] = 1.0
                     bias.append(np.zeros(aj.shape[0]))
                 blocks.append(block)
         weights.append(np.vstack(blocks))
@@ -134,10 +133,10 @@ def reduced_chain(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, phases
     return ReluChain(tuple(weights), tuple(biases))
 
 
-def _input_columns(k: int, free, forms, carried) -> dict:
-    """Column indices of layer ``k``'s inputs (``k >= 1``): ``("h", j)`` the free outputs of layer ``j``
-    (``j = k - 1`` first, as the previous layer's own neurons, then ``0 .. k - 2``), ``("p", j)`` the
-    carried input directions of layers ``j >= k``."""
+def _input_columns(k: int, free, forms, carried) -> tuple[dict, int]:
+    """Column indices of layer ``k``'s inputs (``k >= 1``) and their number: ``("h", j)`` the free
+    outputs of layer ``j`` (``j = k - 1`` first, as the previous layer's own neurons, then
+    ``0 .. k - 2``), ``("p", j)`` the carried input directions of layers ``j >= k``."""
     cols, start = {}, 0
     order = [k - 1, *range(k - 1)]
     for j in order:
@@ -148,4 +147,4 @@ def _input_columns(k: int, free, forms, carried) -> dict:
             rows = forms[j][0].shape[0]
             cols["p", j] = np.arange(start, start + rows)
             start += rows
-    return cols
+    return cols, start
