@@ -120,10 +120,7 @@ def forward_bounds(
         ub = np.minimum(ub, interval_centre + interval_radius)
         if layer == depth - 1:
             return LayerBounds(pre_lower, pre_upper, lb.T.copy(), ub.T.copy(), infeasible)
-        if known_lower is not None and known_lower[layer] is not None:
-            lb = np.maximum(lb, np.asarray(known_lower[layer]).T)
-        if known_upper is not None and known_upper[layer] is not None:
-            ub = np.minimum(ub, np.asarray(known_upper[layer]).T)
+        lb, ub = _clamp_known(lb, ub, layer, known_lower, known_upper)
         if refine and layer > 0:
             lb, ub = _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad)
         if known_lower is not None or known_upper is not None:
@@ -196,6 +193,15 @@ def _left(w, matrix: np.ndarray) -> np.ndarray:
     return lops.forward(w, matrix.T).T
 
 
+def _clamp_known(lb, ub, layer, known_lower, known_upper):
+    """Layer ``layer``'s bounds (neurons x batch) intersected with the known bounds, where given."""
+    if known_lower is not None and known_lower[layer] is not None:
+        lb = np.maximum(lb, np.asarray(known_lower[layer]).T)
+    if known_upper is not None and known_upper[layer] is not None:
+        ub = np.minimum(ub, np.asarray(known_upper[layer]).T)
+    return lb, ub
+
+
 def deeppoly_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, known_lower=None, known_upper=None,
                     tolerance: float = 1e-9) -> LayerBounds:
     """Layer by layer: interval arithmetic from the previous layer's bounds, then back-substitution to
@@ -224,10 +230,7 @@ def deeppoly_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, know
                                                     pre_lower, pre_upper, mid, rad)
                 lb, ub = np.maximum(lb, free_lb), np.minimum(ub, free_ub)
             return LayerBounds(pre_lower, pre_upper, lb.T.copy(), ub.T.copy(), infeasible)
-        if known_lower is not None and known_lower[layer] is not None:
-            lb = np.maximum(lb, np.asarray(known_lower[layer]).T)
-        if known_upper is not None and known_upper[layer] is not None:
-            ub = np.minimum(ub, np.asarray(known_upper[layer]).T)
+        lb, ub = _clamp_known(lb, ub, layer, known_lower, known_upper)
         if layer > 0:
             lb, ub = _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad)
         if known_lower is not None or known_upper is not None:
