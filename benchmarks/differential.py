@@ -140,6 +140,14 @@ def check_counterexample(query: Query, cex, tolerance: float) -> tuple[str, floa
         return "the counterexample breaks an input row", np.inf
     residuals, scale = exact_residuals(query, cex.disjunct, v)
     worst = max((float(res / Fraction(float(s))) for res, s in zip(residuals, scale)), default=-1.0)
+    if rows.num_rows:
+        # the input rows hold within INPUT_TOLERANCE (checked above); a point that needs that slack is a
+        # counterexample within the tolerance, not in exact arithmetic (z3 may rightly say unsat)
+        point = [Fraction(float(x)) for x in v]
+        in_scale = Fraction(float(1.0 + np.abs(rows.rhs).max() + np.abs(v).max()))
+        for row, rhs in zip(rows.matrix, rows.rhs):
+            residual = sum((Fraction(float(row[j])) * point[j] for j in np.flatnonzero(row)), Fraction(0)) - Fraction(float(rhs))
+            worst = max(worst, float(residual / in_scale))
     if worst > tolerance:
         return f"the counterexample misses disjunct {cex.disjunct} by {worst:.3g} of its scale in exact arithmetic", worst
     return "", worst
