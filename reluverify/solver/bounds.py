@@ -124,7 +124,7 @@ def forward_bounds(
         if refine and layer > 0:
             lb, ub = _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad)
         if known_lower is not None or known_upper is not None:
-            infeasible |= np.any(lb > ub + tolerance, axis=0)
+            infeasible |= np.any(lb > ub + tolerance * (1.0 + np.abs(lb) + np.abs(ub)), axis=0)
             ub = np.maximum(ub, lb)
         pre_lower.append(lb.T.copy())
         pre_upper.append(ub.T.copy())
@@ -234,7 +234,7 @@ def deeppoly_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, know
         if layer > 0:
             lb, ub = _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad)
         if known_lower is not None or known_upper is not None:
-            infeasible |= np.any(lb > ub + tolerance, axis=0)
+            infeasible |= np.any(lb > ub + tolerance * (1.0 + np.abs(lb) + np.abs(ub)), axis=0)
             ub = np.maximum(ub, lb)
         pre_lower.append(lb.T.copy())
         pre_upper.append(ub.T.copy())

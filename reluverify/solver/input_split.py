@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from reluverify.linear_ops import shape as lops_shape
 from reluverify.network import ReluChain
 from reluverify.solver.bounds import (
     LayerBounds,
@@ -58,23 +59,28 @@ class SearchOutcome:
 
 
 class _BoxStack:
-    """A LIFO of boxes held in growing numpy arrays: lower, upper, alive mask (per target), depth, and
-    the box's node in each target's proof tree (when one is recorded)."""
+    """A LIFO of boxes held in growing numpy arrays: lower, upper, alive mask (per target), depth, the
+    box's node in each target's proof tree (when one is recorded), and the pre-activation bounds that
+    hold on the box because they held on its parent (``relus`` columns each; 0: none are kept)."""
 
-    def __init__(self, n: int, d: int) -> None:
+    def __init__(self, n: int, d: int, relus: int = 0) -> None:
         self.arrays = [np.zeros((64, n)), np.zeros((64, n)), np.zeros((64, d), dtype=bool),
-                       np.zeros(64, dtype=np.int64), np.zeros((64, d), dtype=np.int64)]
+                       np.zeros(64, dtype=np.int64), np.zeros((64, d), dtype=np.int64),
+                       np.full((64, relus), -np.inf), np.full((64, relus), np.inf)]
         self.size = 0
 
-    def push(self, lo, hi, alive, depth, node=None) -> None:
+    def push(self, lo, hi, alive, depth, node=None, pre_lower=None, pre_upper=None) -> None:
         k = lo.shape[0]
         if node is None:
             node = np.zeros((k, self.arrays[4].shape[1]), dtype=np.int64)
+        if pre_lower is None:
+            pre_lower = np.full((k, self.arrays[5].shape[1]), -np.inf)
+            pre_upper = np.full((k, self.arrays[6].shape[1]), np.inf)
         while self.size + k > self.arrays[0].shape[0]:
             grow = self.arrays[0].shape[0]
             self.arrays = [np.concatenate([a, np.zeros_like(a[:grow])]) for a in self.arrays]
         s = slice(self.size, self.size + k)
-        for a, new in zip(self.arrays, (lo, hi, alive, depth, node)):
+        for a, new in zip(self.arrays, (lo, hi, alive, depth, node, pre_lower, pre_upper)):
             a[s] = new
         self.size += k
 
@@ -122,8 +128,9 @@ def input_split_search(
             # a disjunct with no rows holds everywhere in its box
             return SearchOutcome("sat", centre, target.index)
     search = _BoxSearch(chain, targets, options, statistics, deadline, confirm, leaf_solver, known, input_rows, progress, trees)
+    relus = chain.num_relus if search.inherit else 0
     search.add((lower[None, :], upper[None, :], np.ones((1, len(targets)), dtype=bool), np.zeros(1, dtype=np.int64),
-                np.zeros((1, len(targets)), dtype=np.int64)))
+                np.zeros((1, len(targets)), dtype=np.int64), np.full((1, relus), -np.inf), np.full((1, relus), np.inf)))
     if options.jobs > 1 and trees is None:
         from reluverify.solver.sharing import run_shared
 
@@ -156,7 +163,11 @@ class _BoxSearch:
         owner = np.concatenate([np.full(t.rhs.shape[0], k) for k, t in enumerate(targets)])
         self.owner_matrix = owner[None, :] == np.arange(len(targets))[:, None]  # (D, R)
         self.conjunctions = bool((self.owner_matrix.sum(axis=1) > 1).any())
-        self.stack = _BoxStack(self.n, len(targets))
+        # a box inherits its parent's pre-activation bounds (valid on it, and often tighter than its own
+        # after a few splits), except in a proof, whose checker bounds each box on its own
+        self.inherit = trees is None and chain.num_relus <= options.split_inherit_max_relus
+        self.layer_sizes = [lops_shape(w)[0] for w in chain.weights[:-1]]
+        self.stack = _BoxStack(self.n, len(targets), chain.num_relus if self.inherit else 0)
         self.undecided: list[str] = []
         self.proven = 0.0
         self.processed = 0
@@ -254,7 +265,7 @@ class _BoxSearch:
         """One batch of boxes: bound, try candidates, hand residues to Reluplex, split the rest."""
         chain, options, statistics, n = self.chain, self.options, self.stats, self.n
         rows, rhs, owner_matrix, targets = self.rows, self.rhs, self.owner_matrix, self.targets
-        lo, hi, alive, depth, node = self.stack.pop(batch_size)
+        lo, hi, alive, depth, node, inherited_lower, inherited_upper = self.stack.pop(batch_size)
         batch = lo.shape[0]
         self.processed += batch
         statistics.boxes += batch
@@ -266,11 +277,11 @@ class _BoxSearch:
             if self.input_rows is not None:
                 lo, hi, empty = tighten_boxes(lo, hi, *self.input_rows)
                 alive &= ~empty[:, None]
+            known_lower, known_upper = self.known_on_boxes(inherited_lower, inherited_upper)
             if options.split_bounds == "deeppoly":
-                layer_bounds = deeppoly_bounds(chain, lo, hi, self.known_lower, self.known_upper)
+                layer_bounds = deeppoly_bounds(chain, lo, hi, known_lower, known_upper)
             else:
-                layer_bounds = forward_bounds(chain, lo, hi, self.known_lower, self.known_upper,
-                                              refine=options.refine_bounds)
+                layer_bounds = forward_bounds(chain, lo, hi, known_lower, known_upper, refine=options.refine_bounds)
             row_bounds = row_lower_bounds(chain, lo, hi, layer_bounds, rows[:, n:], rows[:, :n], rhs)
             if self.input_rows is not None:
                 # the shared input rows also bind the rows' linear lower bounds (Lagrangian dual)
@@ -286,7 +297,9 @@ class _BoxSearch:
                 # a conjunction's rows combined before the back-substitution, with weights found by a short
                 # ascent, refute far more boxes than the combination of the rows' separate bounds (ACAS Xu
                 # 1_1 property 3: 18,167 boxes -> 521)
-                dead |= self.optimised_refutations(lo, hi, alive & ~dead, layer_bounds, slopes=False)[0]
+                # (boxes that get optimised slopes below have their weights ascended there)
+                shallow = (depth < options.split_alpha_depth) | (options.split_alpha_iterations == 0)
+                dead |= self.optimised_refutations(lo, hi, alive & ~dead & shallow[:, None], layer_bounds, slopes=False)[0]
             alive &= ~dead
             keep = alive.any(axis=1)
             self.proven += float(np.sum(0.5 ** depth[~keep]))
@@ -301,7 +314,8 @@ class _BoxSearch:
             keep = np.ones(lo.shape[0], dtype=bool)
             if options.split_alpha_iterations > 0:
                 # boxes the plain bounds leave open: optimised slopes and multipliers, per alive target
-                alive &= ~self.optimised_refutations(lo, hi, alive, layer_bounds)[0]
+                deep = (depth >= options.split_alpha_depth)[:, None]
+                alive &= ~self.optimised_refutations(lo, hi, alive & deep, layer_bounds)[0]
                 keep = alive.any(axis=1)
                 self.proven += float(np.sum(0.5 ** depth[~keep]))
                 if not np.any(keep):
@@ -367,9 +381,29 @@ class _BoxSearch:
                 lower_node[b, position], upper_node[b, position] = self.trees[position].add_input_split(
                     int(node[b, position]), int(dim[b]), float(middle[b])
                 )
+        pre_lower = pre_upper = None
+        if self.inherit:
+            pre_lower = np.concatenate(bounds_split.pre_lower, axis=1) if bounds_split.pre_lower else np.zeros((lo.shape[0], 0))
+            pre_upper = np.concatenate(bounds_split.pre_upper, axis=1) if bounds_split.pre_upper else np.zeros((lo.shape[0], 0))
+            pre_lower, pre_upper = np.concatenate([pre_lower, pre_lower]), np.concatenate([pre_upper, pre_upper])
         self.stack.push(np.concatenate([lo, right_lo]), np.concatenate([left_hi, hi]), np.concatenate([alive, alive]),
-                        np.concatenate([depth + 1, depth + 1]), np.concatenate([lower_node, upper_node]))
+                        np.concatenate([depth + 1, depth + 1]), np.concatenate([lower_node, upper_node]),
+                        pre_lower, pre_upper)
         return batch
+
+    def known_on_boxes(self, inherited_lower: np.ndarray, inherited_upper: np.ndarray):
+        """Per layer, the bounds known on each box of a batch: the search box's (``known``) intersected with
+        those inherited from the box's parent; (None, None) when neither is kept."""
+        if not self.inherit:
+            return self.known_lower, self.known_upper
+        cuts = np.cumsum(self.layer_sizes)[:-1]
+        lower = np.split(inherited_lower, cuts, axis=1)
+        upper = np.split(inherited_upper, cuts, axis=1)
+        if self.known_lower is not None:
+            lower = [a if k is None else np.maximum(a, k) for a, k in zip(lower, self.known_lower)]
+        if self.known_upper is not None:
+            upper = [a if k is None else np.minimum(a, k) for a, k in zip(upper, self.known_upper)]
+        return lower, upper
 
     def attack_due(self) -> bool:
         """The attacks in open boxes take at most a fifth of the search's time (after its first two seconds)."""

@@ -1,0 +1,85 @@
+"""Input splitting's stronger box bounds: bounds inherited from the parent box, and optimised slopes on
+deep boxes (``split_alpha_depth``). Both may only ever cut what holds no counterexample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from random_queries import random_chain
+
+from reluverify.query import Disjunct, LinearConstraints, Query
+from reluverify.solver import SolverOptions, solve
+from reluverify.solver.bounds import deeppoly_bounds
+
+
+def _pre_activations(chain, points):
+    values, h = [], points
+    for w, b in zip(chain.weights[:-1], chain.biases[:-1]):
+        z = h @ np.asarray(w).T + b
+        values.append(z)
+        h = np.maximum(z, 0.0)
+    return values
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_child_bounds_with_the_parents_hold_on_samples(seed):
+    rng = np.random.default_rng(seed)
+    chain = random_chain(rng, (3, 12, 12, 12, 2))
+    lower = rng.uniform(-1.0, 0.0, 3)
+    upper = lower + rng.uniform(0.2, 1.5, 3)
+    parent = deeppoly_bounds(chain, lower[None], upper[None])
+    # the parent's box cut in two along each dimension in turn, down to a few levels deep
+    boxes = [(lower, upper, parent)]
+    for level in range(4):
+        lo, hi, bounds = boxes[-1]
+        dim = level % 3
+        middle = 0.5 * (lo[dim] + hi[dim])
+        child_hi = hi.copy()
+        child_hi[dim] = middle
+        child = deeppoly_bounds(chain, lo[None], child_hi[None], bounds.pre_lower, bounds.pre_upper)
+        assert not child.infeasible[0]
+        for mine, theirs in zip(child.pre_lower, bounds.pre_lower):
+            assert np.all(mine >= theirs)  # never looser than the parent's
+        for mine, theirs in zip(child.pre_upper, bounds.pre_upper):
+            assert np.all(mine <= theirs)
+        points = rng.uniform(lo, child_hi, (2000, 3))
+        points[:8] = np.where(rng.random((8, 3)) < 0.5, lo, child_hi)  # some vertices
+        for z, low, high in zip(_pre_activations(chain, points), child.pre_lower, child.pre_upper):
+            slack = 1e-9 * (1.0 + np.abs(z))
+            assert np.all(z >= low - slack) and np.all(z <= high + slack)
+        boxes.append((lo, child_hi, child))
+
+
+def _deep_options(**extra):
+    # optimised slopes from the first box on, and boxes bounded many times before they are decided
+    return SolverOptions(timeout=20, strategy="input-split", split_alpha_depth=0, split_alpha_iterations=20,
+                         input_split_min_relus=1, falsify=False, **extra)
+
+
+def _near_max_query(rng, chain, offset):
+    """``c @ y >= t`` on a box, with ``t`` the largest value seen on 4,000 samples shifted by ``offset`` of
+    its scale: near the threshold, so the search goes deep, with either verdict."""
+    n, m = chain.input_size, chain.output_size
+    lower = rng.uniform(-1.0, 0.0, n)
+    upper = lower + rng.uniform(0.3, 1.0, n)
+    c = rng.normal(size=m)
+    values = chain.evaluate(rng.uniform(lower, upper, (4000, n))) @ c
+    top = float(values.max())
+    rows = np.concatenate([np.zeros(n), -c])[None, :]
+    rhs = np.array([-(top + offset * (1.0 + abs(top)))])
+    disjunct = Disjunct(lower, upper, LinearConstraints(rows, rhs), "near max")
+    return Query((chain.to_network(),), lower, upper, (disjunct,), LinearConstraints(np.zeros((0, n)), np.zeros(0)))
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_optimised_deep_boxes_agree_with_reluplex(seed):
+    rng = np.random.default_rng(100 + seed)
+    chain = random_chain(rng, (3, 16, 16, 16, 2))
+    query = _near_max_query(rng, chain, float(rng.choice([1e-3, 3e-3, 1e-2, 3e-2])))
+    # optimised slopes from the first box on, boxes bounded with their parents' bounds
+    split = solve(query, SolverOptions(timeout=20, strategy="input-split", split_alpha_depth=0, input_split_min_relus=1,
+                                       falsify=False))
+    reluplex = solve(query, SolverOptions(timeout=20, strategy="relu-split", falsify=False))
+    assert split.verdict in ("sat", "unsat"), split.reason
+    if reluplex.verdict in ("sat", "unsat"):
+        assert split.verdict == reluplex.verdict
