@@ -512,3 +512,26 @@ def test_polish_of_a_target_without_rows_returns_the_point():
     x = np.array([0.25, 0.5])
     out = polish(chain, x, np.zeros(2), np.ones(2), np.zeros((0, 3)), np.zeros(0))
     assert np.array_equal(out, x)
+
+
+def test_a_point_only_onnxruntime_confirms_is_not_a_counterexample(tmp_path):
+    """Two units with a huge weight (-3968) cancel exactly in real arithmetic, so every output is constant
+    on the box; onnxruntime's float32 Gemm (fused multiply-adds) leaves about 1e-4 of them. A row that the
+    real outputs break by 1e-4 but onnxruntime's meet must not make a ``sat`` (differential soak, seed 0
+    case 9890: z3 proves it unsat)."""
+    from random_queries import chain_to_onnx
+
+    f32 = lambda a: np.asarray(a, dtype=np.float32).astype(np.float64)  # noqa: E731
+    chain = ReluChain(
+        (f32([[-3968.0], [-3968.0]]), f32([[0.8515625, -0.8515625]]), f32([[0.96875], [-0.92578125], [1.375], [0.96875]])),
+        (f32([-0.06738281, -0.06738281]), f32([0.30859375]), f32([0.66015625, 0.421875, 0.625, 0.66015625])),
+    )
+    network = load_onnx(chain_to_onnx(chain, tmp_path / "cancel.onnx", dtype=np.float32))
+    y0 = 0.96875 * 0.30859375 + 0.66015625  # the real output 0 wherever both units are active
+    lower, upper = np.array([-1.39645565]), np.array([-0.25084867])
+    rows = np.array([[0.0, 1.0, 0.0, 0.0, 0.0]])  # y0 <= y0 - 1e-4
+    query = Query((network,), lower, upper, (Disjunct(lower, upper, LinearConstraints(rows, np.array([y0 - 1e-4]))),),
+                  LinearConstraints(np.zeros((0, 1)), np.zeros(0)))
+    for x in (-1.33642251, -1.0, -0.5):
+        assert confirm(query, np.array([x]), 1e-6) is None
+    assert solve(query, SolverOptions(timeout=10)).verdict == "unsat"

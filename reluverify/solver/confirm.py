@@ -32,7 +32,8 @@ def confirm(query: Query, inputs: np.ndarray, tolerance: float, disjunct_hint: i
     """A confirmed :class:`Counterexample` for ``inputs``, or None.
 
     A disjunct holds when each of its rows satisfies ``row @ [v; y] - rhs <= tolerance *
-    (1 + |row| @ |[v; y]| + |rhs|)`` on onnxruntime's outputs ``y``: ``tolerance`` is
+    (1 + |row| @ |[v; y]| + |rhs|)`` on onnxruntime's outputs ``y``, and again on the outputs of
+    the network evaluated in float64 (the network ``unsat`` is proven for): ``tolerance`` is
     relative to the size of the row's terms, the scale of float32 round-off.
     """
     v = np.asarray(inputs, dtype=np.float64).reshape(-1)
@@ -60,13 +61,23 @@ def confirm(query: Query, inputs: np.ndarray, tolerance: float, disjunct_hint: i
         slack = float(residual.max()) if residual.size else -np.inf
         # float32 round-off grows with the size of the terms: the tolerance is relative to them
         scale = np.abs(disjunct.constraints.matrix) @ np.abs(full) + np.abs(disjunct.constraints.rhs)
-        if residual.size == 0 or np.all(residual <= tolerance * (1.0 + scale)):
-            return Counterexample(
-                inputs=point,
-                outputs=y_ref,
-                ir_outputs=query.outputs(point),
-                disjunct=index,
-                slack=slack,
-                tolerance=tolerance,
-            )
+        if residual.size and np.any(residual > tolerance * (1.0 + scale)):
+            continue
+        # the network in float64 must agree: onnxruntime's float32 (with fused multiply-adds) can miss
+        # the real value by far more than its own round-off where large terms cancel, and unsat is
+        # proven for the float64 network, so a sat it alone confirms could contradict a true unsat
+        y_ir = query.outputs(point)
+        if residual.size:
+            full_ir = np.concatenate([point, y_ir])
+            scale_ir = np.abs(disjunct.constraints.matrix) @ np.abs(full_ir) + np.abs(disjunct.constraints.rhs)
+            if not np.all(np.isfinite(y_ir)) or np.any(disjunct.constraints.residuals(full_ir) > tolerance * (1.0 + scale_ir)):
+                continue
+        return Counterexample(
+            inputs=point,
+            outputs=y_ref,
+            ir_outputs=y_ir,
+            disjunct=index,
+            slack=slack,
+            tolerance=tolerance,
+        )
     return None
