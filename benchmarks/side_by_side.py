@@ -40,7 +40,7 @@ DECIDED = ("sat", "unsat")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def timed(command: list[str], limit: float, env: dict | None = None) -> tuple[str, float, float]:
+def timed(command: list[str], limit: float, env: dict | None = None, cwd: str | None = None) -> tuple[str, float, float]:
     """Run a whole process under /usr/bin/time -v: (stdout, wall seconds, peak resident MB)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         wrapped = ["/usr/bin/time", "-v", "-o", report.name, *command] if Path("/usr/bin/time").exists() else command
@@ -48,7 +48,7 @@ def timed(command: list[str], limit: float, env: dict | None = None) -> tuple[st
         # its own process group, killed whole at the limit: a tool that ignores its own timeout (Marabou
         # can) must not live on under /usr/bin/time and slow the instances after it
         proc = subprocess.Popen(wrapped, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                start_new_session=True)
+                                start_new_session=True, cwd=cwd)
         try:
             stdout, stderr = proc.communicate(timeout=limit + 30)
             out = stdout if proc.returncode == 0 else "error\n" + stderr[-300:]
@@ -70,10 +70,13 @@ def environment(pythonpath: str | None = None) -> dict:
 
 
 def run_reluverify(onnx, vnnlib, limit, jobs=1, checkout: str | None = None):
-    command = [sys.executable, "-m", "reluverify", "vnnlib", onnx, vnnlib, "--timeout", str(limit), "--quiet"]
+    command = [sys.executable, "-m", "reluverify", "vnnlib", str(Path(onnx).resolve()), str(Path(vnnlib).resolve()),
+               "--timeout", str(limit), "--quiet"]
     if jobs > 1:
         command += ["--jobs", str(jobs)]
-    out, seconds, memory = timed(command, limit, environment(checkout))
+    # run from inside the checkout: ``python -m`` puts the working folder first on sys.path, before
+    # PYTHONPATH, so from this repository's root a baseline checkout would silently import this one
+    out, seconds, memory = timed(command, limit, environment(checkout), cwd=checkout or str(REPO))
     return out.split("\n", 1)[0].strip(), seconds, memory
 
 

@@ -21,7 +21,7 @@ def _pre_activations(chain, points):
     return values
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(8))
 def test_child_bounds_with_the_parents_hold_on_samples(seed):
     rng = np.random.default_rng(seed)
     chain = random_chain(rng, (3, 12, 12, 12, 2))
@@ -71,7 +71,7 @@ def _near_max_query(rng, chain, offset):
     return Query((chain.to_network(),), lower, upper, (disjunct,), LinearConstraints(np.zeros((0, n)), np.zeros(0)))
 
 
-@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize("seed", range(10))
 def test_optimised_deep_boxes_agree_with_reluplex(seed):
     rng = np.random.default_rng(100 + seed)
     chain = random_chain(rng, (3, 16, 16, 16, 2))
