@@ -277,6 +277,8 @@ class _BoxSearch:
             if self.input_rows is not None:
                 lo, hi, empty = tighten_boxes(lo, hi, *self.input_rows)
                 alive &= ~empty[:, None]
+            shallow = depth < options.split_inherit_depth
+            inherited_lower[shallow], inherited_upper[shallow] = -np.inf, np.inf
             known_lower, known_upper = self.known_on_boxes(inherited_lower, inherited_upper)
             if options.split_bounds == "deeppoly":
                 layer_bounds = deeppoly_bounds(chain, lo, hi, known_lower, known_upper)

@@ -85,6 +85,10 @@ class SolverOptions:
     """Input splitting: a box starts from the pre-activation bounds of its parent (valid on it) when the
     networks have at most this many ReLUs (the stack then holds two floats per ReLU and box: 32 KB a box
     at this size; ACAS Xu's 300 ReLUs, 5 KB)."""
+    split_inherit_depth: int = 12
+    """... on boxes split at least this many times (shallower ones are bounded on their own: on ACAS Xu
+    2_9 property 8, bounds inherited from the root steer the first boxes' candidate vertices and attacks
+    away from its thin counterexample, found in 0.6 s without them and not in 60 s with them)."""
     split_weight_iterations: int = 10
     """Input splitting: a conjunction's rows, weighted, are back-substituted as one row; this many
     ascent steps choose the weights (and the input rows' multipliers) per box (0: rows bounded apart)."""
