@@ -62,7 +62,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from random_queries import chain_to_onnx, exact_residuals, random_chain, random_query  # noqa: E402
+from random_queries import chain_to_onnx, exact_residuals, exact_row_residuals, random_chain, random_query  # noqa: E402
 from reluverify.network import ReluChain  # noqa: E402
 from reluverify.query import Disjunct, LinearConstraints, Query  # noqa: E402
 from reluverify.solver.options import STRATEGIES, SolverOptions  # noqa: E402
@@ -143,11 +143,9 @@ def check_counterexample(query: Query, cex, tolerance: float) -> tuple[str, floa
     if rows.num_rows:
         # the input rows hold within INPUT_TOLERANCE (checked above); a point that needs that slack is a
         # counterexample within the tolerance, not in exact arithmetic (z3 may rightly say unsat)
-        point = [Fraction(float(x)) for x in v]
         in_scale = Fraction(float(1.0 + np.abs(rows.rhs).max() + np.abs(v).max()))
-        for row, rhs in zip(rows.matrix, rows.rhs):
-            residual = sum((Fraction(float(row[j])) * point[j] for j in np.flatnonzero(row)), Fraction(0)) - Fraction(float(rhs))
-            worst = max(worst, float(residual / in_scale))
+        residuals = exact_row_residuals(rows, [Fraction(float(x)) for x in v])
+        worst = max(worst, *(float(residual / in_scale) for residual in residuals))
     if worst > tolerance:
         return f"the counterexample misses disjunct {cex.disjunct} by {worst:.3g} of its scale in exact arithmetic", worst
     return "", worst

@@ -387,13 +387,16 @@ def exact_residuals(query: Query, disjunct: int, inputs: np.ndarray) -> tuple[li
     """Exact ``row @ [v; y] - rhs`` of the disjunct's rows, and the confirm tolerance scale of each row."""
     d = query.disjuncts[disjunct]
     point = [Fraction(float(x)) for x in inputs] + exact_outputs(query, inputs)
-    residuals = []
-    for row, rhs in zip(d.constraints.matrix, d.constraints.rhs):
-        residuals.append(sum((Fraction(float(row[j])) * point[j] for j in np.flatnonzero(row)), Fraction(0))
-                         - Fraction(float(rhs)))
+    residuals = exact_row_residuals(d.constraints, point)
     approx = np.array([float(p) for p in point])
     scale = 1.0 + np.abs(d.constraints.matrix) @ np.abs(approx) + np.abs(d.constraints.rhs)
     return residuals, scale
+
+
+def exact_row_residuals(constraints: LinearConstraints, point: list[Fraction]) -> list[Fraction]:
+    """Exact ``row @ point - rhs`` of every row (``point`` in rationals)."""
+    return [sum((Fraction(float(row[j])) * point[j] for j in np.flatnonzero(row)), Fraction(0)) - Fraction(float(rhs))
+            for row, rhs in zip(constraints.matrix, constraints.rhs)]
 
 
 # ------------------------------------------------------------------ ONNX export

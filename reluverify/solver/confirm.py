@@ -56,22 +56,17 @@ def confirm(query: Query, inputs: np.ndarray, tolerance: float, disjunct_hint: i
         y_ref = reference_outputs(query, point)
         if not np.all(np.isfinite(y_ref)):
             continue
-        full = np.concatenate([point, y_ref])
-        residual = disjunct.constraints.residuals(full)
+        constraints = disjunct.constraints
+        residual = constraints.residuals(np.concatenate([point, y_ref]))
         slack = float(residual.max()) if residual.size else -np.inf
-        # float32 round-off grows with the size of the terms: the tolerance is relative to them
-        scale = np.abs(disjunct.constraints.matrix) @ np.abs(full) + np.abs(disjunct.constraints.rhs)
-        if residual.size and np.any(residual > tolerance * (1.0 + scale)):
+        if not _holds(constraints, point, y_ref, tolerance):
             continue
         # the network in float64 must agree: onnxruntime's float32 (with fused multiply-adds) can miss
         # the real value by far more than its own round-off where large terms cancel, and unsat is
         # proven for the float64 network, so a sat it alone confirms could contradict a true unsat
         y_ir = query.outputs(point)
-        if residual.size:
-            full_ir = np.concatenate([point, y_ir])
-            scale_ir = np.abs(disjunct.constraints.matrix) @ np.abs(full_ir) + np.abs(disjunct.constraints.rhs)
-            if not np.all(np.isfinite(y_ir)) or np.any(disjunct.constraints.residuals(full_ir) > tolerance * (1.0 + scale_ir)):
-                continue
+        if residual.size and not (np.all(np.isfinite(y_ir)) and _holds(constraints, point, y_ir, tolerance)):
+            continue
         return Counterexample(
             inputs=point,
             outputs=y_ref,
@@ -81,3 +76,11 @@ def confirm(query: Query, inputs: np.ndarray, tolerance: float, disjunct_hint: i
             tolerance=tolerance,
         )
     return None
+
+
+def _holds(constraints, point: np.ndarray, outputs: np.ndarray, tolerance: float) -> bool:
+    """Every row within ``tolerance`` of its right-hand side at ``[point; outputs]``, relative to the size
+    of the row's terms (float32 round-off grows with them)."""
+    full = np.concatenate([point, outputs])
+    scale = np.abs(constraints.matrix) @ np.abs(full) + np.abs(constraints.rhs)
+    return bool(np.all(constraints.residuals(full) <= tolerance * (1.0 + scale)))

@@ -128,9 +128,7 @@ def input_split_search(
             # a disjunct with no rows holds everywhere in its box
             return SearchOutcome("sat", centre, target.index)
     search = _BoxSearch(chain, targets, options, statistics, deadline, confirm, leaf_solver, known, input_rows, progress, trees)
-    relus = chain.num_relus if search.inherit else 0
-    search.add((lower[None, :], upper[None, :], np.ones((1, len(targets)), dtype=bool), np.zeros(1, dtype=np.int64),
-                np.zeros((1, len(targets)), dtype=np.int64), np.full((1, relus), -np.inf), np.full((1, relus), np.inf)))
+    search.add((lower[None, :], upper[None, :], np.ones((1, len(targets)), dtype=bool), np.zeros(1, dtype=np.int64)))
     if options.jobs > 1 and trees is None:
         from reluverify.solver.sharing import run_shared
 
@@ -300,8 +298,9 @@ class _BoxSearch:
                 # ascent, refute far more boxes than the combination of the rows' separate bounds (ACAS Xu
                 # 1_1 property 3: 18,167 boxes -> 521)
                 # (boxes that get optimised slopes below have their weights ascended there)
-                shallow = (depth < options.split_alpha_depth) | (options.split_alpha_iterations == 0)
-                dead |= self.optimised_refutations(lo, hi, alive & ~dead & shallow[:, None], layer_bounds, slopes=False)[0]
+                weights_only = (depth < options.split_alpha_depth) | (options.split_alpha_iterations == 0)
+                dead |= self.optimised_refutations(lo, hi, alive & ~dead & weights_only[:, None], layer_bounds,
+                                                   slopes=False)[0]
             alive &= ~dead
             keep = alive.any(axis=1)
             self.proven += float(np.sum(0.5 ** depth[~keep]))
