@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from reluverify.network import ReluChain
-from reluverify.solver.bounds import forward_bounds, gradient_magnitude, interval_bounds, row_lower_bounds
+from reluverify.solver.bounds import (
+    BOX_BLOCK,
+    deeppoly_bounds,
+    forward_bounds,
+    gradient_magnitude,
+    interval_bounds,
+    row_lower_bounds,
+)
 
 
 def _chain(rng, sizes, scale=1.0):
@@ -51,6 +58,36 @@ def test_layer_bounds_contain_sampled_values(seed, refine):
     assert np.all(y <= bounds.out_upper[None] + 1e-9 * (1 + np.abs(y)))
     # symbolic bounds are never looser than interval arithmetic by more than round-off
     assert np.all(bounds.out_upper - bounds.out_lower <= plain.out_upper - plain.out_lower + 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_back_substitution_in_blocks_of_boxes_is_sound_and_the_same_as_one_box_at_a_time(seed):
+    """More boxes than one block of back-substitution (and a partial last block): the bounds hold on
+    samples, and with or without known bounds each box gets what it gets alone."""
+    rng = np.random.default_rng(100 + seed)
+    sizes = [4, 12, 12, 10, 3]
+    chain = _chain(rng, sizes, scale=2.0)
+    count = 2 * BOX_BLOCK + 7
+    lo, hi = _boxes(rng, 4, count)
+    pts = _samples(rng, lo, hi, 200)
+    _, pre = chain.forward(pts.reshape(-1, 4))
+    for bounds in (deeppoly_bounds(chain, lo, hi), forward_bounds(chain, lo, hi, refine=True)):
+        for layer, values in enumerate(pre):
+            values = values.reshape(200, count, -1)
+            slack = 1e-9 * (1 + np.abs(values))
+            assert np.all(values >= bounds.pre_lower[layer][None] - slack)
+            assert np.all(values <= bounds.pre_upper[layer][None] + slack)
+    loose = deeppoly_bounds(chain, lo, hi)
+    tighter = [lo_ + 0.2 * (hi_ - lo_) for lo_, hi_ in zip(loose.pre_lower, loose.pre_upper)]  # only compared, not sampled
+    for known in (None, tighter):
+        together = deeppoly_bounds(chain, lo, hi, known)
+        for b in range(count):
+            alone = deeppoly_bounds(chain, lo[b : b + 1], hi[b : b + 1], None if known is None else [k[b : b + 1] for k in known])
+            for layer in range(len(sizes) - 2):
+                np.testing.assert_allclose(together.pre_lower[layer][b], alone.pre_lower[layer][0], rtol=1e-12, atol=1e-12)
+                np.testing.assert_allclose(together.pre_upper[layer][b], alone.pre_upper[layer][0], rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(together.out_lower[b], alone.out_lower[0], rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(together.out_upper[b], alone.out_upper[0], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(6))

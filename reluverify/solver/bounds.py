@@ -61,6 +61,13 @@ def _upper_line(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return slope, intercept
 
 
+def _relaxation(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(alpha, slope, intercept)`` of a layer's ReLUs on [lo, hi]: the lower line ``alpha z`` and the
+    chord ``slope z + intercept`` (computed once per layer and bound pass, shared by every row)."""
+    slope, intercept = _upper_line(lo, hi)
+    return _lower_slope(lo, hi), slope, intercept
+
+
 def _concretise(coef: np.ndarray, const: np.ndarray, mid: np.ndarray, rad: np.ndarray, sign: float) -> np.ndarray:
     """min (sign=-1) or max (sign=+1) over the box ``mid +- rad`` of ``coef @ x + const``.
 
@@ -98,7 +105,7 @@ def forward_bounds(
     eye = np.broadcast_to(np.eye(n)[:, None, :], (n, batch, n))
     lo_coef, up_coef = eye, eye
     lo_const = up_const = np.zeros((n, batch))
-    pre_lower, pre_upper = [], []
+    pre_lower, pre_upper, relaxations = [], [], []
     infeasible = np.zeros(batch, dtype=bool)
     depth = len(chain.weights)
     h_lo, h_hi = lower.T, upper.T  # interval bounds of the layer input, (width, B)
@@ -122,12 +129,14 @@ def forward_bounds(
             return LayerBounds(pre_lower, pre_upper, lb.T.copy(), ub.T.copy(), infeasible)
         lb, ub = _clamp_known(lb, ub, layer, known_lower, known_upper)
         if refine and layer > 0:
-            lb, ub = _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad)
+            lb, ub = _refine_unstable(chain, layer, lb, ub, relaxations, mid, rad)
         if known_lower is not None or known_upper is not None:
             infeasible |= np.any(lb > ub + tolerance * (1.0 + np.abs(lb) + np.abs(ub)), axis=0)
             ub = np.maximum(ub, lb)
         pre_lower.append(lb.T.copy())
         pre_upper.append(ub.T.copy())
+        if refine:
+            relaxations.append(_relaxation(pre_lower[-1], pre_upper[-1]))
         h_lo, h_hi = np.maximum(lb, 0.0), np.maximum(ub, 0.0)
         # relax relu on the upper function: chord over [max(lb, min U), ub]
         min_up = _concretise(z_up_coef, z_up_const, mid, rad, -1.0)
@@ -147,15 +156,31 @@ def forward_bounds(
     raise AssertionError("unreachable: a chain has at least one layer")
 
 
-def _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad, chunk: int = 1024):
+BOX_BLOCK = 32
+"""Boxes back-substituted together: the (boxes, rows, width) coefficient arrays of a block stay in the
+processor's cache, which makes the element-wise relaxation steps about a fifth faster on ACAS Xu than one
+pass over a few hundred boxes (each box's bounds are the same either way)."""
+
+
+def _refine_unstable(chain, layer, lb, ub, relaxations, mid, rad, chunk: int = 1024):
     """Back-substitution bounds for the unstable neurons of ``layer`` (lb/ub are (width, B)), at most
-    ``chunk`` neurons per box at a time (memory stays bounded on wide layers)."""
+    ``chunk`` neurons per box at a time (memory stays bounded on wide layers), ``BOX_BLOCK`` boxes at a time.
+
+    ``relaxations[prev]`` is :func:`_relaxation` of layer ``prev``'s pre-activation bounds, (B, n_prev) each."""
+    batch = lb.shape[1]
+    if batch > BOX_BLOCK:
+        blocks = [
+            _refine_unstable(chain, layer, lb[:, s : s + BOX_BLOCK], ub[:, s : s + BOX_BLOCK],
+                             [tuple(a[s : s + BOX_BLOCK] for a in r) for r in relaxations],
+                             mid[s : s + BOX_BLOCK], rad[s : s + BOX_BLOCK], chunk)
+            for s in range(0, batch, BOX_BLOCK)
+        ]
+        return np.concatenate([b[0] for b in blocks], axis=1), np.concatenate([b[1] for b in blocks], axis=1)
     unstable = (lb < 0) & (ub > 0)  # (width, B)
     counts = unstable.sum(axis=0)
     k = int(counts.max()) if counts.size else 0
     if k == 0:
         return lb, ub
-    batch = lb.shape[1]
     # per box, the indices of its unstable neurons (padded with repeats of a valid index)
     order_all = np.argsort(~unstable.T, axis=1, kind="stable")[:, :k]  # (B, k)
     valid_all = np.take_along_axis(unstable.T, order_all, axis=1)
@@ -170,9 +195,7 @@ def _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad, chunk
         coef = np.concatenate([rows, -rows], axis=1)  # lower bounds of z and of -z
         const = np.concatenate([b[order], -b[order]], axis=1)
         for prev in range(layer - 1, -1, -1):
-            lo, hi = pre_lower[prev], pre_upper[prev]
-            alpha = _lower_slope(lo, hi)
-            slope, intercept = _upper_line(lo, hi)
+            alpha, slope, intercept = relaxations[prev]
             # a negative coefficient takes the chord (slope, intercept), a positive one alpha * z
             const = const + np.matmul(np.minimum(coef, 0.0), intercept[:, :, None])[:, :, 0]
             coef = coef * np.where(coef < 0.0, slope[:, None, :], alpha[:, None, :])
@@ -216,7 +239,7 @@ def deeppoly_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, know
     upper = np.atleast_2d(np.asarray(upper, dtype=np.float64))
     batch = lower.shape[0]
     mid, rad = 0.5 * (lower + upper), 0.5 * (upper - lower)
-    pre_lower, pre_upper = [], []
+    pre_lower, pre_upper, relaxations = [], [], []
     infeasible = np.zeros(batch, dtype=bool)
     h_lo, h_hi = lower, upper
     depth = len(chain.weights)
@@ -227,17 +250,18 @@ def deeppoly_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, know
         if layer == depth - 1:
             if layer > 0:  # the outputs too: back-substitution is tighter than intervals
                 free_lb, free_ub = _refine_unstable(chain, layer, np.full_like(lb, -np.inf), np.full_like(ub, np.inf),
-                                                    pre_lower, pre_upper, mid, rad)
+                                                    relaxations, mid, rad)
                 lb, ub = np.maximum(lb, free_lb), np.minimum(ub, free_ub)
             return LayerBounds(pre_lower, pre_upper, lb.T.copy(), ub.T.copy(), infeasible)
         lb, ub = _clamp_known(lb, ub, layer, known_lower, known_upper)
         if layer > 0:
-            lb, ub = _refine_unstable(chain, layer, lb, ub, pre_lower, pre_upper, mid, rad)
+            lb, ub = _refine_unstable(chain, layer, lb, ub, relaxations, mid, rad)
         if known_lower is not None or known_upper is not None:
             infeasible |= np.any(lb > ub + tolerance * (1.0 + np.abs(lb) + np.abs(ub)), axis=0)
             ub = np.maximum(ub, lb)
         pre_lower.append(lb.T.copy())
         pre_upper.append(ub.T.copy())
+        relaxations.append(_relaxation(pre_lower[-1], pre_upper[-1]))
         h_lo, h_hi = np.maximum(lb, 0.0).T, np.maximum(ub, 0.0).T
     raise AssertionError("unreachable: a chain has at least one layer")
 
@@ -308,8 +332,7 @@ def row_lower_bounds(
         pos, neg = np.maximum(coef, 0.0), np.minimum(coef, 0.0)
         at_layer = np.matmul(pos, f_lo[:, :, None])[:, :, 0] + np.matmul(neg, f_hi[:, :, None])[:, :, 0]
         best = np.maximum(best, at_layer + const + input_part)
-        alpha = _lower_slope(lo, hi)
-        slope, intercept = _upper_line(lo, hi)
+        alpha, slope, intercept = _relaxation(lo, hi)
         # a negative coefficient takes the chord (slope, intercept), a positive one alpha * z
         const = const + np.matmul(neg, intercept[:, :, None])[:, :, 0]
         coef = coef * np.where(coef < 0.0, slope[:, None, :], alpha[:, None, :])

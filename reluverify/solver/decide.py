@@ -20,7 +20,6 @@ import time
 import numpy as np
 
 from reluverify.query import Query
-from reluverify.solver import crown
 from reluverify.solver.bounds import deeppoly_bounds, forward_bounds, row_lower_bounds
 from reluverify.solver.certificate import INPUT_LOWER, INPUT_UPPER, Certificate, ProofTree
 from reluverify.solver.confirm import confirm
@@ -31,7 +30,6 @@ from reluverify.solver.options import SolverOptions
 from reluverify.solver.progress import ProgressCallback, Throttle, observer
 from reluverify.solver.projection import project_constant_inputs
 from reluverify.solver.reduction import reduced_chain, reduced_relus, tableau_entries
-from reluverify.solver.relu_bab import Disjunction, bound_root, relu_bab_search, root_bounds
 from reluverify.solver.reluplex import LeafOutcome, ReluplexEngine
 from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result, Statistics
 
@@ -321,6 +319,10 @@ class _Decider:
 
     def prove_by_relu_bab(self, live: list[int]) -> Result | None:
         """ReLU-phase branch and bound per disjunct, the likeliest violations (lowest root bound) first."""
+        # imported here: a process that only splits inputs (ACAS Xu) does not load branch and bound
+        from reluverify.solver import crown
+        from reluverify.solver.relu_bab import Disjunction, bound_root, relu_bab_search, root_bounds
+
         input_rows = self.query.input_constraints
         roots: dict[tuple[bytes, bytes], object] = {}
         starts = {}
