@@ -226,7 +226,7 @@ def _clamp_known(lb, ub, layer, known_lower, known_upper):
 
 
 def deeppoly_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, known_lower=None, known_upper=None,
-                    tolerance: float = 1e-9) -> LayerBounds:
+                    tolerance: float = 1e-9, first: int = 0) -> LayerBounds:
     """Layer by layer: interval arithmetic from the previous layer's bounds, then back-substitution to
     the input (DeepPoly) for the neurons it leaves unstable.
 
@@ -234,6 +234,9 @@ def deeppoly_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, know
     symbolic pass, at a cost that grows with the number of unstable neurons rather than with the
     number of inputs: the choice for networks with many inputs (images), where symbolic forward
     coefficients would be (neurons x inputs) per layer.
+
+    Hidden layers below ``first`` take the known bounds as they are (which must then be given for them):
+    nothing below a changed bound needs computing again.
     """
     lower = np.atleast_2d(np.asarray(lower, dtype=np.float64))
     upper = np.atleast_2d(np.asarray(upper, dtype=np.float64))
@@ -244,6 +247,14 @@ def deeppoly_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, know
     h_lo, h_hi = lower, upper
     depth = len(chain.weights)
     for layer, (w, b) in enumerate(zip(chain.weights, chain.biases)):
+        if layer < min(first, depth - 1):
+            lb, ub = np.asarray(known_lower[layer], dtype=np.float64), np.asarray(known_upper[layer], dtype=np.float64)
+            infeasible |= np.any(lb > ub + tolerance * (1.0 + np.abs(lb) + np.abs(ub)), axis=1)
+            pre_lower.append(lb.copy())
+            pre_upper.append(np.maximum(ub, lb))
+            relaxations.append(_relaxation(pre_lower[-1], pre_upper[-1]))
+            h_lo, h_hi = np.maximum(lb, 0.0), np.maximum(pre_upper[-1], 0.0)
+            continue
         centre = lops.forward(w, 0.5 * (h_lo + h_hi)) + b
         radius = lops.forward(lops.absolute(w), 0.5 * (h_hi - h_lo))
         lb, ub = (centre - radius).T, (centre + radius).T  # (width, B)

@@ -37,6 +37,7 @@ import numpy as np
 
 from reluverify.network import ReluChain
 from reluverify.solver import crown
+from reluverify.solver.bounds import deeppoly_bounds
 from reluverify.solver.falsify import attack
 from reluverify.solver.input_split import SearchOutcome
 from reluverify.linear_ops import shape as lops_shape
@@ -161,16 +162,21 @@ def _unpack(arrays: dict[str, np.ndarray], layers: int) -> tuple[crown.Relaxatio
     return relaxation, params
 
 
-def _branch_scores(p: crown.Pass, relaxation: crown.Relaxation) -> list[np.ndarray]:
+def _branch_scores(p: crown.Pass, relaxation: crown.Relaxation, earliest: bool = False) -> list[np.ndarray]:
     """Per hidden layer (B, n_j): each free unstable ReLU's relaxation gap (the triangle's height
-    ``u (-l) / (u - l)``) times the magnitude of its coefficient; -inf for the others.
+    ``u (-l) / (u - l)``) times the magnitude of its coefficient; -inf for the others. With
+    ``earliest``, only the first layer that has a free unstable ReLU (per sub-problem) has candidates.
 
     Only a filter: the candidates it ranks highest are bounded exactly. (A first-order estimate
     of the children's bounds, from the bound's derivative in the coefficients, ranked worse.)
     """
     scores = []
+    below = np.zeros(relaxation.batch, dtype=bool)  # a layer below has a free unstable ReLU
     for j, (lo, hi, s) in enumerate(zip(relaxation.lower, relaxation.upper, relaxation.split)):
         free = (lo < 0) & (hi > 0) & (s == 0)
+        if earliest:
+            free &= ~below[:, None]
+            below |= free.any(axis=1)
         gap = np.where(free, hi * -lo / np.where(free, hi - lo, 1.0), 0.0)
         scores.append(np.where(free, np.abs(p.nu[j][:, 0, :]) * gap, -np.inf))
     return scores
@@ -203,6 +209,7 @@ def choose_branch(
     candidates: int,
     margin: float,
     implied: bool = True,
+    earliest: bool = False,
 ) -> Branching:
     """Filtered smart branching: per sub-problem, the (layer, neuron) whose worse child bound is best.
 
@@ -211,10 +218,11 @@ def choose_branch(
     above its layer, recomputed below it), with the current parameters. Every such bound is
     sound (any parameters give a sound bound), which makes the implied phases safe. With
     ``implied=False`` (when a proof is recorded: each refuted child must be a leaf of the proof tree
-    with its own evidence) no phase is implied and no sub-problem refuted here.
+    with its own evidence) no phase is implied and no sub-problem refuted here. With ``earliest``,
+    the candidates are the free unstable ReLUs of each sub-problem's first layer that has any.
     """
     batch = relaxation.batch
-    scores = _branch_scores(p, relaxation)
+    scores = _branch_scores(p, relaxation, earliest)
     sizes = [s.shape[1] for s in scores]
     offsets = np.cumsum([0] + sizes)
     flat = np.concatenate(scores, axis=1)  # (B, N)
@@ -311,6 +319,44 @@ def _children(relaxation: crown.Relaxation, params: crown.Parameters, branching:
     _fix(child, child_params, np.arange(2 * batch), np.concatenate([branching.layer, branching.layer]),
          np.concatenate([branching.neuron, branching.neuron]), sign)
     return child, child_params
+
+
+def tighten_children(chain: ReluChain, region: crown.Region, child: crown.Relaxation, split_layer: np.ndarray
+                 ) -> tuple[crown.Relaxation, np.ndarray]:
+    """Children's pre-activation bounds above their split layer, re-computed by back-substitution
+    (DeepPoly) over ``region``'s box (a batch of one; its first ``chain.input_size`` variables are the
+    network's inputs) with their own bounds as known bounds (the split
+    phases among them) and intersected with those; and which children these bounds show empty.
+
+    Sound because every bound of ``child`` holds on its constrained region, and DeepPoly with known
+    bounds is valid for every input of the box that meets them; a bound tighter than its parent's
+    makes the children's relaxation (and so every bound computed from it) tighter.
+    """
+    layers = len(chain.weights) - 1
+    lower = [a.copy() for a in child.lower]
+    upper = [a.copy() for a in child.upper]
+    empty = np.zeros(child.batch, dtype=bool)
+    for layer in np.unique(split_layer):
+        if layer + 1 >= layers:
+            continue  # split in the last hidden layer: no hidden bound above it changes
+        rows = np.flatnonzero(split_layer == layer)
+        known_lower, known_upper = [a[rows] for a in child.lower], [a[rows] for a in child.upper]
+        box_lower, box_upper = region.lower[:, : chain.input_size], region.upper[:, : chain.input_size]  # (the network's inputs)
+        fresh = deeppoly_bounds(chain, np.repeat(box_lower, rows.size, axis=0), np.repeat(box_upper, rows.size, axis=0),
+                                known_lower, known_upper, first=int(layer) + 1)
+        for j in range(int(layer) + 1, layers):
+            lo, hi = crown.ordered(np.maximum(known_lower[j], fresh.pre_lower[j]), np.minimum(known_upper[j], fresh.pre_upper[j]))
+            lower[j][rows], upper[j][rows] = lo, hi
+        empty[rows] = fresh.infeasible
+    tightened = crown.Relaxation(lower, upper, child.split, child.batch)
+    return tightened, empty | tightened.infeasible()
+
+
+def _put(relaxation: crown.Relaxation, index: np.ndarray, part: crown.Relaxation) -> crown.Relaxation:
+    """``relaxation`` with sub-problems ``index`` replaced by ``part``'s (in place)."""
+    for target, source in zip(relaxation.lower + relaxation.upper, part.lower + part.upper):
+        target[index] = source
+    return relaxation
 
 
 def phases_of(relaxation: crown.Relaxation, index: int) -> np.ndarray:
@@ -420,6 +466,12 @@ class _Search:
         self.settings = _settings(options, options.bab_iterations)
         self.rounds = 0
         self.seconds_per_item = 0.0
+        # children re-bounded above their split: on deep networks a split in the first open layer
+        # tightens every layer above it, which the branching scores (parent's bounds) do not see
+        self.tighten = options.bab_tighten_children and tree is None
+        self.earliest = options.bab_branch_layers == "earliest" or (
+            options.bab_branch_layers == "auto" and self.tighten and self.layers >= 3
+        )
 
     def batch_region(self, size: int) -> crown.Region:
         r = self.region
@@ -526,7 +578,7 @@ class _Search:
         region = self.batch_region(batch)
         p = crown.bound(chain, region, relaxation, self.objective, params)
         branching = choose_branch(chain, region, relaxation, params, p, options.bab_branch_candidates, margin,
-                                  implied=self.tree is None)
+                                  implied=self.tree is None, earliest=self.earliest)
         child, child_params = _children(relaxation, params, branching)
         depth = np.concatenate([arrays["depth"], arrays["depth"]]) + 1
         node = np.zeros(2 * batch, dtype=np.int64)
@@ -544,6 +596,11 @@ class _Search:
             open_ |= child.infeasible()  # a proof shows an empty child by its bound, not by crossed bounds
         else:
             open_ &= ~child.infeasible()
+        if self.tighten and np.any(open_):
+            keep = np.flatnonzero(open_)
+            tightened, empty = tighten_children(chain, self.region, child.take(keep), np.concatenate([branching.layer, branching.layer])[keep])
+            child = _put(child, keep, tightened)
+            open_[keep[empty]] = False
         self.proven += float(np.sum(0.5 ** depth[~open_]))
         if self.tree is not None and np.any(~open_):
             # children the branching bound refutes: leaves whose evidence is their parent's parameters
