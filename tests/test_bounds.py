@@ -204,3 +204,18 @@ def test_conjunction_lower_bound_refutes_rows_jointly():
     const = np.array([[-0.4, 0.6]])
     bound = conjunction_lower_bound(coef, const, np.zeros((1, 1)), np.ones((1, 1)), np.ones((1, 2), dtype=bool))
     assert bound[0, 0] > 0.09  # the exact value is 0.1 (at x = 0.5)
+
+
+def test_back_substitution_under_a_small_memory_budget_gives_the_same_bounds(monkeypatch):
+    """Fewer boxes per block and fewer neurons per pass (the budget of wide layers) change nothing."""
+    import reluverify.solver.bounds as bounds_module
+
+    rng = np.random.default_rng(7)
+    chain = _chain(rng, [6, 40, 40, 30, 3], scale=2.0)
+    lo, hi = _boxes(rng, 6, 20)
+    wide = deeppoly_bounds(chain, lo, hi)
+    monkeypatch.setattr(bounds_module, "BLOCK_BYTES", 4 * 8 * 40 * 2 * 5)  # 5 neurons of one box per block
+    narrow = deeppoly_bounds(chain, lo, hi)
+    for a, b in zip(wide.pre_lower + wide.pre_upper, narrow.pre_lower + narrow.pre_upper):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wide.out_lower, narrow.out_lower, rtol=1e-12, atol=1e-12)

@@ -159,21 +159,31 @@ def forward_bounds(
 BOX_BLOCK = 32
 """Boxes back-substituted together: the (boxes, rows, width) coefficient arrays of a block stay in the
 processor's cache, which makes the element-wise relaxation steps about a fifth faster on ACAS Xu than one
-pass over a few hundred boxes (each box's bounds are the same either way)."""
+pass over a few hundred boxes (each box's bounds are the same either way) ..."""
+
+BLOCK_BYTES = 256 * 2**20
+"""... and fewer boxes, and fewer neurons per box, where a block's coefficient arrays and their
+temporaries would take more than this (wide layers: images, convolutions)."""
 
 
 def _refine_unstable(chain, layer, lb, ub, relaxations, mid, rad, chunk: int = 1024):
     """Back-substitution bounds for the unstable neurons of ``layer`` (lb/ub are (width, B)), at most
-    ``chunk`` neurons per box at a time (memory stays bounded on wide layers), ``BOX_BLOCK`` boxes at a time.
+    ``chunk`` neurons per box and ``BOX_BLOCK`` boxes at a time, fewer where a block would exceed
+    ``BLOCK_BYTES`` (memory stays bounded on wide layers and large batches).
 
     ``relaxations[prev]`` is :func:`_relaxation` of layer ``prev``'s pre-activation bounds, (B, n_prev) each."""
     batch = lb.shape[1]
-    if batch > BOX_BLOCK:
+    widest = max(lops.shape(chain.weights[prev])[1] for prev in range(layer + 1))
+    per_row = 4 * 8 * widest  # a coefficient row and the element-wise temporaries made from it
+    chunk = max(1, min(chunk, BLOCK_BYTES // (2 * per_row)))
+    k_all = int(((lb < 0) & (ub > 0)).sum(axis=0).max()) if batch else 0
+    block = max(1, min(BOX_BLOCK, BLOCK_BYTES // (2 * min(max(k_all, 1), chunk) * per_row)))
+    if batch > block:
         blocks = [
-            _refine_unstable(chain, layer, lb[:, s : s + BOX_BLOCK], ub[:, s : s + BOX_BLOCK],
-                             [tuple(a[s : s + BOX_BLOCK] for a in r) for r in relaxations],
-                             mid[s : s + BOX_BLOCK], rad[s : s + BOX_BLOCK], chunk)
-            for s in range(0, batch, BOX_BLOCK)
+            _refine_unstable(chain, layer, lb[:, s : s + block], ub[:, s : s + block],
+                             [tuple(a[s : s + block] for a in r) for r in relaxations],
+                             mid[s : s + block], rad[s : s + block], chunk)
+            for s in range(0, batch, block)
         ]
         return np.concatenate([b[0] for b in blocks], axis=1), np.concatenate([b[1] for b in blocks], axis=1)
     unstable = (lb < 0) & (ub > 0)  # (width, B)
