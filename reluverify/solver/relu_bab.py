@@ -468,7 +468,7 @@ class _Search:
         self.seconds_per_item = 0.0
         # children re-bounded above their split: on deep networks a split in the first open layer
         # tightens every layer above it, which the branching scores (parent's bounds) do not see
-        self.tighten = options.bab_tighten_children and tree is None
+        self.tighten = options.bab_tighten_children and tree is None and chain.num_relus <= options.bab_tighten_max_relus
         self.earliest = options.bab_branch_layers == "earliest" or (
             options.bab_branch_layers == "auto" and self.tighten and self.layers >= 3
         )
