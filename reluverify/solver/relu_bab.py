@@ -321,12 +321,14 @@ def _children(relaxation: crown.Relaxation, params: crown.Parameters, branching:
     return child, child_params
 
 
-def tighten_children(chain: ReluChain, region: crown.Region, child: crown.Relaxation, split_layer: np.ndarray
-                 ) -> tuple[crown.Relaxation, np.ndarray]:
-    """Children's pre-activation bounds above their split layer, re-computed by back-substitution
-    (DeepPoly) over ``region``'s box (a batch of one; its first ``chain.input_size`` variables are the
-    network's inputs) with their own bounds as known bounds (the split
-    phases among them) and intersected with those; and which children these bounds show empty.
+def tighten_children(
+    chain: ReluChain, region: crown.Region, child: crown.Relaxation, split_layer: np.ndarray
+) -> tuple[crown.Relaxation, np.ndarray]:
+    """Children's pre-activation bounds above ``split_layer`` (per child: its lowest newly fixed
+    phase), re-computed by back-substitution (DeepPoly) over ``region``'s box (a batch of one; its
+    first ``chain.input_size`` variables are the network's inputs) with their own bounds as known
+    bounds (the split phases among them) and intersected with those; and which children these bounds
+    show empty.
 
     Sound because every bound of ``child`` holds on its constrained region, and DeepPoly with known
     bounds is valid for every input of the box that meets them; a bound tighter than its parent's
@@ -341,7 +343,7 @@ def tighten_children(chain: ReluChain, region: crown.Region, child: crown.Relaxa
             continue  # split in the last hidden layer: no hidden bound above it changes
         rows = np.flatnonzero(split_layer == layer)
         known_lower, known_upper = [a[rows] for a in child.lower], [a[rows] for a in child.upper]
-        box_lower, box_upper = region.lower[:, : chain.input_size], region.upper[:, : chain.input_size]  # (the network's inputs)
+        box_lower, box_upper = region.lower[:, : chain.input_size], region.upper[:, : chain.input_size]
         fresh = deeppoly_bounds(chain, np.repeat(box_lower, rows.size, axis=0), np.repeat(box_upper, rows.size, axis=0),
                                 known_lower, known_upper, first=int(layer) + 1)
         for j in range(int(layer) + 1, layers):
@@ -598,7 +600,9 @@ class _Search:
             open_ &= ~child.infeasible()
         if self.tighten and np.any(open_):
             keep = np.flatnonzero(open_)
-            tightened, empty = tighten_children(chain, self.region, child.take(keep), np.concatenate([branching.layer, branching.layer])[keep])
+            lowest = branching.layer.copy()  # the lowest layer with a phase newly fixed, per parent
+            np.minimum.at(lowest, branching.implied[0], branching.implied[1])
+            tightened, empty = tighten_children(chain, self.region, child.take(keep), np.concatenate([lowest, lowest])[keep])
             child = _put(child, keep, tightened)
             open_[keep[empty]] = False
         self.proven += float(np.sum(0.5 ** depth[~open_]))
