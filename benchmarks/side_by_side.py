@@ -3,9 +3,10 @@
 Each instance is decided by ``reluverify vnnlib`` and by the peer, one after the other and in
 alternating order (instance 1: ours first, instance 2: the peer first, ...), each as a whole process
 under ``/usr/bin/time -v`` with the same time limit and one BLAS thread, so both see the same
-machine noise. The package's bytecode is compiled once before the run, as an installed copy has it. The limit is the instance's competition timeout, at most ``--cap`` seconds. Prints a
-table per group (property or network) with decided, wrong, total and median seconds and the peak
-memory, writes a CSV and a cactus plot (instances decided against time).
+machine noise. The package's bytecode is compiled once before the run, as an installed copy has it.
+The limit is the instance's competition timeout, at most ``--cap`` seconds. Prints a table per group
+(property or network) with decided, wrong, total and median seconds and the peak memory, writes a
+CSV and a cactus plot (instances decided against time).
 
     python benchmarks/side_by_side.py ../shared/benchmarks/acasxu --cap 60 --peer marabou --marabou PATH
     python benchmarks/side_by_side.py ../shared/benchmarks/mnistfc --cap 60 --filter 0.03 --peer marabou

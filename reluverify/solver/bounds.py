@@ -68,6 +68,12 @@ def _relaxation(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return _lower_slope(lo, hi), slope, intercept
 
 
+def _crossed(lb: np.ndarray, ub: np.ndarray, tolerance: float, axis: int) -> np.ndarray:
+    """Per box: some lower bound exceeds its upper bound by more than round-off (relative to their
+    size), so no input of the box meets them (neurons along ``axis``)."""
+    return np.any(lb > ub + tolerance * (1.0 + np.abs(lb) + np.abs(ub)), axis=axis)
+
+
 def _concretise(coef: np.ndarray, const: np.ndarray, mid: np.ndarray, rad: np.ndarray, sign: float) -> np.ndarray:
     """min (sign=-1) or max (sign=+1) over the box ``mid +- rad`` of ``coef @ x + const``.
 
@@ -131,7 +137,7 @@ def forward_bounds(
         if refine and layer > 0:
             lb, ub = _refine_unstable(chain, layer, lb, ub, relaxations, mid, rad)
         if known_lower is not None or known_upper is not None:
-            infeasible |= np.any(lb > ub + tolerance * (1.0 + np.abs(lb) + np.abs(ub)), axis=0)
+            infeasible |= _crossed(lb, ub, tolerance, axis=0)
             ub = np.maximum(ub, lb)
         pre_lower.append(lb.T.copy())
         pre_upper.append(ub.T.copy())
@@ -173,11 +179,15 @@ def _refine_unstable(chain, layer, lb, ub, relaxations, mid, rad, chunk: int = 1
 
     ``relaxations[prev]`` is :func:`_relaxation` of layer ``prev``'s pre-activation bounds, (B, n_prev) each."""
     batch = lb.shape[1]
+    unstable = (lb < 0) & (ub > 0)  # (width, B)
+    counts = unstable.sum(axis=0)
+    k = int(counts.max()) if counts.size else 0
+    if k == 0:
+        return lb, ub
     widest = max(lops.shape(chain.weights[prev])[1] for prev in range(layer + 1))
     per_row = 4 * 8 * widest  # a coefficient row and the element-wise temporaries made from it
     chunk = max(1, min(chunk, BLOCK_BYTES // (2 * per_row)))
-    k_all = int(((lb < 0) & (ub > 0)).sum(axis=0).max()) if batch else 0
-    block = max(1, min(BOX_BLOCK, BLOCK_BYTES // (2 * min(max(k_all, 1), chunk) * per_row)))
+    block = max(1, min(BOX_BLOCK, BLOCK_BYTES // (2 * min(k, chunk) * per_row)))
     if batch > block:
         blocks = [
             _refine_unstable(chain, layer, lb[:, s : s + block], ub[:, s : s + block],
@@ -186,11 +196,6 @@ def _refine_unstable(chain, layer, lb, ub, relaxations, mid, rad, chunk: int = 1
             for s in range(0, batch, block)
         ]
         return np.concatenate([b[0] for b in blocks], axis=1), np.concatenate([b[1] for b in blocks], axis=1)
-    unstable = (lb < 0) & (ub > 0)  # (width, B)
-    counts = unstable.sum(axis=0)
-    k = int(counts.max()) if counts.size else 0
-    if k == 0:
-        return lb, ub
     # per box, the indices of its unstable neurons (padded with repeats of a valid index)
     order_all = np.argsort(~unstable.T, axis=1, kind="stable")[:, :k]  # (B, k)
     valid_all = np.take_along_axis(unstable.T, order_all, axis=1)
@@ -259,7 +264,7 @@ def deeppoly_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, know
     for layer, (w, b) in enumerate(zip(chain.weights, chain.biases)):
         if layer < min(first, depth - 1):
             lb, ub = np.asarray(known_lower[layer], dtype=np.float64), np.asarray(known_upper[layer], dtype=np.float64)
-            infeasible |= np.any(lb > ub + tolerance * (1.0 + np.abs(lb) + np.abs(ub)), axis=1)
+            infeasible |= _crossed(lb, ub, tolerance, axis=1)
             pre_lower.append(lb.copy())
             pre_upper.append(np.maximum(ub, lb))
             relaxations.append(_relaxation(pre_lower[-1], pre_upper[-1]))
@@ -278,7 +283,7 @@ def deeppoly_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, know
         if layer > 0:
             lb, ub = _refine_unstable(chain, layer, lb, ub, relaxations, mid, rad)
         if known_lower is not None or known_upper is not None:
-            infeasible |= np.any(lb > ub + tolerance * (1.0 + np.abs(lb) + np.abs(ub)), axis=0)
+            infeasible |= _crossed(lb, ub, tolerance, axis=0)
             ub = np.maximum(ub, lb)
         pre_lower.append(lb.T.copy())
         pre_upper.append(ub.T.copy())

@@ -338,12 +338,12 @@ def tighten_children(
     lower = [a.copy() for a in child.lower]
     upper = [a.copy() for a in child.upper]
     empty = np.zeros(child.batch, dtype=bool)
+    box_lower, box_upper = region.lower[:, : chain.input_size], region.upper[:, : chain.input_size]
     for layer in np.unique(split_layer):
         if layer + 1 >= layers:
             continue  # split in the last hidden layer: no hidden bound above it changes
         rows = np.flatnonzero(split_layer == layer)
         known_lower, known_upper = [a[rows] for a in child.lower], [a[rows] for a in child.upper]
-        box_lower, box_upper = region.lower[:, : chain.input_size], region.upper[:, : chain.input_size]
         fresh = deeppoly_bounds(chain, np.repeat(box_lower, rows.size, axis=0), np.repeat(box_upper, rows.size, axis=0),
                                 known_lower, known_upper, first=int(layer) + 1)
         for j in range(int(layer) + 1, layers):
