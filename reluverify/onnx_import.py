@@ -41,6 +41,7 @@ from typing import Callable
 import numpy as np
 
 from reluverify import linear_ops as lo
+from reluverify import onnx_proto
 from reluverify.errors import NetworkError
 from reluverify.network import (
     ActivationNode,
@@ -301,17 +302,14 @@ class _Tracer:
 
     # --------------------------------------------------------------- tracing
     def run(self) -> Network:
-        import onnx
-        from onnx import numpy_helper
-
         graph = self.model.graph
         initialisers = {}
         folder = os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
         for init in graph.initializer:
-            if init.data_location == onnx.TensorProto.EXTERNAL:
+            if init.data_location == onnx_proto.schema().TensorProto.EXTERNAL:
                 _check_external_data(init, folder)
             try:
-                array = numpy_helper.to_array(init, base_dir=folder)
+                array = onnx_proto.to_array(init, base_dir=folder)
             except MemoryError:
                 raise
             except KeyError:
@@ -331,7 +329,8 @@ class _Tracer:
             raise NetworkError(f"the network must have exactly one output tensor, found {len(graph.output)}")
         graph_input = real_inputs[0]
         ttype = graph_input.type.tensor_type
-        if ttype.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
+        types = onnx_proto.schema().TensorProto
+        if ttype.elem_type not in (types.FLOAT, types.DOUBLE, types.FLOAT16):
             raise NetworkError(f"input {graph_input.name!r} has a non-float element type")
         dims = []
         for d in ttype.shape.dim:
@@ -365,7 +364,7 @@ class _Tracer:
                 if attribute.name not in ATTRIBUTES[node.op_type]:
                     raise NetworkError(f"{where}: attribute {attribute.name!r} is not supported")
             try:
-                attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                attrs = {a.name: onnx_proto.attribute_value(a) for a in node.attribute}
                 attrs["_outputs"] = len(node.output)
                 outputs = handler(self, inputs, attrs, where)
             except NetworkError:
@@ -435,10 +434,8 @@ def op_identity(tracer, inputs, attrs, where):
 
 
 def op_constant(tracer, inputs, attrs, where):
-    from onnx import numpy_helper
-
     if "value" in attrs:
-        return [numpy_helper.to_array(attrs["value"])]
+        return [onnx_proto.to_array(attrs["value"])]
     for key in ("value_float", "value_int"):
         if key in attrs:
             return [np.array(attrs[key])]
@@ -737,12 +734,10 @@ def op_shape(tracer, inputs, attrs, where):
 
 
 def op_cast(tracer, inputs, attrs, where):
-    from onnx import helper
-
     v = _need(inputs, 0, where)
     if _traced(v):
         return [v]
-    dtype = helper.tensor_dtype_to_np_dtype(int(attrs["to"]))
+    dtype = onnx_proto.numpy_dtype(int(attrs["to"]))
     return [np.asarray(v).astype(dtype)]
 
 
@@ -1352,8 +1347,6 @@ def load_onnx(path: str | os.PathLike, dense_limit: int = DENSE_LIMIT) -> Networ
     ``dense_limit``: traced values whose dense table would hold more numbers are kept
     structured (see the module docstring); 0 keeps every value structured.
     """
-    import onnx
-
     path = os.fspath(path)
     if not os.path.exists(path):
         raise NetworkError(f"{path}: no such file")
@@ -1367,7 +1360,7 @@ def load_onnx(path: str | os.PathLike, dense_limit: int = DENSE_LIMIT) -> Networ
     if not data:
         raise NetworkError(f"{path}: the file is empty")
     try:
-        model = onnx.load_from_string(data)
+        model = onnx_proto.parse_model(data)
     except Exception:  # noqa: BLE001 - protobuf raises several types for broken files
         raise NetworkError(f"{path}: not a valid ONNX file (truncated or corrupt protobuf)") from None
     if not model.HasField("graph") or not model.graph.node:

@@ -42,9 +42,12 @@ class ReferenceModel:
             raise NetworkError(f"{path}: onnxruntime cannot load the network: {first}") from None
         initialisers = set()
         try:
-            import onnx
+            from reluverify import onnx_proto
 
-            proto = onnx.load_from_string(model_bytes) if model_bytes is not None else onnx.load(path, load_external_data=False)
+            if model_bytes is None:
+                with open(path, "rb") as handle:
+                    model_bytes = handle.read()
+            proto = onnx_proto.parse_model(model_bytes)  # (external data is never read here)
             initialisers = {i.name for i in proto.graph.initializer}
         except Exception:  # noqa: BLE001
             pass
