@@ -68,10 +68,10 @@ def _relaxation(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return _lower_slope(lo, hi), slope, intercept
 
 
-def _crossed(lb: np.ndarray, ub: np.ndarray, tolerance: float, axis: int) -> np.ndarray:
+def _crossed(lb: np.ndarray, ub: np.ndarray, tolerance: float) -> np.ndarray:
     """Per box: some lower bound exceeds its upper bound by more than round-off (relative to their
-    size), so no input of the box meets them (neurons along ``axis``)."""
-    return np.any(lb > ub + tolerance * (1.0 + np.abs(lb) + np.abs(ub)), axis=axis)
+    size), so no input of the box meets them (bounds (width, B))."""
+    return np.any(lb > ub + tolerance * (1.0 + np.abs(lb) + np.abs(ub)), axis=0)
 
 
 def _concretise(coef: np.ndarray, const: np.ndarray, mid: np.ndarray, rad: np.ndarray, sign: float) -> np.ndarray:
@@ -137,7 +137,7 @@ def forward_bounds(
         if refine and layer > 0:
             lb, ub = _refine_unstable(chain, layer, lb, ub, relaxations, mid, rad)
         if known_lower is not None or known_upper is not None:
-            infeasible |= _crossed(lb, ub, tolerance, axis=0)
+            infeasible |= _crossed(lb, ub, tolerance)
             ub = np.maximum(ub, lb)
         pre_lower.append(lb.T.copy())
         pre_upper.append(ub.T.copy())
@@ -262,28 +262,23 @@ def deeppoly_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, know
     h_lo, h_hi = lower, upper
     depth = len(chain.weights)
     for layer, (w, b) in enumerate(zip(chain.weights, chain.biases)):
-        if layer < min(first, depth - 1):
-            lb, ub = np.asarray(known_lower[layer], dtype=np.float64), np.asarray(known_upper[layer], dtype=np.float64)
-            infeasible |= _crossed(lb, ub, tolerance, axis=1)
-            pre_lower.append(lb.copy())
-            pre_upper.append(np.maximum(ub, lb))
-            relaxations.append(_relaxation(pre_lower[-1], pre_upper[-1]))
-            h_lo, h_hi = np.maximum(lb, 0.0), np.maximum(pre_upper[-1], 0.0)
-            continue
-        centre = lops.forward(w, 0.5 * (h_lo + h_hi)) + b
-        radius = lops.forward(lops.absolute(w), 0.5 * (h_hi - h_lo))
-        lb, ub = (centre - radius).T, (centre + radius).T  # (width, B)
-        if layer == depth - 1:
-            if layer > 0:  # the outputs too: back-substitution is tighter than intervals
-                free_lb, free_ub = _refine_unstable(chain, layer, np.full_like(lb, -np.inf), np.full_like(ub, np.inf),
-                                                    relaxations, mid, rad)
-                lb, ub = np.maximum(lb, free_lb), np.minimum(ub, free_ub)
-            return LayerBounds(pre_lower, pre_upper, lb.T.copy(), ub.T.copy(), infeasible)
-        lb, ub = _clamp_known(lb, ub, layer, known_lower, known_upper)
-        if layer > 0:
-            lb, ub = _refine_unstable(chain, layer, lb, ub, relaxations, mid, rad)
+        if layer < min(first, depth - 1):  # taken as known (width, B)
+            lb, ub = np.asarray(known_lower[layer], dtype=np.float64).T, np.asarray(known_upper[layer], dtype=np.float64).T
+        else:
+            centre = lops.forward(w, 0.5 * (h_lo + h_hi)) + b
+            radius = lops.forward(lops.absolute(w), 0.5 * (h_hi - h_lo))
+            lb, ub = (centre - radius).T, (centre + radius).T  # (width, B)
+            if layer == depth - 1:
+                if layer > 0:  # the outputs too: back-substitution is tighter than intervals
+                    free_lb, free_ub = _refine_unstable(chain, layer, np.full_like(lb, -np.inf), np.full_like(ub, np.inf),
+                                                        relaxations, mid, rad)
+                    lb, ub = np.maximum(lb, free_lb), np.minimum(ub, free_ub)
+                return LayerBounds(pre_lower, pre_upper, lb.T.copy(), ub.T.copy(), infeasible)
+            lb, ub = _clamp_known(lb, ub, layer, known_lower, known_upper)
+            if layer > 0:
+                lb, ub = _refine_unstable(chain, layer, lb, ub, relaxations, mid, rad)
         if known_lower is not None or known_upper is not None:
-            infeasible |= _crossed(lb, ub, tolerance, axis=0)
+            infeasible |= _crossed(lb, ub, tolerance)
             ub = np.maximum(ub, lb)
         pre_lower.append(lb.T.copy())
         pre_upper.append(ub.T.copy())
