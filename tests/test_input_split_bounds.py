@@ -83,3 +83,42 @@ def test_optimised_deep_boxes_agree_with_reluplex(seed):
     assert split.verdict in ("sat", "unsat"), split.reason
     if reluplex.verdict in ("sat", "unsat"):
         assert split.verdict == reluplex.verdict
+
+
+def test_parameter_layout_round_trip():
+    """A box's ascent parameters packed for its children come back as they were (float32), the
+    target's row weights padded to the widest target's."""
+    from reluverify.solver import crown
+    from reluverify.solver.input_split import _ParameterLayout
+
+    rng = np.random.default_rng(7)
+    sizes, k, r = [4, 3, 5], 6, 2
+    layout = _ParameterLayout(sizes, r, 3)
+    params = crown.Parameters([rng.random((k, 1, n)) for n in sizes], [rng.random((k, 1, n, 2)) for n in sizes],
+                              rng.random((k, 1, r)), rng.random((k, 1, 2)))
+    packed = layout.pack(params)
+    assert packed.shape == (k, 3 * sum(sizes) + r + 3) and packed.dtype == np.float32
+    fresh = crown.Parameters([np.zeros((k, 1, n)) for n in sizes], [np.zeros((k, 1, n, 2)) for n in sizes],
+                             np.zeros((k, 1, r)), np.zeros((k, 1, 2)))
+    mask = np.array([True, False, True, True, False, True])
+    layout.unpack_into(fresh, packed, mask)
+    for got, want in zip(fresh.alpha + fresh.beta + [fresh.gamma, fresh.weights],
+                         params.alpha + params.beta + [params.gamma, params.weights]):
+        np.testing.assert_allclose(got[mask], want[mask], rtol=1e-6)
+        assert not np.any(got[~mask])  # boxes outside the mask keep their own start
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("warm", [True, False])
+def test_warm_started_ascent_agrees_with_reluplex(seed, warm):
+    """Children start their ascent from their parent's parameters (or not): the verdict is Reluplex's."""
+    rng = np.random.default_rng(300 + seed)
+    chain = random_chain(rng, (3, 16, 16, 16, 2))
+    query = _near_max_query(rng, chain, float(rng.choice([1e-3, 3e-3, 1e-2])))
+    split = solve(query, SolverOptions(timeout=20, strategy="input-split", split_alpha_depth=0, split_alpha_iterations=5,
+                                       split_alpha_warm=warm, split_inherit_depth=0, input_split_min_relus=1,
+                                       falsify=False))
+    reluplex = solve(query, SolverOptions(timeout=20, strategy="relu-split", falsify=False))
+    assert split.verdict in ("sat", "unsat"), split.reason
+    if reluplex.verdict in ("sat", "unsat"):
+        assert split.verdict == reluplex.verdict

@@ -60,27 +60,33 @@ class SearchOutcome:
 
 class _BoxStack:
     """A LIFO of boxes held in growing numpy arrays: lower, upper, alive mask (per target), depth, the
-    box's node in each target's proof tree (when one is recorded), and the pre-activation bounds that
-    hold on the box because they held on its parent (``relus`` columns each; 0: none are kept)."""
+    box's node in each target's proof tree (when one is recorded), the pre-activation bounds that
+    hold on the box because they held on its parent (``relus`` columns each; 0: none are kept), and per
+    target the packed ascent parameters its parent ended with (``params`` float32 columns; 0: none are
+    kept) with a mask of the targets that have them."""
 
-    def __init__(self, n: int, d: int, relus: int = 0) -> None:
+    def __init__(self, n: int, d: int, relus: int = 0, params: int = 0) -> None:
         self.arrays = [np.zeros((64, n)), np.zeros((64, n)), np.zeros((64, d), dtype=bool),
                        np.zeros(64, dtype=np.int64), np.zeros((64, d), dtype=np.int64),
-                       np.full((64, relus), -np.inf), np.full((64, relus), np.inf)]
+                       np.full((64, relus), -np.inf), np.full((64, relus), np.inf),
+                       np.zeros((64, d, params), dtype=np.float32), np.zeros((64, d), dtype=bool)]
         self.size = 0
 
-    def push(self, lo, hi, alive, depth, node=None, pre_lower=None, pre_upper=None) -> None:
+    def push(self, lo, hi, alive, depth, node=None, pre_lower=None, pre_upper=None, params=None, warm=None) -> None:
         k = lo.shape[0]
         if node is None:
             node = np.zeros((k, self.arrays[4].shape[1]), dtype=np.int64)
         if pre_lower is None:
             pre_lower = np.full((k, self.arrays[5].shape[1]), -np.inf)
             pre_upper = np.full((k, self.arrays[6].shape[1]), np.inf)
+        if params is None:
+            params = np.zeros((k,) + self.arrays[7].shape[1:], dtype=np.float32)
+            warm = np.zeros((k, self.arrays[8].shape[1]), dtype=bool)
         while self.size + k > self.arrays[0].shape[0]:
             grow = self.arrays[0].shape[0]
             self.arrays = [np.concatenate([a, np.zeros_like(a[:grow])]) for a in self.arrays]
         s = slice(self.size, self.size + k)
-        for a, new in zip(self.arrays, (lo, hi, alive, depth, node, pre_lower, pre_upper)):
+        for a, new in zip(self.arrays, (lo, hi, alive, depth, node, pre_lower, pre_upper, params, warm)):
             a[s] = new
         self.size += k
 
@@ -165,7 +171,12 @@ class _BoxSearch:
         # after a few splits), except in a proof, whose checker bounds each box on its own
         self.inherit = trees is None and chain.num_relus <= options.split_inherit_max_relus
         self.layer_sizes = [lops_shape(w)[0] for w in chain.weights[:-1]]
-        self.stack = _BoxStack(self.n, len(targets), chain.num_relus if self.inherit else 0)
+        # the ascent's parameters passed from parent to child, where the bounds are (three floats a ReLU more)
+        self.warm = self.inherit and options.split_alpha_iterations > 0 and options.split_alpha_warm
+        self.layout = _ParameterLayout(self.layer_sizes, 0 if input_rows is None else input_rows[0].shape[0],
+                                       max((t.rhs.size for t in targets), default=0))
+        self.stack = _BoxStack(self.n, len(targets), chain.num_relus if self.inherit else 0,
+                               self.layout.size if self.warm else 0)
         self.undecided: list[str] = []
         self.proven = 0.0
         self.processed = 0
@@ -207,11 +218,16 @@ class _BoxSearch:
             return SearchOutcome("unknown", reason=self.undecided[0])
         return SearchOutcome("unsat")
 
-    def optimised_refutations(self, lo, hi, alive, layer_bounds, slopes: bool = True):
+    def optimised_refutations(self, lo, hi, alive, layer_bounds, slopes: bool = True, warm=None):
         """The alive targets that optimised linear bounds (:mod:`~reluverify.solver.crown`: the rows'
         weights, input-row multipliers and, with ``slopes``, slopes and bound multipliers) refute on
         each box: a (B, D) mask, and per target the weights (k, R) and input-row multipliers (k, r)
-        of its refuted boxes, in box order."""
+        of its refuted boxes, in box order.
+
+        ``warm`` = (packed (B, D, P), mask (B, D)), with ``slopes``: the ascent of a box and target in
+        the mask starts from its packed parameters (any parameters give a sound bound, these only
+        steer the ascent); the parameters each ascent ended with are written back into ``packed`` and
+        the mask (where the target is not refuted)."""
         from reluverify.solver import crown
 
         refuted = np.zeros(alive.shape, dtype=bool)
@@ -233,9 +249,14 @@ class _BoxSearch:
             objective = crown.Objective(target.rows[:, self.n :], target.rows[:, : self.n], target.rhs)
             params = crown.initial_parameters(sub, 1, layers, region, with_beta=slopes)
             params.weights = crown.uniform_weights(boxes.size, 1, objective)
+            if warm is not None:
+                self.layout.unpack_into(params, warm[0][boxes, position], warm[1][boxes, position])
             value, best, _ = crown.optimise(self.chain, region, sub, objective, params, settings)
             hit = value[:, 0] > self.options.prune_margin
             refuted[boxes[hit], position] = True
+            if warm is not None:
+                warm[0][boxes, position] = self.layout.pack(best)
+                warm[1][boxes, position] = ~hit
             weights[position] = best.weights[hit, 0, :]
             gammas[position] = None if best.gamma is None else best.gamma[hit, 0, :]
         return refuted, weights, gammas
@@ -263,7 +284,7 @@ class _BoxSearch:
         """One batch of boxes: bound, try candidates, hand residues to Reluplex, split the rest."""
         chain, options, statistics, n = self.chain, self.options, self.stats, self.n
         rows, rhs, owner_matrix, targets = self.rows, self.rhs, self.owner_matrix, self.targets
-        lo, hi, alive, depth, node, inherited_lower, inherited_upper = self.stack.pop(batch_size)
+        lo, hi, alive, depth, node, inherited_lower, inherited_upper, packed, warm = self.stack.pop(batch_size)
         batch = lo.shape[0]
         self.processed += batch
         statistics.boxes += batch
@@ -309,6 +330,7 @@ class _BoxSearch:
             if not np.any(keep):
                 return batch
             lo, hi, alive, depth, node = lo[keep], hi[keep], alive[keep], depth[keep], node[keep]
+            packed, warm = packed[keep], warm[keep]
             coef = row_bounds.coef[keep]
             lower_bounds = row_bounds.lower[keep]
             layer_bounds = _select(layer_bounds, np.flatnonzero(keep))
@@ -316,12 +338,14 @@ class _BoxSearch:
             if options.split_alpha_iterations > 0:
                 # boxes the plain bounds leave open: optimised slopes and multipliers, per alive target
                 deep = (depth >= options.split_alpha_depth)[:, None]
-                alive &= ~self.optimised_refutations(lo, hi, alive & deep, layer_bounds)[0]
+                alive &= ~self.optimised_refutations(lo, hi, alive & deep, layer_bounds,
+                                                     warm=(packed, warm) if self.warm else None)[0]
                 keep = alive.any(axis=1)
                 self.proven += float(np.sum(0.5 ** depth[~keep]))
                 if not np.any(keep):
                     return batch
                 lo, hi, alive, depth, node = lo[keep], hi[keep], alive[keep], depth[keep], node[keep]
+                packed, warm = packed[keep], warm[keep]
                 coef, lower_bounds = coef[keep], lower_bounds[keep]
                 layer_bounds = _select(layer_bounds, np.flatnonzero(keep))
         unstable = layer_bounds.unstable_counts()
@@ -362,6 +386,9 @@ class _BoxSearch:
             return batch
         lo, hi, alive, depth, node = lo[split], hi[split], alive[split], depth[split], node[split]
         tight = tight[split]
+        params = warm_children = None
+        if self.warm:
+            params, warm_children = np.concatenate([packed[split]] * 2), np.concatenate([warm[split]] * 2)
         width = hi - lo
         bounds_split = _select(layer_bounds, np.flatnonzero(split))
         gradient = gradient_magnitude(chain, bounds_split, rows[tight][:, :, n:], rows[tight][:, :, :n])  # (B, D, n)
@@ -389,7 +416,7 @@ class _BoxSearch:
             pre_lower, pre_upper = np.concatenate([pre_lower, pre_lower]), np.concatenate([pre_upper, pre_upper])
         self.stack.push(np.concatenate([lo, right_lo]), np.concatenate([left_hi, hi]), np.concatenate([alive, alive]),
                         np.concatenate([depth + 1, depth + 1]), np.concatenate([lower_node, upper_node]),
-                        pre_lower, pre_upper)
+                        pre_lower, pre_upper, params, warm_children)
         return batch
 
     def known_on_boxes(self, inherited_lower: np.ndarray, inherited_upper: np.ndarray):
@@ -541,6 +568,50 @@ def tighten_boxes(lower: np.ndarray, upper: np.ndarray, rows: np.ndarray, rhs: n
     empty = np.any(lo > hi, axis=1)
     hi = np.maximum(hi, lo)
     return lo, hi, empty
+
+
+class _ParameterLayout:
+    """Where a box's ascent parameters for one target sit in a flat float32 row: the slopes and the two
+    bound multipliers of every hidden neuron (layer by layer), the input rows' multipliers, the weights
+    of the target's rows (padded to the most rows of any target)."""
+
+    def __init__(self, layer_sizes: list[int], input_rows: int, rows: int) -> None:
+        self.layer_sizes, self.input_rows, self.rows = list(layer_sizes), input_rows, rows
+        self.relus = int(sum(layer_sizes))
+        self.size = 3 * self.relus + input_rows + rows
+
+    def pack(self, params) -> np.ndarray:
+        """(k, size) from :class:`~reluverify.solver.crown.Parameters` of k boxes and one row each."""
+        k = params.alpha[0].shape[0] if params.alpha else params.weights.shape[0]
+        out = np.zeros((k, self.size), dtype=np.float32)
+        at = 0
+        for a, b in zip(params.alpha, params.beta):
+            n = a.shape[2]
+            out[:, at : at + n] = a[:, 0, :]
+            out[:, self.relus + 2 * at : self.relus + 2 * (at + n)] = b[:, 0, :, :].reshape(k, 2 * n)
+            at += n
+        if params.gamma is not None:
+            out[:, 3 * self.relus : 3 * self.relus + self.input_rows] = params.gamma[:, 0, :]
+        r = params.weights.shape[2]
+        out[:, 3 * self.relus + self.input_rows : 3 * self.relus + self.input_rows + r] = params.weights[:, 0, :]
+        return out
+
+    def unpack_into(self, params, packed: np.ndarray, mask: np.ndarray) -> None:
+        """Overwrite the parameters of the boxes in ``mask`` (k,) with their rows of ``packed`` (k, size)."""
+        index = np.flatnonzero(mask)
+        if index.size == 0:
+            return
+        rows = packed[index].astype(params.alpha[0].dtype if params.alpha else np.float64)
+        at = 0
+        for a, b in zip(params.alpha, params.beta):
+            n = a.shape[2]
+            a[index, 0, :] = rows[:, at : at + n]
+            b[index, 0, :, :] = rows[:, self.relus + 2 * at : self.relus + 2 * (at + n)].reshape(-1, n, 2)
+            at += n
+        if params.gamma is not None:
+            params.gamma[index, 0, :] = rows[:, 3 * self.relus : 3 * self.relus + self.input_rows]
+        r = params.weights.shape[2]
+        params.weights[index, 0, :] = rows[:, 3 * self.relus + self.input_rows : 3 * self.relus + self.input_rows + r]
 
 
 def _select(bounds: LayerBounds, index: np.ndarray) -> LayerBounds:
