@@ -114,3 +114,38 @@ def test_worker_processes_report_the_limit(path):
     expected = "ERROR out of memory" if path == "runner" else "OUTCOME error out of memory"
     assert proc.stdout.startswith(expected), proc.stdout + proc.stderr
     assert "memory limit 1G (--max-memory)" in proc.stdout
+
+
+_FAULTS = """
+import resource, sys
+import numpy as np
+from reluverify.memory import keep_freed_memory
+took = keep_freed_memory() if sys.argv[1] == "keep" else None
+a = np.ones(2**17)  # 1 MB: above glibc's first mmap threshold
+del a
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(50):
+    a = np.ones(2**17)  # three 1 MB arrays at a time, freed each round
+    b = a * 2.0
+    c = a + b
+    del a, b, c
+print(took, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_freed_memory_is_reused_not_faulted_in_again():
+    """With the allocator told to keep freed heap, 1 MB temporaries made and freed 50 times fault their
+    pages in once, not every time (the bound passes' temporaries on ACAS Xu are this size)."""
+    import subprocess
+
+    def faults(mode):
+        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True).stdout
+        took, count = out.split()
+        return took, int(count)
+
+    took, kept = faults("keep")
+    if took != "True":
+        pytest.skip("no glibc mallopt here")
+    _, plain = faults("plain")
+    assert plain > 10 * kept  # without it, glibc trims the freed arrays and faults them in again (36,821 vs 513)

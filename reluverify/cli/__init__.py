@@ -23,7 +23,7 @@ import sys
 
 from reluverify import __version__
 from reluverify.errors import ReluverifyError
-from reluverify.memory import current_limit, is_allocation_failure, out_of_memory
+from reluverify.memory import current_limit, is_allocation_failure, keep_freed_memory, out_of_memory
 
 # Order is the order shown by --help.
 SUBCOMMAND_MODULES = (
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 2
+    keep_freed_memory()  # the bound passes' temporaries reuse heap instead of fresh mappings
     try:
         if getattr(args, "max_memory", None) is not None:
             from reluverify.memory import set_limit
