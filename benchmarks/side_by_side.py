@@ -87,7 +87,9 @@ def run_reluverify(onnx, vnnlib, limit, jobs=1, checkout: str | None = None):
     # run from inside the checkout: ``python -m`` puts the working folder first on sys.path, before
     # PYTHONPATH, so from this repository's root a baseline checkout would silently import this one
     out, seconds, memory = timed(command, limit, environment(checkout), cwd=checkout or str(REPO))
-    return out.split("\n", 1)[0].strip(), seconds, memory
+    # the solver's own seconds, from its statistics line ("time 1.23s  boxes ..."): the process less its start
+    solve = re.search(r"^time ([0-9.]+)s", out, re.MULTILINE)
+    return out.split("\n", 1)[0].strip(), seconds, memory, float(solve.group(1)) if solve else float("nan")
 
 
 def run_marabou(binary, onnx, vnnlib, limit):
@@ -98,7 +100,7 @@ def run_marabou(binary, onnx, vnnlib, limit):
             verdict = line
         elif re.match(r"^(timeout|timed? ?out)", line):
             verdict = "timeout"
-    return verdict, seconds, memory
+    return verdict, seconds, memory, float("nan")
 
 
 def main() -> int:
@@ -154,13 +156,14 @@ def main() -> int:
                 jobs = args.jobs if args.peer_jobs is None else args.peer_jobs
                 runs[peer_name] = run_reluverify(inst.onnx, inst.vnnlib, limit, jobs, str(Path(args.baseline).resolve()))
             else:
-                runs[peer_name] = ("-", 0.0, float("nan"))
+                runs[peer_name] = ("-", 0.0, float("nan"), float("nan"))
 
         for step in ((ours, theirs) if k % 2 else (theirs, ours)):
             step()
         row = {"onnx": Path(inst.onnx).name, "vnnlib": Path(inst.vnnlib).name, "expected": inst.expected or "", "limit": limit}
-        for tool, (verdict, seconds, memory) in runs.items():
+        for tool, (verdict, seconds, memory, solve) in runs.items():
             row[tool], row[f"{tool}_s"], row[f"{tool}_mb"] = verdict, round(seconds, 3), round(memory, 1)
+            row[f"{tool}_solve_s"] = round(solve, 3)
         rows.append(row)
         flag = ""
         for tool in runs:

@@ -108,17 +108,18 @@ def test_parameter_layout_round_trip():
         assert not np.any(got[~mask])  # boxes outside the mask keep their own start
 
 
-@pytest.mark.parametrize("seed", range(8))
-@pytest.mark.parametrize("warm", [True, False])
-def test_warm_started_ascent_agrees_with_reluplex(seed, warm):
-    """Children start their ascent from their parent's parameters (or not): the verdict is Reluplex's."""
+# deep searches (13-57 boxes) of both verdicts whose Reluplex reference takes under a second
+@pytest.mark.parametrize("seed", [0, 1, 8, 12, 13, 16, 17, 18, 21])
+def test_warm_started_ascent_agrees_with_reluplex(seed):
+    """Children start their ascent from their parent's parameters, or from the heuristic slopes: both
+    give Reluplex's verdict."""
     rng = np.random.default_rng(300 + seed)
     chain = random_chain(rng, (3, 16, 16, 16, 2))
     query = _near_max_query(rng, chain, float(rng.choice([1e-3, 3e-3, 1e-2])))
-    split = solve(query, SolverOptions(timeout=20, strategy="input-split", split_alpha_depth=0, split_alpha_iterations=5,
-                                       split_alpha_warm=warm, split_inherit_depth=0, input_split_min_relus=1,
-                                       falsify=False))
     reluplex = solve(query, SolverOptions(timeout=20, strategy="relu-split", falsify=False))
-    assert split.verdict in ("sat", "unsat"), split.reason
-    if reluplex.verdict in ("sat", "unsat"):
-        assert split.verdict == reluplex.verdict
+    assert reluplex.verdict in ("sat", "unsat"), reluplex.reason
+    for warm in (True, False):
+        split = solve(query, SolverOptions(timeout=20, strategy="input-split", split_alpha_depth=0, split_alpha_iterations=5,
+                                           split_alpha_warm=warm, split_inherit_depth=0, input_split_min_relus=1,
+                                           falsify=False))
+        assert split.verdict == reluplex.verdict, (warm, split.reason)
