@@ -16,7 +16,6 @@ the size as the user wrote it (``"1G"``) in it and in every process forked from 
 
 from __future__ import annotations
 
-import ctypes
 import re
 
 from reluverify.errors import MemoryLimitError
@@ -39,6 +38,8 @@ def keep_freed_memory(mmap_threshold: int = 32 * 2**20, trim_threshold: int = 12
     its pages' faults again: about 5% of a whole ACAS Xu run. Returns whether the allocator took the
     settings (False where there is no glibc ``mallopt``; nothing changes then). Memory limits are not
     affected: heap is counted in ``RLIMIT_DATA`` as mappings are."""
+    import ctypes  # here: only the command line tunes the allocator
+
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):

@@ -576,24 +576,24 @@ class _ParameterLayout:
     of the target's rows (padded to the most rows of any target)."""
 
     def __init__(self, layer_sizes: list[int], input_rows: int, rows: int) -> None:
-        self.layer_sizes, self.input_rows, self.rows = list(layer_sizes), input_rows, rows
-        self.relus = int(sum(layer_sizes))
-        self.size = 3 * self.relus + input_rows + rows
+        relus = int(sum(layer_sizes))
+        starts = np.concatenate([[0], np.cumsum(layer_sizes)]).astype(int)
+        # per hidden layer: its slopes' columns and its (lower, upper) multipliers' columns
+        self.layers = [(slice(s, e), slice(relus + 2 * s, relus + 2 * e)) for s, e in zip(starts[:-1], starts[1:])]
+        self.gamma = slice(3 * relus, 3 * relus + input_rows)
+        self.weights = 3 * relus + input_rows  # first column of the row weights
+        self.size = self.weights + rows
 
     def pack(self, params) -> np.ndarray:
         """(k, size) from :class:`~reluverify.solver.crown.Parameters` of k boxes and one row each."""
-        k = params.alpha[0].shape[0] if params.alpha else params.weights.shape[0]
+        k = params.weights.shape[0]
         out = np.zeros((k, self.size), dtype=np.float32)
-        at = 0
-        for a, b in zip(params.alpha, params.beta):
-            n = a.shape[2]
-            out[:, at : at + n] = a[:, 0, :]
-            out[:, self.relus + 2 * at : self.relus + 2 * (at + n)] = b[:, 0, :, :].reshape(k, 2 * n)
-            at += n
+        for (slopes, multipliers), a, b in zip(self.layers, params.alpha, params.beta):
+            out[:, slopes] = a[:, 0, :]
+            out[:, multipliers] = b[:, 0, :, :].reshape(k, -1)
         if params.gamma is not None:
-            out[:, 3 * self.relus : 3 * self.relus + self.input_rows] = params.gamma[:, 0, :]
-        r = params.weights.shape[2]
-        out[:, 3 * self.relus + self.input_rows : 3 * self.relus + self.input_rows + r] = params.weights[:, 0, :]
+            out[:, self.gamma] = params.gamma[:, 0, :]
+        out[:, self.weights : self.weights + params.weights.shape[2]] = params.weights[:, 0, :]
         return out
 
     def unpack_into(self, params, packed: np.ndarray, mask: np.ndarray) -> None:
@@ -601,17 +601,13 @@ class _ParameterLayout:
         index = np.flatnonzero(mask)
         if index.size == 0:
             return
-        rows = packed[index].astype(params.alpha[0].dtype if params.alpha else np.float64)
-        at = 0
-        for a, b in zip(params.alpha, params.beta):
-            n = a.shape[2]
-            a[index, 0, :] = rows[:, at : at + n]
-            b[index, 0, :, :] = rows[:, self.relus + 2 * at : self.relus + 2 * (at + n)].reshape(-1, n, 2)
-            at += n
+        rows = packed[index].astype(params.weights.dtype)
+        for (slopes, multipliers), a, b in zip(self.layers, params.alpha, params.beta):
+            a[index, 0, :] = rows[:, slopes]
+            b[index, 0, :, :] = rows[:, multipliers].reshape(index.size, -1, 2)
         if params.gamma is not None:
-            params.gamma[index, 0, :] = rows[:, 3 * self.relus : 3 * self.relus + self.input_rows]
-        r = params.weights.shape[2]
-        params.weights[index, 0, :] = rows[:, 3 * self.relus + self.input_rows : 3 * self.relus + self.input_rows + r]
+            params.gamma[index, 0, :] = rows[:, self.gamma]
+        params.weights[index, 0, :] = rows[:, self.weights : self.weights + params.weights.shape[2]]
 
 
 def _select(bounds: LayerBounds, index: np.ndarray) -> LayerBounds:
