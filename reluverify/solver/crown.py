@@ -395,19 +395,49 @@ class Objective:
 
     It has no solution where some convex combination ``w @ (rows - rhs)`` (``w`` on the simplex)
     has a positive lower bound; :func:`optimise` ascends ``w`` with the relaxation parameters.
-    With one row, ``w = 1``.
+    With one row, ``w = 1``. The rows are shared by the batch (``out_rows`` (R, m), ``in_rows``
+    (R, n_v), ``rhs`` (R,)) or given per sub-problem (``(B, R, m)``, ``(B, R, n_v)``, ``(B, R)``: a
+    batch whose sub-problems refute different conjunctions, see :meth:`stacked`).
     """
 
-    out_rows: np.ndarray  # (R, m)
-    in_rows: np.ndarray  # (R, n_v)
-    rhs: np.ndarray  # (R,)
+    out_rows: np.ndarray
+    in_rows: np.ndarray
+    rhs: np.ndarray
+
+    @property
+    def per_batch(self) -> bool:
+        return self.rhs.ndim == 2
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.rhs.shape[-1])
+
+    @staticmethod
+    def stacked(objectives: list["Objective"]) -> "Objective":
+        """Several shared objectives as one per-batch objective of ``len(objectives)`` entries (entry
+        ``t`` is ``objectives[t]``; pick a batch with :meth:`take`). Conjunctions with fewer rows
+        repeat their last row (a conjunction with a row twice is the same conjunction)."""
+        rows = max(o.num_rows for o in objectives)
+        pad = lambda a: np.concatenate([a, np.repeat(a[-1:], rows - a.shape[0], axis=0)])  # noqa: E731
+        return Objective(
+            np.stack([pad(o.out_rows) for o in objectives]), np.stack([pad(o.in_rows) for o in objectives]),
+            np.stack([pad(o.rhs) for o in objectives]),
+        )
+
+    def take(self, index: np.ndarray) -> "Objective":
+        """The per-batch objective of entries ``index``."""
+        return Objective(self.out_rows[index], self.in_rows[index], self.rhs[index])
 
     def combine(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``mu``, ``const`` and the input coefficients of the rows combined by ``weights`` (B, S, R)."""
+        if self.per_batch:
+            return weights @ self.out_rows, -(weights @ self.rhs[:, :, None])[..., 0], weights @ self.in_rows
         return weights @ self.out_rows, -(weights @ self.rhs), weights @ self.in_rows
 
     def weight_gradient(self, p: "Pass", z_hat: np.ndarray) -> np.ndarray:
         """d value / d weights (B, S, R): each row's value at the relaxed point (vertex, z_hat)."""
+        if self.per_batch:
+            return z_hat @ self.out_rows.transpose(0, 2, 1) + p.vertex @ self.in_rows.transpose(0, 2, 1) - self.rhs[:, None, :]
         return z_hat @ self.out_rows.T + p.vertex @ self.in_rows.T - self.rhs
 
 
@@ -423,7 +453,7 @@ def initial_parameters(relaxation: Relaxation, rows: int, layers: int, region: R
 
 
 def uniform_weights(batch: int, rows: int, objective: Objective) -> np.ndarray:
-    r = objective.rhs.shape[0]
+    r = objective.num_rows
     return np.full((batch, rows, r), 1.0 / r)
 
 
@@ -508,7 +538,7 @@ def optimise(
     (see the module docstring), never below the one the given parameters had.
     """
     start = len(chain.weights) - 1 if start is None else start
-    mixing = isinstance(objective, Objective) and objective.rhs.shape[0] > 1
+    mixing = isinstance(objective, Objective) and objective.num_rows > 1
     exact = layer_terms(relaxation, region, np.float64)
     fast = exact if np.dtype(settings.dtype) == np.float64 else layer_terms(relaxation, region, settings.dtype)
     params = params.astype(settings.dtype)

@@ -318,16 +318,19 @@ class _Decider:
         return None
 
     def prove_by_relu_bab(self, live: list[int]) -> Result | None:
-        """ReLU-phase branch and bound per disjunct, the likeliest violations (lowest root bound) first."""
+        """ReLU-phase branch and bound, one search per input box for all its disjuncts (one per
+        disjunct when a proof is recorded: each has its own proof tree), the likeliest violations
+        (lowest root bound) first."""
         # imported here: a process that only splits inputs (ACAS Xu) does not load branch and bound
         from reluverify.solver import crown
-        from reluverify.solver.relu_bab import Disjunction, bound_root, relu_bab_search, root_bounds
+        from reluverify.solver.relu_bab import Disjunction, bound_root, relu_bab_search, root_bounds, searches_jointly
 
         input_rows = self.query.input_constraints
+        groups = self.box_groups(live) if searches_jointly(self.chain, self.options) else [[k] for k in live]
         roots: dict[tuple[bytes, bytes], object] = {}
-        starts = {}
-        for k in live:
-            d = self.query.disjuncts[k]
+        starts = []
+        for members in groups:
+            d = self.query.disjuncts[members[0]]
             region = crown.Region(
                 d.lower[None, :], d.upper[None, :],
                 input_rows.matrix if input_rows.num_rows else None, input_rows.rhs if input_rows.num_rows else None,
@@ -342,36 +345,37 @@ class _Decider:
                 roots[key] = root_bounds(self.chain, region, self.options, first, until,
                                          record=[] if self.options.proof else None)
             if self.options.proof:
-                self.trees[k].bounds_at = "root"
+                self.trees[members[0]].bounds_at = "root"
                 for rows in roots[key].interm_rows:
-                    self.trees[k].add_interm_rows(*rows)
-            target = Disjunction(*self.targets[k])
-            starts[k] = (region, roots[key], target, bound_root(self.chain, target, region, roots[key], self.options))
+                    self.trees[members[0]].add_interm_rows(*rows)
+            targets = [Disjunction(*self.targets[k]) for k in members]
+            starts.append((members, region, roots[key], targets,
+                           bound_root(self.chain, targets, region, roots[key], self.options)))
             if self.timed_out():
                 return self.result(TIMEOUT, "time budget exhausted bounding the disjuncts")
-        for k in sorted(live, key=lambda k: starts[k][3].value):
-            region, root, target, start = starts[k]
-            d = self.query.disjuncts[k]
+        for members, region, root, targets, start in sorted(starts, key=lambda entry: entry[4].value):
+            box = self.query.disjuncts[members[0]]
             outcome = relu_bab_search(
                 self.chain,
-                target,
+                targets,
                 region,
                 root,
                 self.options,
                 self.stats,
                 self.deadline,
-                confirm=lambda v, k=k: self.try_confirm(v, k),
-                leaf_solver=lambda lo, hi, phases, k=k, d=d: self.reduced_leaf(k, d, lo, hi, phases),
+                confirm=lambda v, t, members=members: self.try_confirm(v, members[t]),
+                leaf_solver=lambda t, lo, hi, phases, members=members, box=box: self.reduced_leaf(members[t], box, lo, hi, phases),
                 start=start,
                 progress=self.progress,
-                tree=self.trees.get(k),
+                tree=self.trees.get(members[0]) if len(members) == 1 else None,
             )
-            if outcome.status == SAT and (self.found is not None or self.try_confirm(outcome.inputs, k)):
+            if outcome.status == SAT and (self.found is not None or self.try_confirm(outcome.inputs, members[outcome.disjunct])):
                 # confirmed here, or in a worker process (then again here: the parent reports it)
                 return self.result(SAT)
             if outcome.status == SAT:
                 outcome = SearchOutcome(UNKNOWN, reason="a worker's counterexample was not confirmed by onnxruntime")
-            self.verdicts[k] = outcome.status
+            for k in members:
+                self.verdicts[k] = outcome.status
             if outcome.status == TIMEOUT:
                 return self.result(TIMEOUT, outcome.reason)
             if outcome.status == UNKNOWN:

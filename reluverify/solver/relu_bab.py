@@ -7,6 +7,13 @@ back-substitution bound of the disjunct's rows whose slopes (alpha), split multi
 input-row multipliers (gamma) and row weights are optimised per sub-problem, warm-started from
 its parent. Sub-problems are bounded many at a time as stacked arrays.
 
+The disjuncts of one input box are searched together (*targets*): the sub-problems, their splits
+and their re-tightened pre-activation bounds do not depend on the disjunct, only the bound does.
+Each sub-problem keeps per target its optimised parameters and its bound, and a target whose bound
+is positive is *refuted* there (for good: the children's regions lie in their parent's). A
+sub-problem is open while some target is not refuted in it; the bounds are computed for the open
+(sub-problem, target) pairs only, as one batch of *items*.
+
 One round takes the sub-problems with the lowest bounds from the pool (the deepest ones when
 the pool nears its memory cap), picks one unstable ReLU per sub-problem by *filtered smart
 branching* (the candidates with the largest relaxation gap, each scored by the bounds of its two
@@ -21,10 +28,10 @@ The point of the box that minimises each bound is a candidate counterexample (ch
 network, confirmed by onnxruntime); every few rounds a gradient attack starts from those of the
 most promising sub-problems.
 
-Invariant: every counterexample of the disjunct lies in the constrained region of a
-sub-problem in the pool, of one being processed, or of a leaf handed to Reluplex (the two
-children of a split partition their parent: ``z >= 0`` or ``z <= 0``). The search is ``unsat``
-when the pool is empty and every leaf was ``unsat``.
+Invariant: every counterexample of target ``t`` lies in the constrained region of a sub-problem
+in the pool in which ``t`` is not refuted, of one being processed, or of a leaf handed to Reluplex
+(the two children of a split partition their parent: ``z >= 0`` or ``z <= 0``). The search is
+``unsat`` when the pool is empty and every leaf was ``unsat``.
 """
 
 from __future__ import annotations
@@ -89,6 +96,18 @@ def root_bounds(
     return RootBounds(relaxation, time.monotonic() - started, record or [])
 
 
+def tightens_children(chain: ReluChain, options: SolverOptions) -> bool:
+    """Whether a search's children get new pre-activation bounds (``bab_tighten_children``)."""
+    return options.bab_tighten_children and not options.proof and chain.num_relus <= options.bab_tighten_max_relus
+
+
+def searches_jointly(chain: ReluChain, options: SolverOptions) -> bool:
+    """Whether the disjuncts of one box are searched in one tree (``bab_joint_disjuncts``)."""
+    if options.proof or options.bab_joint_disjuncts == "separate":
+        return False
+    return options.bab_joint_disjuncts == "joint" or (tightens_children(chain, options) and len(chain.weights) - 1 >= 3)
+
+
 class _Pool:
     """Sub-problems as stacked arrays (one row each); order is irrelevant, selection is by value."""
 
@@ -134,15 +153,17 @@ class _Pool:
         return sum(a.nbytes for a in self.arrays.values()) * self.size // capacity
 
 
-def _pack(relaxation: crown.Relaxation, params: crown.Parameters, value, depth, node) -> dict[str, np.ndarray]:
-    arrays = {"value": value, "depth": depth, "node": node}
+def _pack(relaxation: crown.Relaxation, params: crown.Parameters, values, depth, node) -> dict[str, np.ndarray]:
+    """Sub-problems as pool rows: bounds and splits (B, n_j), per target parameters (B, T, ...) and
+    bounds ``values`` (B, T; +inf where the target is refuted), and ``value`` (B,), their minimum."""
+    arrays = {"value": values.min(axis=1), "values": values, "depth": depth, "node": node}
     for j, (lo, hi, s, a) in enumerate(zip(relaxation.lower, relaxation.upper, relaxation.split, params.alpha)):
         arrays[f"lower{j}"], arrays[f"upper{j}"], arrays[f"split{j}"] = lo, hi, s
-        arrays[f"alpha{j}"] = a[:, 0, :]
-        arrays[f"beta{j}"] = params.beta[j][:, 0, :]
+        arrays[f"alpha{j}"] = a
+        arrays[f"beta{j}"] = params.beta[j]
     if params.gamma is not None:
-        arrays["gamma"] = params.gamma[:, 0, :]
-    arrays["weights"] = params.weights[:, 0, :]
+        arrays["gamma"] = params.gamma
+    arrays["weights"] = params.weights
     return arrays
 
 
@@ -154,12 +175,65 @@ def _unpack(arrays: dict[str, np.ndarray], layers: int) -> tuple[crown.Relaxatio
         arrays["value"].shape[0],
     )
     params = crown.Parameters(
-        [arrays[f"alpha{j}"][:, None, :] for j in range(layers)],
-        [arrays[f"beta{j}"][:, None, :] for j in range(layers)],
-        arrays["gamma"][:, None, :] if "gamma" in arrays else None,
-        arrays["weights"][:, None, :],
+        [arrays[f"alpha{j}"] for j in range(layers)],
+        [arrays[f"beta{j}"] for j in range(layers)],
+        arrays.get("gamma"),
+        arrays["weights"],
     )
     return relaxation, params
+
+
+@dataclass(frozen=True)
+class Items:
+    """The open (sub-problem, target) pairs of a batch, grouped by sub-problem: ``owner`` (sub-problem)
+    and ``target`` per item, and ``first`` (B,), each sub-problem's first item (every sub-problem has one)."""
+
+    owner: np.ndarray
+    target: np.ndarray
+    first: np.ndarray
+
+    @staticmethod
+    def of(open_: np.ndarray) -> "Items":
+        """The items of an open mask (B, T) with at least one open target per row."""
+        owner, target = np.nonzero(open_)
+        first = np.searchsorted(owner, np.arange(open_.shape[0]))
+        return Items(owner, target, first)
+
+    @property
+    def size(self) -> int:
+        return int(self.owner.size)
+
+    def all_of(self, flags: np.ndarray) -> np.ndarray:
+        """Per sub-problem: ``flags`` (items, ...) holds for every one of its items."""
+        return np.logical_and.reduceat(flags, self.first, axis=0)
+
+    def min_of(self, values: np.ndarray) -> np.ndarray:
+        """Per sub-problem: the minimum of ``values`` (items, ...) over its items."""
+        return np.minimum.reduceat(values, self.first, axis=0)
+
+
+def _item_params(params: crown.Parameters, items: Items) -> crown.Parameters:
+    """Per item, its sub-problem's parameters for its target (S = 1)."""
+    o, t = items.owner, items.target
+    return crown.Parameters(
+        [a[o, t][:, None] for a in params.alpha],
+        None if params.beta is None else [b[o, t][:, None] for b in params.beta],
+        None if params.gamma is None else params.gamma[o, t][:, None],
+        params.weights[o, t][:, None],
+    )
+
+
+def _scatter_params(target: crown.Parameters, items: Items, source: crown.Parameters) -> None:
+    """Write the items' parameters (S = 1) into their sub-problems' rows of ``target`` (B, T, ...)."""
+    o, t = items.owner, items.target
+    for a, b in zip(target.alpha, source.alpha):
+        a[o, t] = b[:, 0]
+    if target.beta is not None:
+        for a, b in zip(target.beta, source.beta):
+            a[o, t] = b[:, 0]
+    if target.gamma is not None:
+        target.gamma[o, t] = source.gamma[:, 0]
+    target.weights[o, t] = source.weights[:, 0]
 
 
 def _branch_scores(p: crown.Pass, relaxation: crown.Relaxation, earliest: bool = False) -> list[np.ndarray]:
@@ -186,11 +260,12 @@ def _branch_scores(p: crown.Pass, relaxation: crown.Relaxation, earliest: bool =
 class Branching:
     """What filtered smart branching found for a batch of sub-problems.
 
-    ``layer``/``neuron`` (B,): the ReLU to split; ``children`` (B, 2): bounds of its active and
-    inactive child with the parent's parameters (sound, so a child above the margin needs no
-    search); ``implied``: (sub-problem, layer, neuron, phase) of candidates one of whose children
-    is refuted, so the other phase holds wherever a counterexample can be; ``refuted`` (B,): some
-    candidate has both children refuted, so the sub-problem holds no counterexample at all.
+    ``layer``/``neuron`` (B,): the ReLU to split; ``children`` (items, 2): per item, the bounds of its
+    sub-problem's active and inactive child for its target with the parent's parameters (sound, so a
+    target above the margin is refuted in that child); ``implied``: (sub-problem, layer, neuron,
+    phase) of candidates one of whose children is refuted for every target, so the other phase
+    holds wherever a counterexample can be; ``refuted`` (B,): some candidate has both children
+    refuted for every target, so the sub-problem holds no counterexample at all.
     """
 
     layer: np.ndarray
@@ -206,6 +281,7 @@ def choose_branch(
     relaxation: crown.Relaxation,
     params: crown.Parameters,
     p: crown.Pass,
+    items: Items,
     candidates: int,
     margin: float,
     implied: bool = True,
@@ -213,24 +289,29 @@ def choose_branch(
 ) -> Branching:
     """Filtered smart branching: per sub-problem, the (layer, neuron) whose worse child bound is best.
 
-    The ``candidates`` free unstable ReLUs with the largest scores are tried: each child's bound is
-    the pass ``p`` with the neuron's relaxation replaced by its phase (the rest of the pass kept
-    above its layer, recomputed below it), with the current parameters. Every such bound is
-    sound (any parameters give a sound bound), which makes the implied phases safe. With
+    ``region``, ``relaxation``, ``params`` and the pass ``p`` are per item (see :class:`Items`).
+    The ``candidates`` free unstable ReLUs with the largest scores (summed over the sub-problem's
+    open targets) are tried: each child's bound is the pass ``p`` with the neuron's relaxation
+    replaced by its phase (the rest of the pass kept above its layer, recomputed below it), with
+    the current parameters. Every such bound is sound (any parameters give a sound bound), which
+    makes the implied phases safe; a child counts as refuted when it is for every open target, and
+    a candidate ranks by its worse child's bound for the sub-problem's hardest target. With
     ``implied=False`` (when a proof is recorded: each refuted child must be a leaf of the proof tree
     with its own evidence) no phase is implied and no sub-problem refuted here. With ``earliest``,
     the candidates are the free unstable ReLUs of each sub-problem's first layer that has any.
     """
-    batch = relaxation.batch
-    scores = _branch_scores(p, relaxation, earliest)
-    sizes = [s.shape[1] for s in scores]
+    item_scores = np.concatenate(_branch_scores(p, relaxation, earliest), axis=1)  # (items, N)
+    batch = items.first.size
+    flat = np.zeros((batch, item_scores.shape[1]))
+    np.add.at(flat, items.owner, np.where(np.isfinite(item_scores), item_scores, 0.0))
+    flat[~np.isfinite(item_scores[items.first])] = -np.inf  # which ReLUs are free is the sub-problem's
+    sizes = [lo.shape[1] for lo in relaxation.lower]
     offsets = np.cumsum([0] + sizes)
-    flat = np.concatenate(scores, axis=1)  # (B, N)
     k = min(candidates, flat.shape[1])
     top = np.argpartition(-flat, k - 1, axis=1)[:, :k] if k < flat.shape[1] else np.tile(np.arange(flat.shape[1]), (batch, 1))
-    valid = np.isfinite(np.take_along_axis(flat, top, axis=1))
-    layer_of = np.searchsorted(offsets, top, side="right") - 1
-    neuron_of = top - offsets[layer_of]
+    valid = np.isfinite(np.take_along_axis(flat, top, axis=1))[items.owner]
+    layer_of = (np.searchsorted(offsets, top, side="right") - 1)[items.owner]
+    neuron_of = top[items.owner] - offsets[layer_of]
     # rank in float32 (twice as fast); a child that looks refuted is bounded again in float64, and
     # only float64 bounds refute anything
     fast = crown.layer_terms(relaxation, region, np.float32)
@@ -241,15 +322,16 @@ def choose_branch(
         exact = _child_bounds(
             chain, region, relaxation, params, p, layer_of, neuron_of, suspect, crown.layer_terms(relaxation, region)
         )
-    dead = (exact > margin) & implied  # (B, k, 2)
+    dead = items.all_of(exact > margin) & implied  # (B, k, 2): refuted for every open target
     refuted = np.any(dead.all(axis=2), axis=1)
     one = dead.any(axis=2) & ~dead.all(axis=2)
     b_imp, c_imp = np.nonzero(one)
-    implied = (b_imp, layer_of[b_imp, c_imp], neuron_of[b_imp, c_imp], np.where(dead[b_imp, c_imp, 1], 1, -1).astype(np.int8))
-    worse = np.where(one, -np.inf, ranking.min(axis=2))  # an implied phase is no branch
+    layer_sub, neuron_sub = layer_of[items.first], neuron_of[items.first]
+    implied = (b_imp, layer_sub[b_imp, c_imp], neuron_sub[b_imp, c_imp], np.where(dead[b_imp, c_imp, 1], 1, -1).astype(np.int8))
+    worse = np.where(one, -np.inf, items.min_of(ranking.min(axis=2)))  # an implied phase is no branch
     best = worse.argmax(axis=1)
     rows = np.arange(batch)
-    return Branching(layer_of[rows, best], neuron_of[rows, best], exact[rows, best], implied, refuted)
+    return Branching(layer_sub[rows, best], neuron_sub[rows, best], exact[np.arange(items.size), best[items.owner]], implied, refuted)
 
 
 def _child_bounds(chain, region, relaxation, params, p, layer_of, neuron_of, mask, terms) -> np.ndarray:
@@ -374,24 +456,41 @@ def phases_of(relaxation: crown.Relaxation, index: int) -> np.ndarray:
 
 @dataclass
 class RootSolution:
-    """The optimised bound of one disjunct on its whole region (the search's first sub-problem)."""
+    """The optimised bounds of the targets on their whole region (the search's first sub-problem)."""
 
-    value: float
-    params: crown.Parameters
-    vertex: np.ndarray  # (n_v,): the box point minimising the bound
+    values: np.ndarray  # (T,)
+    params: crown.Parameters  # (1, T, ...)
+    vertices: np.ndarray  # (T, n_v): per target the box point minimising its bound
+
+    @property
+    def value(self) -> float:
+        return float(self.values.min())
+
+
+def _objectives(targets: list[Disjunction], num_v: int) -> crown.Objective:
+    """The targets' rows as one per-batch objective (entry ``t``: target ``t``)."""
+    return crown.Objective.stacked([t.objective(num_v) for t in targets])
 
 
 def bound_root(
-    chain: ReluChain, target: Disjunction, region: crown.Region, root: RootBounds, options: SolverOptions
+    chain: ReluChain, targets: list[Disjunction], region: crown.Region, root: RootBounds, options: SolverOptions
 ) -> RootSolution:
-    """Optimise the disjunct's bound on the whole region (no splits)."""
+    """Optimise every target's bound on the whole region (no splits), one item per target."""
     layers = len(chain.weights) - 1
-    objective = target.objective(region.lower.shape[1])
-    params = crown.initial_parameters(root.relaxation, 1, layers, region, with_beta=True)
-    params.weights = crown.uniform_weights(1, 1, objective)
+    count = len(targets)
+    objective = _objectives(targets, region.lower.shape[1])
+    zeros = np.zeros(count, dtype=np.int64)
+    relaxation, items_region = root.relaxation.take(zeros), region.take(zeros)
+    params = crown.initial_parameters(relaxation, 1, layers, items_region, with_beta=True)
+    params.weights = crown.uniform_weights(count, 1, objective)
     settings = _settings(options, options.bab_root_iterations, root=True)
-    value, params, p = crown.optimise(chain, region, root.relaxation, objective, params, settings)
-    return RootSolution(float(value[0, 0]), params, p.vertex[0, 0].copy())
+    value, params, p = crown.optimise(chain, items_region, relaxation, objective, params, settings)
+    gather = lambda a: None if a is None else a[:, 0][None]  # noqa: E731  (T, 1, ...) -> (1, T, ...)
+    joint = crown.Parameters(
+        [gather(a) for a in params.alpha], None if params.beta is None else [gather(b) for b in params.beta],
+        gather(params.gamma), gather(params.weights),
+    )
+    return RootSolution(value[:, 0].astype(np.float64), joint, p.vertex[:, 0, :].copy())
 
 
 def _settings(options: SolverOptions, iterations: int, root: bool = False) -> crown.OptimiseSettings:
@@ -408,32 +507,34 @@ def _settings(options: SolverOptions, iterations: int, root: bool = False) -> cr
 
 def relu_bab_search(
     chain: ReluChain,
-    target: Disjunction,
+    targets: list[Disjunction],
     region: crown.Region,
     root: RootBounds,
     options: SolverOptions,
     statistics: Statistics,
     deadline: float | None,
-    confirm: Callable[[np.ndarray], bool],
-    leaf_solver: Callable[[np.ndarray, np.ndarray, np.ndarray], LeafOutcome],
+    confirm: Callable[[np.ndarray, int], bool],
+    leaf_solver: Callable[[int, np.ndarray, np.ndarray, np.ndarray], LeafOutcome],
     rng: np.random.Generator | None = None,
     start: RootSolution | None = None,
     progress: Throttle | None = None,
     tree: ProofTree | None = None,
 ) -> SearchOutcome:
-    """Search the region for a point satisfying ``target`` (see the module docstring).
+    """Search the region for a point satisfying one of ``targets`` (see the module docstring).
 
-    ``region`` is a batch of one (the disjunct's box and the query's input rows); ``root`` holds
-    bounds valid on it; ``confirm(v)`` confirms a candidate with onnxruntime;
-    ``leaf_solver(lower, upper, phases)`` decides a leaf exactly (Reluplex with fixed phases), or returns
-    None when the leaf is too large for it (the sub-problem is then split further);
-    ``start`` is the disjunct's root bound if :func:`bound_root` already computed it; ``progress``
-    receives where the search stands; ``tree``, when given, records the proof (docs/certificates.md:
-    every split, and each leaf's evidence: its bound's parameters or the LP's Farkas multipliers).
-    Recording a proof turns off what a proof could not show: implied phases, Reluplex leaves and
-    sharing among processes.
+    ``region`` is a batch of one (the targets' box and the query's input rows); ``root`` holds
+    bounds valid on it; ``confirm(v, t)`` confirms a candidate of target ``t`` with onnxruntime;
+    ``leaf_solver(t, lower, upper, phases)`` decides target ``t`` on a leaf exactly (Reluplex with
+    fixed phases), or returns None when the leaf is too large for it (the sub-problem is then split
+    further); ``start`` is the root bound if :func:`bound_root` already computed it; ``progress``
+    receives where the search stands; ``tree``, when given, records the proof of the single target
+    (docs/certificates.md: every split, and each leaf's evidence: its bound's parameters or the LP's
+    Farkas multipliers). Recording a proof turns off what a proof could not show: implied phases,
+    Reluplex leaves and sharing among processes. A ``sat`` outcome names its target in ``disjunct``.
     """
-    search = _Search(chain, target, region, options, statistics, deadline, confirm, leaf_solver, rng, progress, tree)
+    if tree is not None and len(targets) != 1:
+        raise ValueError("a proof tree records the search of a single target")
+    search = _Search(chain, targets, region, options, statistics, deadline, confirm, leaf_solver, rng, progress, tree)
     return search.run(root, start)
 
 
@@ -446,10 +547,10 @@ class _Stop(Exception):
 
 
 class _Search:
-    """The state of one disjunct's branch and bound (see :func:`relu_bab_search`)."""
+    """The state of one box's branch and bound over its targets (see :func:`relu_bab_search`)."""
 
-    def __init__(self, chain, target, region, options, statistics, deadline, confirm, leaf_solver, rng, progress, tree=None):
-        self.chain, self.target, self.region, self.options = chain, target, region, options
+    def __init__(self, chain, targets, region, options, statistics, deadline, confirm, leaf_solver, rng, progress, tree=None):
+        self.chain, self.targets, self.region, self.options = chain, targets, region, options
         self.tree = tree
         self.offsets = np.cumsum([0] + [w_shape[0] for w_shape in (lops_shape(w) for w in chain.weights[:-1])])
         self.stats, self.deadline, self.confirm, self.leaf_solver = statistics, deadline, confirm, leaf_solver
@@ -458,7 +559,7 @@ class _Search:
         self.num_v = region.lower.shape[1]
         self.n_x = chain.input_size
         self.layers = len(chain.weights) - 1
-        self.objective = target.objective(self.num_v)
+        self.objective = _objectives(targets, self.num_v)
         self.margin = options.prune_margin
         self.pool = _Pool()
         self.undecided: list[str] = []
@@ -470,7 +571,7 @@ class _Search:
         self.seconds_per_item = 0.0
         # children re-bounded above their split: on deep networks a split in the first open layer
         # tightens every layer above it, which the branching scores (parent's bounds) do not see
-        self.tighten = options.bab_tighten_children and tree is None and chain.num_relus <= options.bab_tighten_max_relus
+        self.tighten = tree is None and tightens_children(chain, options)
         self.earliest = options.bab_branch_layers == "earliest" or (
             options.bab_branch_layers == "auto" and self.tighten and self.layers >= 3
         )
@@ -495,10 +596,10 @@ class _Search:
         if relaxation.infeasible()[0]:
             return SearchOutcome("unsat")
         if start is None:
-            start = bound_root(self.chain, self.target, self.region, root, self.options)
+            start = bound_root(self.chain, self.targets, self.region, root, self.options)
         self.stats.subproblems += 1
         try:
-            self.settle(relaxation, start.params, np.array([start.value]), start.vertex[None, :],
+            self.settle(relaxation, start.params, start.values[None, :], start.vertices[None, :, :],
                         np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
         except _Stop as stop:
             return stop.outcome
@@ -572,15 +673,22 @@ class _Search:
         index = np.argpartition(key, batch - 1)[:batch] if batch < pool.size else np.arange(pool.size)
         return pool.pop(index)
 
+    def item_batch(self, relaxation: crown.Relaxation, items: Items):
+        """The items' region, relaxation and objective (a batch of ``items.size``)."""
+        return self.batch_region(items.size), relaxation.take(items.owner), self.objective.take(items.target)
+
     def branch(self, arrays: dict[str, np.ndarray]) -> None:
         """Split every sub-problem of ``arrays`` once; bound and settle the children."""
         chain, options, stats, margin = self.chain, self.options, self.stats, self.margin
         relaxation, params = _unpack(arrays, self.layers)
         batch = relaxation.batch
-        region = self.batch_region(batch)
-        p = crown.bound(chain, region, relaxation, self.objective, params)
-        branching = choose_branch(chain, region, relaxation, params, p, options.bab_branch_candidates, margin,
-                                  implied=self.tree is None, earliest=self.earliest)
+        open_targets = arrays["values"] <= margin
+        items = Items.of(open_targets)
+        region, item_relaxation, objective = self.item_batch(relaxation, items)
+        item_params = _item_params(params, items)
+        p = crown.bound(chain, region, item_relaxation, objective, item_params)
+        branching = choose_branch(chain, region, item_relaxation, item_params, p, items, options.bab_branch_candidates,
+                                  margin, implied=self.tree is None, earliest=self.earliest)
         child, child_params = _children(relaxation, params, branching)
         depth = np.concatenate([arrays["depth"], arrays["depth"]]) + 1
         node = np.zeros(2 * batch, dtype=np.int64)
@@ -592,8 +700,14 @@ class _Search:
         stats.splits += batch
         stats.implied_phases += branching.implied[0].size
         stats.max_depth = max(stats.max_depth, int(depth.max()))
-        # children already refuted by the branching bounds, or whose parent is, need no optimising
-        open_ = ~np.concatenate([branching.refuted, branching.refuted]) & (branching.children.T.reshape(-1) <= margin)
+        # per child and target: open unless the branching bound refutes the target there
+        child_open = np.concatenate([open_targets, open_targets])
+        for side in (0, 1):
+            refuted_here = np.zeros_like(open_targets)
+            refuted_here[items.owner, items.target] = branching.children[:, side] > margin
+            child_open[side * batch : (side + 1) * batch] &= ~refuted_here
+        # children refuted for every target by the branching bounds, or whose parent is, need no optimising
+        open_ = ~np.concatenate([branching.refuted, branching.refuted]) & child_open.any(axis=1)
         if self.tree is not None:
             open_ |= child.infeasible()  # a proof shows an empty child by its bound, not by crossed bounds
         else:
@@ -614,26 +728,41 @@ class _Search:
         stats.subproblems += keep.size
         if keep.size == 0:
             return
-        child, child_params, depth = child.take(keep), child_params.take(keep), depth[keep]
-        value, child_params, cp = crown.optimise(chain, self.batch_region(keep.size), child, self.objective, child_params, self.settings)
-        self.settle(child, child_params, value[:, 0], cp.vertex[:, 0, :], depth, node[keep])
+        child, child_params, depth, child_open = child.take(keep), child_params.take(keep), depth[keep], child_open[keep]
+        if self.tree is not None:
+            child_open[:] = True  # a proof's child is bounded (an empty one shows by its bound)
+        values = np.full(child_open.shape, np.inf)
+        vertices = np.zeros(child_open.shape + (self.num_v,))
+        live = np.flatnonzero(child_open.any(axis=1))
+        if live.size:
+            sub = Items.of(child_open[live])
+            sub = Items(live[sub.owner], sub.target, sub.first)
+            region, item_relaxation, objective = self.item_batch(child, sub)
+            value, item_params, cp = crown.optimise(chain, region, item_relaxation, objective, _item_params(child_params, sub), self.settings)
+            _scatter_params(child_params, sub, item_params)
+            values[sub.owner, sub.target] = value[:, 0]
+            vertices[sub.owner, sub.target] = cp.vertex[:, 0, :]
+        self.settle(child, child_params, values, vertices, depth, node[keep])
 
     def record_bound_leaves(self, nodes, relaxation: crown.Relaxation, params: crown.Parameters) -> None:
-        """Bound evidence: the parameters with which each leaf's own bound is positive."""
+        """Bound evidence: the parameters with which each leaf's own bound is positive (one target)."""
         k = relaxation.batch
         alpha = np.concatenate([a[:, 0, :] for a in params.alpha], axis=1) if params.alpha else np.zeros((k, 0))
         beta = np.concatenate([b[:, 0] for b in params.beta], axis=1) if params.beta else np.zeros((k, 0, 2))
         unstable = np.concatenate(relaxation.unstable(), axis=1) if relaxation.lower else np.zeros((k, 0), bool)
-        rows = self.target.rhs.size
+        rows = self.targets[0].rhs.size
         weights = params.weights[:, 0, :rows] if rows else np.zeros((k, 0))
         gamma = None if params.gamma is None else params.gamma[:, 0, :]
         self.tree.add_bound_leaves(nodes, weights, gamma, alpha, np.maximum(beta, 0.0), unstable)
 
-    def settle(self, relaxation, params, value, vertices, depth, node) -> None:
-        """Bounded sub-problems: refuted ones are dropped, candidates checked, the exact LP run where it
-        is due, leaves decided, the rest pooled."""
+    def settle(self, relaxation, params, values, vertices, depth, node) -> None:
+        """Bounded sub-problems (``values`` (B, T), +inf where a target is refuted; ``vertices``
+        (B, T, n_v)): refuted ones are dropped, candidates checked, the exact LP run where it is due,
+        leaves decided, the rest pooled."""
         chain, options, stats = self.chain, self.options, self.stats
-        alive = value <= self.margin
+        open_targets = values <= self.margin
+        values = np.where(open_targets, values, np.inf)
+        alive = open_targets.any(axis=1)
         self.proven += float(np.sum(0.5 ** depth[~alive]))
         if self.tree is not None and np.any(~alive):
             dead = np.flatnonzero(~alive)
@@ -641,35 +770,38 @@ class _Search:
         if not np.any(alive):
             return
         keep = np.flatnonzero(alive)
-        self.candidates(vertices[keep])
         relaxation, params = relaxation.take(keep), params.take(keep)
-        value, depth, vertices, node = value[keep], depth[keep], vertices[keep], node[keep]
+        values, depth, vertices, node, open_targets = values[keep], depth[keep], vertices[keep], node[keep], open_targets[keep]
+        for t in range(len(self.targets)):
+            self.candidates(vertices[open_targets[:, t], t], t)
         linear = relaxation.unstable_counts() == 0
-        refuted = np.zeros(keep.size, dtype=bool)
         # the exact LP: every linear sub-problem (the LP is the sub-problem itself), and deep ones the
         # bounds have not closed while the LP keeps within its share of the time
         deep = (depth >= options.bab_lp_depth) & (options.bab_lp_depth > 0)
         for b in np.flatnonzero(linear | deep):
-            self.check_time()
-            if not linear[b] and options.bab_lp_share * (time.monotonic() - self.started) < self.lp_seconds:
-                continue
-            lp_started = time.monotonic()
-            outcome = solve_triangle_lp(
-                chain, self.region, relaxation, int(b), self.target.rows, self.target.rhs,
-                options.feasibility_tolerance, options.pivot_tolerance, start=vertices[b], deadline=self.deadline,
-            )
-            self.lp_seconds += time.monotonic() - lp_started
-            stats.lp_calls += 1
-            stats.pivots += outcome.pivots
-            if outcome.status == REFUTED and (self.tree is None or outcome.farkas is not None):
-                refuted[b] = True
-                stats.lp_refuted += 1
-                if self.tree is not None:
-                    self.tree.add_lp_leaf(int(node[b]), *outcome.farkas)
-            elif outcome.status == CANDIDATE:
-                self.candidates(outcome.inputs[None, :])
+            for t in np.flatnonzero(open_targets[b]):
+                self.check_time()
+                if not linear[b] and options.bab_lp_share * (time.monotonic() - self.started) < self.lp_seconds:
+                    continue
+                lp_started = time.monotonic()
+                target = self.targets[t]
+                outcome = solve_triangle_lp(
+                    chain, self.region, relaxation, int(b), target.rows, target.rhs,
+                    options.feasibility_tolerance, options.pivot_tolerance, start=vertices[b, t], deadline=self.deadline,
+                )
+                self.lp_seconds += time.monotonic() - lp_started
+                stats.lp_calls += 1
+                stats.pivots += outcome.pivots
+                if outcome.status == REFUTED and (self.tree is None or outcome.farkas is not None):
+                    open_targets[b, t] = False
+                    stats.lp_refuted += 1
+                    if self.tree is not None:
+                        self.tree.add_lp_leaf(int(node[b]), *outcome.farkas)
+                elif outcome.status == CANDIDATE:
+                    self.candidates(outcome.inputs[None, :], t)
         # a linear sub-problem whose LP point onnxruntime did not confirm, or one split too deep,
         # goes to Reluplex with its phases fixed
+        refuted = ~open_targets.any(axis=1)
         leaf = ~refuted & (linear | (depth >= options.bab_leaf_depth))
         reluplex = leaf
         if self.tree is not None:
@@ -679,37 +811,48 @@ class _Search:
             reluplex = np.zeros_like(leaf)
             self.undecided.extend(["a linear sub-problem's LP point was not confirmed (no certificate for it)"] * int(leaf.sum()))
         for b in np.flatnonzero(reluplex):
-            self.check_time()
-            outcome = self.leaf_solver(self.region.lower[0], self.region.upper[0], phases_of(relaxation, int(b)))
-            if outcome is None:  # too large for Reluplex: split further
-                leaf[b] = False
-                continue
-            stats.leaves += 1
-            if outcome.status == "sat":
-                raise _Stop(SearchOutcome("sat", outcome.inputs))
-            if outcome.status == "timeout":
-                raise _Stop(SearchOutcome("timeout", reason=outcome.reason))
-            if outcome.status == "unsat":
-                refuted[b] = True
-            else:
-                self.undecided.append(outcome.reason or outcome.status)
+            phases = phases_of(relaxation, int(b))
+            for t in np.flatnonzero(open_targets[b]):
+                self.check_time()
+                outcome = self.leaf_solver(int(t), self.region.lower[0], self.region.upper[0], phases)
+                if outcome is None:  # too large for Reluplex: split further
+                    leaf[b] = False
+                    break
+                stats.leaves += 1
+                if outcome.status == "sat":
+                    raise _Stop(SearchOutcome("sat", outcome.inputs, disjunct=int(t)))
+                if outcome.status == "timeout":
+                    raise _Stop(SearchOutcome("timeout", reason=outcome.reason))
+                if outcome.status == "unsat":
+                    open_targets[b, t] = False
+                else:
+                    self.undecided.append(outcome.reason or outcome.status)
+            refuted[b] = leaf[b] and not open_targets[b].any()
         self.proven += float(np.sum(0.5 ** depth[refuted]))
         rest = np.flatnonzero(~leaf & ~refuted)
         if rest.size:
-            self.pool.push(_pack(relaxation.take(rest), params.take(rest), value[rest], depth[rest], node[rest]))
+            values = np.where(open_targets, values, np.inf)
+            self.pool.push(_pack(relaxation.take(rest), params.take(rest), values[rest], depth[rest], node[rest]))
 
-    def candidates(self, points: np.ndarray) -> None:
-        found = _check_vertices(self.chain, self.target, points, self.n_x, self.confirm, self.stats)
+    def candidates(self, points: np.ndarray, t: int) -> None:
+        found = _check_vertices(self.chain, self.targets[t], points, self.n_x, lambda v: self.confirm(v, t), self.stats)
         if found is not None:
-            raise _Stop(SearchOutcome("sat", found))
+            raise _Stop(SearchOutcome("sat", found, disjunct=t))
 
     def attack(self) -> None:
-        found = _attack_from_pool(
-            self.chain, self.target, self.region, self.pool, self.layers, self.objective, self.rng, self.options,
-            self.confirm, self.stats,
-        )
-        if found is not None:
-            raise _Stop(SearchOutcome("sat", found))
+        """PGD from the pool's most promising sub-problems, for the target each one's bound is lowest for."""
+        k = min(self.options.bab_attack_starts, self.pool.size)
+        values = self.pool.view("value")
+        index = np.argpartition(values, k - 1)[:k] if k < self.pool.size else np.arange(self.pool.size)
+        hardest = self.pool.view("values")[index].argmin(axis=1)
+        for t in np.unique(hardest):
+            rows = index[hardest == t]
+            found = _attack_from_pool(
+                self.chain, self.targets[t], self.region, self.pool, rows, int(t), self.layers, self.objective, self.rng,
+                self.options, lambda v, t=t: self.confirm(v, int(t)), self.stats,
+            )
+            if found is not None:
+                raise _Stop(SearchOutcome("sat", found, disjunct=int(t)))
 
 
 def _check_vertices(chain, target: Disjunction, points: np.ndarray, n_x: int, confirm, statistics) -> np.ndarray | None:
@@ -728,15 +871,14 @@ def _check_vertices(chain, target: Disjunction, points: np.ndarray, n_x: int, co
     return None
 
 
-def _attack_from_pool(chain, target, region, pool, layers, objective, rng, options, confirm, statistics):
-    """PGD from the bound-minimising points of the pool's most promising sub-problems."""
-    k = min(options.bab_attack_starts, pool.size)
-    values = pool.view("value")
-    index = np.argpartition(values, k - 1)[:k] if k < pool.size else np.arange(pool.size)
+def _attack_from_pool(chain, target, region, pool, index, t, layers, objective, rng, options, confirm, statistics):
+    """PGD on target ``t`` from the bound-minimising points of the pool's sub-problems ``index``."""
+    k = index.size
     arrays = {name: a[index] for name, a in pool.arrays.items()}
     relaxation, params = _unpack(arrays, layers)
+    items = Items(np.arange(k), np.full(k, t), np.arange(k))
     sub_region = region.take(np.zeros(k, dtype=np.int64))
-    p = crown.bound(chain, sub_region, relaxation, objective, params)
+    p = crown.bound(chain, sub_region, relaxation, objective.take(items.target), _item_params(params, items))
     starts = p.vertex[:, 0, :]
     starts = starts + rng.normal(0.0, 0.05, starts.shape) * (region.upper - region.lower)
     lower, upper = region.lower[0], region.upper[0]
