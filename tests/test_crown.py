@@ -278,6 +278,46 @@ def test_triangle_lp_point_of_a_linear_region_is_exact():
 
 
 @pytest.mark.parametrize("seed", range(8))
+def test_reoptimised_intermediate_bounds_hold_on_their_constrained_region(seed):
+    """Sub-problems' intermediate bounds optimised again with their splits' multipliers
+    (relu_bab.optimise_intermediate): every sampled input that meets a sub-problem's splits lies inside
+    its new bounds, the bounds are never looser, they tighten something, and a sub-problem is called
+    empty only when no sample meets its splits."""
+    from reluverify.solver.bounds import deeppoly_bounds
+    from reluverify.solver.relu_bab import optimise_intermediate
+
+    rng = np.random.default_rng(900 + seed)
+    chain = random_chain(rng, [3, 10, 10, 10, 2])
+    lower = rng.uniform(-1.0, 0.0, (1, 3))
+    upper = lower + rng.uniform(0.5, 2.0, (1, 3))
+    batch = 6
+    first = deeppoly_bounds(chain, lower, upper)
+    subs = crown.Relaxation([np.repeat(a, batch, axis=0) for a in first.pre_lower], [np.repeat(a, batch, axis=0) for a in first.pre_upper])
+    for b in range(batch):  # a random phase set in the first two layers
+        for j in range(2):
+            unstable = np.flatnonzero((subs.lower[j][b] < 0) & (subs.upper[j][b] > 0))
+            for i in rng.choice(unstable, min(unstable.size, 3), replace=False):
+                sign = 1 if rng.random() < 0.5 else -1
+                subs.split[j][b, i] = sign
+                if sign > 0:
+                    subs.lower[j][b, i] = 0.0
+                else:
+                    subs.upper[j][b, i] = 0.0
+    tightened, empty = optimise_intermediate(chain, crown.Region(lower, upper), subs, 10)
+    region_lower, region_upper = np.repeat(lower, batch, axis=0), np.repeat(upper, batch, axis=0)
+    tighter = 0
+    for b in range(batch):
+        _, _, pre = _constrained_samples(rng, chain, region_lower, region_upper, subs, b, count=40000)
+        assert not (empty[b] and pre[0].shape[0] > 0)
+        for j, z in enumerate(pre):
+            assert np.all(tightened.lower[j][b] >= subs.lower[j][b]) and np.all(tightened.upper[j][b] <= subs.upper[j][b])
+            tighter += int(np.sum(tightened.upper[j][b] - tightened.lower[j][b] < subs.upper[j][b] - subs.lower[j][b] - 1e-9))
+            if z.shape[0]:
+                assert np.all(z >= tightened.lower[j][b] - 1e-9) and np.all(z <= tightened.upper[j][b] + 1e-9)
+    assert tighter > 0
+
+
+@pytest.mark.parametrize("seed", range(8))
 def test_tightened_children_bounds_hold_on_their_constrained_region(seed):
     """Children re-bounded above their split layer (relu_bab.tighten_children): every sampled input that
     meets a child's splits lies inside its new bounds, the bounds are never looser, and a child is called

@@ -138,6 +138,16 @@ class SolverOptions:
     """... on networks with at most this many ReLUs: on the CNNs of marabou-cifar10 (2,568 to 9,696
     ReLUs) a batch of children costs seconds to re-bound (medium 2317 eps 0.012, a sat found after 23
     splits: 59 s with new bounds, 26 s without)."""
+    bab_reoptimise_iterations: int = 10
+    """On networks with 3 or more hidden layers where children get new bounds, a sub-problem whose
+    depth is a multiple of ``bab_reoptimise_every`` has its intermediate bounds optimised again before
+    it is split: optimised slopes and multipliers of every bound below, the splits among them, this
+    many steps a layer (0: never). Far tighter than DeepPoly's: on MNIST 256x4 property 9 a
+    sub-problem 6 splits deep goes from 143 unstable ReLUs in the last hidden layer and a bound of
+    -2.3 to 36 and -0.37. 256x6 property 5 is then proven in 38 s (81 sub-problems), where it timed
+    out before; on 256x2 it costs more than it gains (prop 1: 13 s -> 31 s), so only deep networks."""
+    bab_reoptimise_every: int = 2
+    """... (every 1: 256x6 property 5 in 60 s, every 4: 51 s)."""
     bab_joint_disjuncts: str = "auto"
     """How the disjuncts of one input box are searched: ``joint``: together, in one tree whose
     sub-problems keep a bound per disjunct, so the splits and the re-tightened bounds are made once

