@@ -277,6 +277,20 @@ def test_triangle_lp_point_of_a_linear_region_is_exact():
         assert np.all((s == 0) | (s * zz[0] >= -1e-9))
 
 
+def _split_at_random(rng, relaxation: crown.Relaxation, top: np.ndarray) -> None:
+    """Split up to 3 unstable ReLUs of each layer ``0..top[b]`` of sub-problem ``b`` to random phases (in place)."""
+    for b in range(relaxation.batch):
+        for j in range(int(top[b]) + 1):
+            unstable = np.flatnonzero((relaxation.lower[j][b] < 0) & (relaxation.upper[j][b] > 0))
+            for i in rng.choice(unstable, min(unstable.size, 3), replace=False):
+                sign = 1 if rng.random() < 0.5 else -1
+                relaxation.split[j][b, i] = sign
+                if sign > 0:
+                    relaxation.lower[j][b, i] = 0.0
+                else:
+                    relaxation.upper[j][b, i] = 0.0
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_reoptimised_intermediate_bounds_hold_on_their_constrained_region(seed):
     """Sub-problems' intermediate bounds optimised again with their splits' multipliers
@@ -293,16 +307,7 @@ def test_reoptimised_intermediate_bounds_hold_on_their_constrained_region(seed):
     batch = 6
     first = deeppoly_bounds(chain, lower, upper)
     subs = crown.Relaxation([np.repeat(a, batch, axis=0) for a in first.pre_lower], [np.repeat(a, batch, axis=0) for a in first.pre_upper])
-    for b in range(batch):  # a random phase set in the first two layers
-        for j in range(2):
-            unstable = np.flatnonzero((subs.lower[j][b] < 0) & (subs.upper[j][b] > 0))
-            for i in rng.choice(unstable, min(unstable.size, 3), replace=False):
-                sign = 1 if rng.random() < 0.5 else -1
-                subs.split[j][b, i] = sign
-                if sign > 0:
-                    subs.lower[j][b, i] = 0.0
-                else:
-                    subs.upper[j][b, i] = 0.0
+    _split_at_random(rng, subs, np.ones(batch, dtype=np.int64))  # a random phase set in the first two layers
     tightened, empty = optimise_intermediate(chain, crown.Region(lower, upper), subs, 10)
     region_lower, region_upper = np.repeat(lower, batch, axis=0), np.repeat(upper, batch, axis=0)
     tighter = 0
@@ -333,16 +338,7 @@ def test_tightened_children_bounds_hold_on_their_constrained_region(seed):
     first = deeppoly_bounds(chain, lower, upper)
     children = crown.Relaxation([np.repeat(a, batch, axis=0) for a in first.pre_lower], [np.repeat(a, batch, axis=0) for a in first.pre_upper])
     split_layer = rng.integers(0, 2, batch)
-    for b in range(batch):  # a random phase set in and below the child's split layer
-        for j in range(int(split_layer[b]) + 1):
-            unstable = np.flatnonzero((children.lower[j][b] < 0) & (children.upper[j][b] > 0))
-            for i in rng.choice(unstable, min(unstable.size, 3), replace=False):
-                sign = 1 if rng.random() < 0.5 else -1
-                children.split[j][b, i] = sign
-                if sign > 0:
-                    children.lower[j][b, i] = 0.0
-                else:
-                    children.upper[j][b, i] = 0.0
+    _split_at_random(rng, children, split_layer)  # a random phase set in and below the child's split layer
     tightened, empty = tighten_children(chain, crown.Region(lower, upper), children, split_layer)
     region_lower, region_upper = np.repeat(lower, batch, axis=0), np.repeat(upper, batch, axis=0)
     tighter = 0
