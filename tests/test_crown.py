@@ -277,6 +277,18 @@ def test_triangle_lp_point_of_a_linear_region_is_exact():
         assert np.all((s == 0) | (s * zz[0] >= -1e-9))
 
 
+def _unsplit_subproblems(rng, batch: int):
+    """A random 3-hidden-layer chain, a box, and ``batch`` copies of its DeepPoly bounds as sub-problems."""
+    from reluverify.solver.bounds import deeppoly_bounds
+
+    chain = random_chain(rng, [3, 10, 10, 10, 2])
+    lower = rng.uniform(-1.0, 0.0, (1, 3))
+    upper = lower + rng.uniform(0.5, 2.0, (1, 3))
+    first = deeppoly_bounds(chain, lower, upper)
+    return chain, lower, upper, crown.Relaxation([np.repeat(a, batch, axis=0) for a in first.pre_lower],
+                                                 [np.repeat(a, batch, axis=0) for a in first.pre_upper])
+
+
 def _split_at_random(rng, relaxation: crown.Relaxation, top: np.ndarray) -> None:
     """Split up to 3 unstable ReLUs of each layer ``0..top[b]`` of sub-problem ``b`` to random phases (in place)."""
     for b in range(relaxation.batch):
@@ -291,35 +303,37 @@ def _split_at_random(rng, relaxation: crown.Relaxation, top: np.ndarray) -> None
                     relaxation.upper[j][b, i] = 0.0
 
 
+def _check_rebounded(rng, chain, lower, upper, before: crown.Relaxation, after: crown.Relaxation, empty) -> int:
+    """Every sampled input of the box that meets sub-problem ``b``'s splits lies inside its new bounds,
+    the new bounds are never looser, and ``empty[b]`` only when no sample meets the splits. Returns how
+    many bounds got tighter."""
+    batch = before.batch
+    region_lower, region_upper = np.repeat(lower, batch, axis=0), np.repeat(upper, batch, axis=0)
+    tighter = 0
+    for b in range(batch):
+        _, _, pre = _constrained_samples(rng, chain, region_lower, region_upper, before, b, count=40000)
+        assert not (empty[b] and pre[0].shape[0] > 0)
+        for j, z in enumerate(pre):
+            assert np.all(after.lower[j][b] >= before.lower[j][b]) and np.all(after.upper[j][b] <= before.upper[j][b])
+            tighter += int(np.sum(after.upper[j][b] - after.lower[j][b] < before.upper[j][b] - before.lower[j][b] - 1e-9))
+            if z.shape[0]:
+                assert np.all(z >= after.lower[j][b] - 1e-9) and np.all(z <= after.upper[j][b] + 1e-9)
+    return tighter
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_reoptimised_intermediate_bounds_hold_on_their_constrained_region(seed):
     """Sub-problems' intermediate bounds optimised again with their splits' multipliers
     (relu_bab.optimise_intermediate): every sampled input that meets a sub-problem's splits lies inside
     its new bounds, the bounds are never looser, they tighten something, and a sub-problem is called
     empty only when no sample meets its splits."""
-    from reluverify.solver.bounds import deeppoly_bounds
     from reluverify.solver.relu_bab import optimise_intermediate
 
     rng = np.random.default_rng(900 + seed)
-    chain = random_chain(rng, [3, 10, 10, 10, 2])
-    lower = rng.uniform(-1.0, 0.0, (1, 3))
-    upper = lower + rng.uniform(0.5, 2.0, (1, 3))
-    batch = 6
-    first = deeppoly_bounds(chain, lower, upper)
-    subs = crown.Relaxation([np.repeat(a, batch, axis=0) for a in first.pre_lower], [np.repeat(a, batch, axis=0) for a in first.pre_upper])
-    _split_at_random(rng, subs, np.ones(batch, dtype=np.int64))  # a random phase set in the first two layers
+    chain, lower, upper, subs = _unsplit_subproblems(rng, batch=6)
+    _split_at_random(rng, subs, np.ones(subs.batch, dtype=np.int64))  # a random phase set in the first two layers
     tightened, empty = optimise_intermediate(chain, crown.Region(lower, upper), subs, 10)
-    region_lower, region_upper = np.repeat(lower, batch, axis=0), np.repeat(upper, batch, axis=0)
-    tighter = 0
-    for b in range(batch):
-        _, _, pre = _constrained_samples(rng, chain, region_lower, region_upper, subs, b, count=40000)
-        assert not (empty[b] and pre[0].shape[0] > 0)
-        for j, z in enumerate(pre):
-            assert np.all(tightened.lower[j][b] >= subs.lower[j][b]) and np.all(tightened.upper[j][b] <= subs.upper[j][b])
-            tighter += int(np.sum(tightened.upper[j][b] - tightened.lower[j][b] < subs.upper[j][b] - subs.lower[j][b] - 1e-9))
-            if z.shape[0]:
-                assert np.all(z >= tightened.lower[j][b] - 1e-9) and np.all(z <= tightened.upper[j][b] + 1e-9)
-    assert tighter > 0
+    assert _check_rebounded(rng, chain, lower, upper, subs, tightened, empty) > 0
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -327,27 +341,11 @@ def test_tightened_children_bounds_hold_on_their_constrained_region(seed):
     """Children re-bounded above their split layer (relu_bab.tighten_children): every sampled input that
     meets a child's splits lies inside its new bounds, the bounds are never looser, and a child is called
     empty only when no sample meets its splits."""
-    from reluverify.solver.bounds import deeppoly_bounds
     from reluverify.solver.relu_bab import tighten_children
 
     rng = np.random.default_rng(300 + seed)
-    chain = random_chain(rng, [3, 10, 10, 10, 2])
-    lower = rng.uniform(-1.0, 0.0, (1, 3))
-    upper = lower + rng.uniform(0.5, 2.0, (1, 3))
-    batch = 6
-    first = deeppoly_bounds(chain, lower, upper)
-    children = crown.Relaxation([np.repeat(a, batch, axis=0) for a in first.pre_lower], [np.repeat(a, batch, axis=0) for a in first.pre_upper])
-    split_layer = rng.integers(0, 2, batch)
+    chain, lower, upper, children = _unsplit_subproblems(rng, batch=6)
+    split_layer = rng.integers(0, 2, children.batch)
     _split_at_random(rng, children, split_layer)  # a random phase set in and below the child's split layer
     tightened, empty = tighten_children(chain, crown.Region(lower, upper), children, split_layer)
-    region_lower, region_upper = np.repeat(lower, batch, axis=0), np.repeat(upper, batch, axis=0)
-    tighter = 0
-    for b in range(batch):
-        _, _, pre = _constrained_samples(rng, chain, region_lower, region_upper, children, b, count=40000)
-        assert not (empty[b] and pre[0].shape[0] > 0)
-        for j, z in enumerate(pre):
-            assert np.all(tightened.lower[j][b] >= children.lower[j][b]) and np.all(tightened.upper[j][b] <= children.upper[j][b])
-            tighter += int(np.sum(tightened.upper[j][b] - tightened.lower[j][b] < children.upper[j][b] - children.lower[j][b] - 1e-9))
-            if z.shape[0]:
-                assert np.all(z >= tightened.lower[j][b] - 1e-9) and np.all(z <= tightened.upper[j][b] + 1e-9)
-    assert tighter > 0  # the splits did tighten something above them
+    assert _check_rebounded(rng, chain, lower, upper, children, tightened, empty) > 0  # the splits did tighten something above them
