@@ -101,11 +101,18 @@ def tightens_children(chain: ReluChain, options: SolverOptions) -> bool:
     return options.bab_tighten_children and not options.proof and chain.num_relus <= options.bab_tighten_max_relus
 
 
+def rebounds_deep_network(chain: ReluChain, options: SolverOptions) -> bool:
+    """Children get new bounds on a network with 3 or more hidden layers: there the re-bounding is
+    most of the work, which the ``auto`` choices of branching layer, joint search and
+    re-optimisation follow."""
+    return tightens_children(chain, options) and len(chain.weights) - 1 >= 3
+
+
 def searches_jointly(chain: ReluChain, options: SolverOptions) -> bool:
     """Whether the disjuncts of one box are searched in one tree (``bab_joint_disjuncts``)."""
     if options.proof or options.bab_joint_disjuncts == "separate":
         return False
-    return options.bab_joint_disjuncts == "joint" or (tightens_children(chain, options) and len(chain.weights) - 1 >= 3)
+    return options.bab_joint_disjuncts == "joint" or rebounds_deep_network(chain, options)
 
 
 class _Pool:
@@ -598,9 +605,10 @@ class _Search:
         self.tighten = tree is None and tightens_children(chain, options)
         # deep networks: every few splits a sub-problem's intermediate bounds are optimised again
         # (with the splits' multipliers), far tighter than the children's DeepPoly bounds, at a cost
-        self.reoptimise = self.tighten and self.layers >= 3 and options.bab_reoptimise_iterations > 0
+        deep = self.tighten and rebounds_deep_network(chain, options)
+        self.reoptimise = deep and options.bab_reoptimise_iterations > 0
         self.earliest = options.bab_branch_layers == "earliest" or (
-            options.bab_branch_layers == "auto" and self.tighten and self.layers >= 3
+            options.bab_branch_layers == "auto" and deep
         )
 
     def batch_region(self, size: int) -> crown.Region:
