@@ -332,7 +332,8 @@ def test_reoptimised_intermediate_bounds_hold_on_their_constrained_region(seed):
     rng = np.random.default_rng(900 + seed)
     chain, lower, upper, subs = _unsplit_subproblems(rng, batch=6)
     _split_at_random(rng, subs, np.ones(subs.batch, dtype=np.int64))  # a random phase set in the first two layers
-    tightened, empty = optimise_intermediate(chain, crown.Region(lower, upper), subs, 10)
+    region = crown.Region(np.repeat(lower, subs.batch, axis=0), np.repeat(upper, subs.batch, axis=0))
+    tightened, empty = optimise_intermediate(chain, region, subs, 10)
     assert _check_rebounded(rng, chain, lower, upper, subs, tightened, empty) > 0
 
 

@@ -211,6 +211,8 @@ class SolverOptions:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}")
+        if self.bab_reoptimise_every < 1:
+            raise ValueError(f"bab_reoptimise_every must be at least 1 (got {self.bab_reoptimise_every})")
         if self.bab_joint_disjuncts not in ("auto", "joint", "separate"):
             raise ValueError(f"unknown bab_joint_disjuncts {self.bab_joint_disjuncts!r} (auto, joint or separate)")
         if self.bab_branch_layers not in ("auto", "all", "earliest"):

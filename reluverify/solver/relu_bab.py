@@ -449,8 +449,8 @@ def optimise_intermediate(
     """Sub-problems' unstable pre-activation bounds (every hidden layer but the first, whose bounds
     the box fixes) bounded again with optimised slopes and multipliers of every bound below, the
     splits among them (:func:`crown.tighten_intermediate` with beta, ``iterations`` steps a layer),
-    intersected with theirs; and which sub-problems these bounds show empty. ``region`` is a batch
-    of one. Past ``deadline`` what is not re-bounded keeps its bounds.
+    intersected with theirs; and which sub-problems these bounds show empty. ``region`` has one
+    row per sub-problem. Past ``deadline`` what is not re-bounded keeps its bounds.
 
     Sound for the reason every optimised bound is: any slopes and multipliers in range give a valid
     bound on the sub-problem's constrained region. Much tighter there than DeepPoly's (which
@@ -458,12 +458,9 @@ def optimise_intermediate(
     deep has 143 unstable ReLUs in the last hidden layer and a bound of -2.3 with DeepPoly's
     bounds; 49 and -0.86 after 5 steps, 36 and -0.37 after 10.
     """
-    layers = len(chain.weights) - 1
-    batch_region = crown.Region(np.repeat(region.lower, relaxation.batch, axis=0), np.repeat(region.upper, relaxation.batch, axis=0),
-                                region.rows, region.rhs)
     settings = crown.OptimiseSettings(iterations=iterations)
-    tightened = crown.tighten_intermediate(chain, batch_region, relaxation, settings, layers=range(1, layers), with_beta=True,
-                                           deadline=deadline)
+    tightened = crown.tighten_intermediate(chain, region, relaxation, settings, layers=range(1, len(chain.weights) - 1),
+                                           with_beta=True, deadline=deadline)
     return tightened, tightened.infeasible()
 
 
@@ -712,24 +709,31 @@ class _Search:
         """The items' region, relaxation and objective (a batch of ``items.size``)."""
         return self.batch_region(items.size), relaxation.take(items.owner), self.objective.take(items.target)
 
+    def reoptimised(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``arrays`` with the intermediate bounds of the sub-problems due (depth a positive multiple of
+        ``bab_reoptimise_every``) optimised again, in place, and without those these bounds show empty."""
+        depth = arrays["depth"]
+        due = np.flatnonzero((depth % self.options.bab_reoptimise_every == 0) & (depth > 0))
+        if due.size == 0:
+            return arrays
+        relaxation, _ = _unpack(arrays, self.layers)
+        tightened, empty = optimise_intermediate(self.chain, self.batch_region(due.size), relaxation.take(due),
+                                                 self.options.bab_reoptimise_iterations, self.deadline)
+        _put(relaxation, due, tightened)  # the relaxation's arrays are the pool rows' own
+        if not np.any(empty):
+            return arrays
+        self.proven += float(np.sum(0.5 ** depth[due[empty]]))
+        keep = np.setdiff1d(np.arange(depth.size), due[empty])
+        return {name: a[keep] for name, a in arrays.items()}
+
     def branch(self, arrays: dict[str, np.ndarray]) -> None:
         """Split every sub-problem of ``arrays`` once; bound and settle the children."""
         chain, options, stats, margin = self.chain, self.options, self.stats, self.margin
-        relaxation, params = _unpack(arrays, self.layers)
         if self.reoptimise:  # every few splits, the intermediate bounds optimised again (see __init__)
-            due = np.flatnonzero((arrays["depth"] % options.bab_reoptimise_every == 0) & (arrays["depth"] > 0))
-            if due.size:
-                tightened, empty = optimise_intermediate(chain, self.region, relaxation.take(due), options.bab_reoptimise_iterations,
-                                                         self.deadline)
-                relaxation = _put(relaxation, due, tightened)
-                if np.any(empty):
-                    gone = due[empty]
-                    self.proven += float(np.sum(0.5 ** arrays["depth"][gone]))
-                    keep = np.setdiff1d(np.arange(relaxation.batch), gone)
-                    if keep.size == 0:
-                        return
-                    arrays = {name: a[keep] for name, a in arrays.items()}  # they hold the tightened bounds
-                    relaxation, params = _unpack(arrays, self.layers)
+            arrays = self.reoptimised(arrays)
+            if arrays["depth"].size == 0:
+                return
+        relaxation, params = _unpack(arrays, self.layers)
         batch = relaxation.batch
         open_targets = arrays["values"] <= margin
         items = Items.of(open_targets)
@@ -810,7 +814,6 @@ class _Search:
         leaves decided, the rest pooled."""
         chain, options, stats = self.chain, self.options, self.stats
         open_targets = values <= self.margin
-        values = np.where(open_targets, values, np.inf)
         alive = open_targets.any(axis=1)
         self.proven += float(np.sum(0.5 ** depth[~alive]))
         if self.tree is not None and np.any(~alive):
