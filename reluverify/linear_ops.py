@@ -911,9 +911,18 @@ def matrix_size(w) -> int:
     return out_size * in_size
 
 
+SKIP_ZERO_COLUMNS = 1 << 16
+"""Dense products of at least this many coefficients look for columns that are zero in every row
+(inactive ReLUs in back-substitution) and multiply only the others: the same sums, without the zeros."""
+
+
 def forward(w, x: np.ndarray) -> np.ndarray:
     """``x @ w.T`` for x (N, in) -> (N, out); a 1-D x gives a 1-D result."""
     if isinstance(w, np.ndarray):
+        if x.ndim == 2 and x.size >= SKIP_ZERO_COLUMNS:
+            used = np.flatnonzero(np.any(x != 0, axis=0))
+            if used.size <= 0.75 * x.shape[1]:
+                return x[:, used] @ w[:, used].T
         return x @ w.T
     if np.ndim(x) == 1:
         return w.forward(np.asarray(x)[None, :])[0]
@@ -923,6 +932,10 @@ def forward(w, x: np.ndarray) -> np.ndarray:
 def backward(w, c: np.ndarray) -> np.ndarray:
     """``c @ w`` for c (N, out) -> (N, in); a 1-D c gives a 1-D result."""
     if isinstance(w, np.ndarray):
+        if c.ndim == 2 and c.size >= SKIP_ZERO_COLUMNS:
+            used = np.flatnonzero(np.any(c != 0, axis=0))
+            if used.size <= 0.75 * c.shape[1]:
+                return c[:, used] @ w[used]
         return c @ w
     if np.ndim(c) == 1:
         return w.backward(np.asarray(c)[None, :])[0]

@@ -128,6 +128,32 @@ def test_gradients_match_finite_differences():
     assert checked > 10
 
 
+def test_the_fast_paths_of_a_pass_compute_what_the_plain_ones_do():
+    """Exact selection instead of ``np.where``, products that skip all-zero columns, and gradients
+    that stop below the pass's own layer: the same numbers (up to the order of a sum)."""
+    rng = np.random.default_rng(11)
+    mask = rng.random((3, 5, 7)) < 0.5
+    a, b = rng.normal(size=(3, 5, 7)).astype(np.float32), rng.normal(size=(3, 1, 7)).astype(np.float32)
+    assert np.array_equal(crown._select(mask, a, b), np.where(mask, a, b))
+    w = rng.normal(size=(12, 9))
+    coef = rng.normal(size=(2, 4, 12))
+    coef[:, :, rng.random(12) < 0.6] = 0.0  # most columns zero in every row: the product skips them
+    np.testing.assert_allclose(crown._apply_t(w, coef), coef @ w, rtol=1e-12, atol=1e-12)
+    chain = random_chain(rng, [3, 6, 6, 2])
+    lower = rng.uniform(-1.0, 0.0, (2, 3))
+    upper = lower + 1.0
+    relaxation = _relaxation(rng, chain, lower, upper)
+    region = crown.Region(lower, upper)
+    mu = np.zeros((2, 2, 6))
+    mu[:, 0, 1], mu[:, 1, 4] = 1.0, -1.0  # rows of intermediate bounds (layer 1)
+    beta = [rng.uniform(0.0, 1.0, (2, 2, 6, 2))]
+    p = crown.backward(chain, region, relaxation, mu, np.zeros((2, 2)), 1, None, [rng.random((2, 2, 6))], beta)
+    full, below = crown.gradients(chain, region, relaxation, p), crown.gradients(chain, region, relaxation, p, top=False)
+    assert below.z_hat is None and full.z_hat.shape == (2, 2, 6)
+    np.testing.assert_array_equal(full.alpha[0], below.alpha[0])
+    np.testing.assert_array_equal(full.beta[0], below.beta[0])
+
+
 def test_optimisation_never_loses_ground_and_beats_the_heuristic():
     rng = np.random.default_rng(3)
     chain = random_chain(rng, [4, 16, 16, 3])

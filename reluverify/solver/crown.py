@@ -149,19 +149,29 @@ class Pass:
     input_coef: np.ndarray | None = None  # the objective's own coefficients on v (added at the end)
 
 
+def _select(mask: np.ndarray, a, b) -> np.ndarray:
+    """``np.where(mask, a, b)``, exactly, for finite ``a`` and ``b`` (one of the two products is an exact
+    zero, the other the value itself), in the arrays' float type; twice as fast as ``np.where`` on the
+    batched arrays of a pass."""
+    out = a * mask
+    out += b * ~mask
+    return out
+
+
 def _apply_t(w, coef: np.ndarray) -> np.ndarray:
-    """``coef @ w`` for coefficients (B, S, n_out) -> (B, S, n_in) (w dense or a structured operator)."""
+    """``coef @ w`` for coefficients (B, S, n_out) -> (B, S, n_in) (w dense or a structured operator;
+    columns of ``coef`` that are zero in every row, as in the one-hot rows of intermediate bounds or
+    at inactive ReLUs, are skipped: see :data:`linear_ops.SKIP_ZERO_COLUMNS`)."""
     b, s, n = coef.shape
-    flat = coef.reshape(b * s, n)
-    out = flat @ w if lops.is_dense(w) else lops.backward(w, flat).astype(coef.dtype, copy=False)
+    out = lops.backward(w, coef.reshape(b * s, n)).astype(coef.dtype, copy=False)
     return out.reshape(b, s, lops.shape(w)[1])
 
 
 def _apply(w, value: np.ndarray) -> np.ndarray:
-    """``w @ value`` for values (B, S, n_in) -> (B, S, n_out) (w dense or a structured operator)."""
+    """``w @ value`` for values (B, S, n_in) -> (B, S, n_out) (w dense or a structured operator;
+    inputs zero in every row are skipped)."""
     b, s, n = value.shape
-    flat = value.reshape(b * s, n)
-    out = flat @ w.T if lops.is_dense(w) else lops.forward(w, flat).astype(value.dtype, copy=False)
+    out = lops.forward(w, value.reshape(b * s, n)).astype(value.dtype, copy=False)
     return out.reshape(b, s, lops.shape(w)[0])
 
 
@@ -200,6 +210,7 @@ class Terms:
     upper_icpt: list[np.ndarray]
     box_lower: np.ndarray  # (B, 1, n_v)
     box_upper: np.ndarray
+    signed_bounds: list[np.ndarray]  # (B, 2 n_j): per neuron ``l`` and ``-u``, the constants of its two bound multipliers
 
 
 def take_terms(terms: Terms, index: np.ndarray) -> Terms:
@@ -207,7 +218,7 @@ def take_terms(terms: Terms, index: np.ndarray) -> Terms:
     pick = lambda arrays: [a[index] for a in arrays]  # noqa: E731
     return Terms(
         terms.dtype, pick(terms.lower), pick(terms.upper), pick(terms.unstable), pick(terms.upper_slope),
-        pick(terms.upper_icpt), terms.box_lower[index], terms.box_upper[index],
+        pick(terms.upper_icpt), terms.box_lower[index], terms.box_upper[index], pick(terms.signed_bounds),
     )
 
 
@@ -223,9 +234,10 @@ def layer_terms(relaxation: Relaxation, region: Region, dtype=np.float64) -> Ter
         unstables.append(unstable)
         slopes.append(np.where(active, 1.0, chord).astype(dtype))
         icpts.append((-chord * lo).astype(dtype))
+    signed = [np.stack([lo[:, 0], -hi[:, 0]], axis=-1).reshape(lo.shape[0], -1) for lo, hi in zip(lowers, uppers)]
     return Terms(
         np.dtype(dtype), lowers, uppers, unstables, slopes, icpts,
-        region.lower[:, None, :].astype(dtype), region.upper[:, None, :].astype(dtype),
+        region.lower[:, None, :].astype(dtype), region.upper[:, None, :].astype(dtype), signed,
     )
 
 
@@ -269,25 +281,23 @@ def backward(
         if k == 0:
             break
         j = k - 1
-        if alpha is None or alpha[j] is None:
-            a = heuristic_alpha(terms.lower[j], terms.upper[j]).astype(dtype)
-        else:  # alpha is free only on unstable neurons; stable ones take their exact line
-            a = np.where(terms.unstable[j], np.clip(alpha[j], 0.0, 1.0), terms.upper_slope[j])
         positive = nu >= 0
-        slope = np.where(positive, a, terms.upper_slope[j])
-        negative_part = np.minimum(nu, 0.0)  # the chord's intercept counts where nu < 0
-        const = const + np.einsum("bsn,bsn->bs", negative_part, np.broadcast_to(terms.upper_icpt[j], nu.shape))
+        if alpha is None or alpha[j] is None:
+            slope = _select(positive, heuristic_alpha(terms.lower[j], terms.upper[j]).astype(dtype), terms.upper_slope[j])
+        else:  # alpha is free only on unstable neurons; stable ones take their exact line
+            slope = _select(terms.unstable[j] & positive, np.clip(alpha[j], 0.0, 1.0), terms.upper_slope[j])
+        icpt = terms.upper_icpt[j] * ~positive  # the chord's intercept counts where nu < 0
+        const = const + np.einsum("bsn,bsn->bs", nu, icpt)
         coef = nu * slope
         if beta is not None and beta[j] is not None:
-            b_lo, b_hi = np.maximum(beta[j][..., 0], 0.0), np.maximum(beta[j][..., 1], 0.0)
-            coef = coef + (b_hi - b_lo)
-            const = const + np.einsum("bsn,bsn->bs", b_lo, np.broadcast_to(terms.lower[j], b_lo.shape)) - np.einsum(
-                "bsn,bsn->bs", b_hi, np.broadcast_to(terms.upper[j], b_hi.shape)
-            )
+            b = np.maximum(beta[j], 0.0)  # (..., n, 2): multipliers of z >= l and z <= u
+            b = np.broadcast_to(b, nu.shape + (2,))
+            coef += b[..., 1] - b[..., 0]
+            const = const + (b.reshape(batch, rows, -1) @ terms.signed_bounds[j][:, :, None])[..., 0]
         if record:
             record_nu.append(nu)
             record_slope.append(slope)
-            record_icpt.append(np.where(positive, 0.0, terms.upper_icpt[j]).astype(dtype))
+            record_icpt.append(icpt)
             record_alpha.append(terms.unstable[j] & positive)
             record_const.append(const)
             record_mu.append(coef)
@@ -304,7 +314,7 @@ def backward(
         g = np.maximum(gamma, 0.0)
         lam = lam + g @ region.rows.astype(dtype)
         const = const - g @ region.rhs.astype(dtype)
-    vertex = np.where(lam > 0, terms.box_lower, terms.box_upper)
+    vertex = _select(lam > 0, terms.box_lower, terms.box_upper)
     value = np.einsum("bsn,bsn->bs", lam, vertex) + const
     # recorded lists are in order start-1 ... 0; store them by layer index
     return Pass(
@@ -319,16 +329,20 @@ class Gradients:
     alpha: list[np.ndarray]  # per hidden layer j < start (B, S, n_j)
     beta: list[np.ndarray]
     gamma: np.ndarray | None  # (B, S, r)
-    z_hat: np.ndarray  # (B, S, n_start): z_start through the selected relaxation at the vertex
+    z_hat: np.ndarray | None  # (B, S, n_start): z_start through the selected relaxation at the vertex (None: not computed)
     z_layers: list[np.ndarray] = field(default_factory=list)  # z_hat of every hidden layer j < start
 
 
-def gradients(chain: ReluChain, region: Region, relaxation: Relaxation, p: Pass, terms: Terms | None = None) -> Gradients:
+def gradients(
+    chain: ReluChain, region: Region, relaxation: Relaxation, p: Pass, terms: Terms | None = None, top: bool = True
+) -> Gradients:
     """The gradient of ``p.value`` in alpha, beta and gamma (sign pattern of the pass held fixed).
 
     It is the forward pass of ``p.vertex`` through the relaxation the pass selected: with
     ``z_hat_j`` the relaxed pre-activation at the vertex, ``d value / d alpha_j = nu_j z_hat_j`` where
     alpha was used, ``d value / d beta_j = (l - z_hat_j, z_hat_j - u)`` and ``d value / d gamma = A v - b``.
+    With ``top=False`` the pass's own layer is not reached (``z_hat`` is None): only an objective's
+    row weights need it.
     """
     terms = terms if terms is not None else layer_terms(relaxation, region)
     weights, biases = _weights(chain, terms.dtype)
@@ -338,8 +352,14 @@ def gradients(chain: ReluChain, region: Region, relaxation: Relaxation, p: Pass,
     z = _apply(weights[0], h) + biases[0]
     for j in range(p.start):
         z_layers.append(z)
-        g_alpha.append(np.where(p.alpha_used[j], p.nu[j] * z, 0.0))
-        g_beta.append(np.stack([terms.lower[j] - z, z - terms.upper[j]], axis=-1))
+        g_alpha.append(p.nu[j] * z * p.alpha_used[j])
+        gb = np.empty(z.shape + (2,), dtype=z.dtype)
+        np.subtract(terms.lower[j], z, out=gb[..., 0])
+        np.subtract(z, terms.upper[j], out=gb[..., 1])
+        g_beta.append(gb)
+        if j + 1 == p.start and not top:
+            z = None
+            break
         h = p.slope[j] * z + p.intercept[j]
         z = _apply(weights[j + 1], h) + biases[j + 1]
     g_gamma = None
@@ -478,8 +498,16 @@ class _Adam:
             m *= self.beta1
             m += (1.0 - self.beta1) * g
             v *= self.beta2
-            v += (1.0 - self.beta2) * g * g
-            p += lr * (m / c1) / (np.sqrt(v / c2) + 1e-8)
+            g = g * g  # a new array: the caller's gradient is not overwritten
+            g *= 1.0 - self.beta2
+            v += g
+            # p += lr * (m / c1) / (sqrt(v / c2) + 1e-8), with one temporary
+            np.sqrt(v, out=g)
+            g *= 1.0 / c2**0.5  # a Python float: no float64 loop over float32 arrays
+            g += 1e-8
+            np.divide(m, g, out=g)
+            g *= lr / c1
+            p += g
 
 
 @dataclass(frozen=True)
@@ -496,6 +524,10 @@ class OptimiseSettings:
     """Stop early once every row's bound exceeds this (``None``: never)."""
     deadline: float | None = None
     """``time.monotonic()`` past which the ascent stops (what it has is returned, sound as always)."""
+    keep_start: bool = True
+    """Return, per row, the given parameters where the ascent ended below them (one more float64 pass);
+    off where the caller keeps the better of the old and the new bound anyway (intermediate bounds,
+    which are intersected with the ones they had)."""
 
 
 def bound(
@@ -535,7 +567,7 @@ def optimise(
     exponentiated gradient) or a fixed ``(mu, const)``. The ascent runs in ``settings.dtype``
     (float32: twice the speed; the parameters only steer the bound), and the values returned come
     from one float64 pass at the parameters returned, so every value returned is a sound bound
-    (see the module docstring), never below the one the given parameters had.
+    (see the module docstring), never below the one the given parameters had (with ``settings.keep_start``).
     """
     start = len(chain.weights) - 1 if start is None else start
     mixing = isinstance(objective, Objective) and objective.num_rows > 1
@@ -545,7 +577,7 @@ def optimise(
     if settings.iterations == 0:
         p = bound(chain, region, relaxation, objective, params, start, exact)
         return p.value, params, p
-    initial = params.copy()
+    initial = params.copy() if settings.keep_start else None
     if not isinstance(objective, Objective):
         objective = (np.asarray(objective[0], dtype=settings.dtype), np.asarray(objective[1], dtype=settings.dtype))
     p = bound(chain, region, relaxation, objective, params, start, fast)
@@ -559,7 +591,7 @@ def optimise(
             break
         if settings.deadline is not None and time.monotonic() > settings.deadline:
             break
-        g = gradients(chain, region, relaxation, p, fast)
+        g = gradients(chain, region, relaxation, p, fast, top=mixing)
         tensors, grads, lrs = list(params.alpha), list(g.alpha[: len(params.alpha)]), [settings.lr_alpha * lr_scale] * len(params.alpha)
         if params.beta is not None:
             tensors += params.beta
@@ -591,6 +623,8 @@ def optimise(
     if not isinstance(objective, Objective):
         objective = (objective[0].astype(np.float64), objective[1].astype(np.float64))
     final = bound(chain, region, relaxation, objective, best_params, start, exact)
+    if not settings.keep_start:
+        return final.value, best_params, final
     first = bound(chain, region, relaxation, objective, initial, start, exact)
     worse = first.value > final.value
     if np.any(worse):  # round-off of the fast ascent made some row worse: keep its start
@@ -600,17 +634,18 @@ def optimise(
 
 
 def _copy_where(target: Parameters, source: Parameters, mask: np.ndarray) -> None:
-    """``target[mask] = source[mask]`` for every tensor, ``mask`` (B, S)."""
-    m = mask[:, :, None]
-    for t, s in zip(target.alpha, source.alpha):
-        np.copyto(t, s, where=m)
+    """``target[mask] = source[mask]`` for every tensor, ``mask`` (B, S) (whole rows, copied by index:
+    faster than a masked copy)."""
+    rows = np.nonzero(mask)
+    tensors = list(zip(target.alpha, source.alpha))
     if target.beta is not None:
-        for t, s in zip(target.beta, source.beta):
-            np.copyto(t, s, where=m[..., None])
+        tensors += zip(target.beta, source.beta)
     if target.gamma is not None:
-        np.copyto(target.gamma, source.gamma, where=m)
+        tensors.append((target.gamma, source.gamma))
     if target.weights is not None:
-        np.copyto(target.weights, source.weights, where=m)
+        tensors.append((target.weights, source.weights))
+    for t, s in tensors:
+        t[rows] = s[rows]
 
 
 # ------------------------------------------------------------------ intermediate bounds
@@ -644,7 +679,7 @@ def tighten_intermediate(
     upper = [a.copy() for a in relaxation.upper]
     current = Relaxation(lower, upper, relaxation.split, relaxation.batch)
     batch = relaxation.batch
-    width_settings = replace(settings, stop_above=None)
+    width_settings = replace(settings, stop_above=None, keep_start=False)  # the old bounds are kept where tighter
     for j in layers:
         unstable = (lower[j] < 0) & (upper[j] > 0)
         if include_split:  # split neurons too: an empty constrained region shows as crossed bounds
