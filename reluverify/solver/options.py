@@ -138,14 +138,16 @@ class SolverOptions:
     """... on networks with at most this many ReLUs: on the CNNs of marabou-cifar10 (2,568 to 9,696
     ReLUs) a batch of children costs seconds to re-bound (medium 2317 eps 0.012, a sat found after 23
     splits: 59 s with new bounds, 26 s without)."""
-    bab_reoptimise_iterations: int = 10
+    bab_reoptimise_iterations: int = 7
     """On networks with 3 or more hidden layers where children get new bounds, a sub-problem whose
     depth is a multiple of ``bab_reoptimise_every`` has its intermediate bounds optimised again before
     it is split: optimised slopes and multipliers of every bound below, the splits among them, this
     many steps a layer (0: never). Far tighter than DeepPoly's: on MNIST 256x4 property 9 a
     sub-problem 6 splits deep goes from 143 unstable ReLUs in the last hidden layer and a bound of
     -2.3 to 36 and -0.37. 256x6 property 5 is then proven in 38 s (81 sub-problems), where it timed
-    out before; on 256x2 it costs more than it gains (prop 1: 13 s -> 31 s), so only deep networks."""
+    out before; on 256x2 it costs more than it gains (prop 1: 13 s -> 31 s), so only deep networks.
+    With the larger steps of :func:`relu_bab.optimise_intermediate`, 5 or 7 steps do what 10 did
+    (256x4 property 9 in one process: 10 steps 75 s, 7 steps 60 s, 5 steps 56 s, 4 steps 57 s)."""
     bab_reoptimise_every: int = 2
     """... (every 1: 256x6 property 5 in 60 s, every 4: 51 s)."""
     bab_joint_disjuncts: str = "auto"
@@ -164,7 +166,10 @@ class SolverOptions:
     that count: 256x2 prop 1 needs 1,477 sub-problems over all layers and times out on the first)."""
     bab_branch_candidates: int = 64
     """Filtered smart branching: ReLUs scored by both children's bounds per sub-problem (on MNIST
-    256x2 prop 1, 8 candidates need 14,000 sub-problems and time out at 60 s, 64 need 1,800: 10 s)."""
+    256x2 prop 1, 8 candidates need 14,000 sub-problems and time out at 60 s, 64 need 1,800: 10 s).
+    A joint search scores each candidate for every open target, so this is a budget of scored
+    candidates per sub-problem, shared by its open targets (at least 8 candidates each): on 256x4
+    property 9 (9 targets), 64 candidates for each took 119 s, 8 took 89 s (two runs at once)."""
     bab_lp_depth: int = 0
     """Sub-problems at least this deep that the bounds leave open are checked by the exact LP over
     their triangle relaxation (our simplex; 0: only leaves) ..."""

@@ -297,9 +297,10 @@ def choose_branch(
     """Filtered smart branching: per sub-problem, the (layer, neuron) whose worse child bound is best.
 
     ``region``, ``relaxation``, ``params`` and the pass ``p`` are per item (see :class:`Items`).
-    The ``candidates`` free unstable ReLUs with the largest scores (summed over the sub-problem's
-    open targets) are tried: each child's bound is the pass ``p`` with the neuron's relaxation
-    replaced by its phase (the rest of the pass kept above its layer, recomputed below it), with
+    The free unstable ReLUs with the largest scores (summed over the sub-problem's open targets)
+    are tried, ``candidates`` divided by the batch's mean number of open targets per sub-problem
+    (at least 8; each is bounded for every open target): each child's bound is the pass ``p`` with
+    the neuron's relaxation replaced by its phase (the rest of the pass kept above its layer, recomputed below it), with
     the current parameters. Every such bound is sound (any parameters give a sound bound), which
     makes the implied phases safe; a child counts as refuted when it is for every open target, and
     a candidate ranks by its worse child's bound for the sub-problem's hardest target. With
@@ -314,7 +315,7 @@ def choose_branch(
     flat[~np.isfinite(item_scores[items.first])] = -np.inf  # which ReLUs are free is the sub-problem's
     sizes = [lo.shape[1] for lo in relaxation.lower]
     offsets = np.cumsum([0] + sizes)
-    k = min(candidates, flat.shape[1])
+    k = min(max(8, int(candidates * batch / items.size)), candidates, flat.shape[1])
     top = np.argpartition(-flat, k - 1, axis=1)[:, :k] if k < flat.shape[1] else np.tile(np.arange(flat.shape[1]), (batch, 1))
     valid = np.isfinite(np.take_along_axis(flat, top, axis=1))[items.owner]
     layer_of = (np.searchsorted(offsets, top, side="right") - 1)[items.owner]
@@ -457,8 +458,13 @@ def optimise_intermediate(
     :func:`tighten_children` gives every child): on MNIST 256x4 property 9, a sub-problem 6 splits
     deep has 143 unstable ReLUs in the last hidden layer and a bound of -2.3 with DeepPoly's
     bounds; 49 and -0.86 after 5 steps, 36 and -0.37 after 10.
+
+    The ascent starts from heuristic slopes and no multipliers every time, so its steps are larger
+    than a warm-started one's (0.3 for slopes, 0.2 for multipliers, against 0.1 and 0.05): on 6
+    sub-problems 7 splits deep of the same property, 665 unstable ReLUs in the last hidden layer
+    become 354 after 10 steps of the small ones, 314 after 5 of these, 306 after 7 (296 after 20 small).
     """
-    settings = crown.OptimiseSettings(iterations=iterations)
+    settings = crown.OptimiseSettings(iterations=iterations, lr_alpha=0.3, lr_beta=0.2)
     tightened = crown.tighten_intermediate(chain, region, relaxation, settings, layers=range(1, len(chain.weights) - 1),
                                            with_beta=True, deadline=deadline)
     return tightened, tightened.infeasible()
