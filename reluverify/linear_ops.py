@@ -916,14 +916,20 @@ SKIP_ZERO_COLUMNS = 1 << 16
 (inactive ReLUs in back-substitution) and multiply only the others: the same sums, without the zeros."""
 
 
+def _used_columns(a: np.ndarray) -> np.ndarray | None:
+    """The columns of a large 2-D ``a`` that are non-zero in some row, when they are at most 3/4 of
+    them (the product then multiplies only those); None when the whole product is the better deal."""
+    if not isinstance(a, np.ndarray) or a.ndim != 2 or a.size < SKIP_ZERO_COLUMNS:
+        return None
+    used = np.flatnonzero(np.any(a != 0, axis=0))
+    return used if used.size <= 0.75 * a.shape[1] else None
+
+
 def forward(w, x: np.ndarray) -> np.ndarray:
     """``x @ w.T`` for x (N, in) -> (N, out); a 1-D x gives a 1-D result."""
     if isinstance(w, np.ndarray):
-        if x.ndim == 2 and x.size >= SKIP_ZERO_COLUMNS:
-            used = np.flatnonzero(np.any(x != 0, axis=0))
-            if used.size <= 0.75 * x.shape[1]:
-                return x[:, used] @ w[:, used].T
-        return x @ w.T
+        used = _used_columns(x)
+        return x @ w.T if used is None else x[:, used] @ w[:, used].T
     if np.ndim(x) == 1:
         return w.forward(np.asarray(x)[None, :])[0]
     return w.forward(x)
@@ -932,11 +938,8 @@ def forward(w, x: np.ndarray) -> np.ndarray:
 def backward(w, c: np.ndarray) -> np.ndarray:
     """``c @ w`` for c (N, out) -> (N, in); a 1-D c gives a 1-D result."""
     if isinstance(w, np.ndarray):
-        if c.ndim == 2 and c.size >= SKIP_ZERO_COLUMNS:
-            used = np.flatnonzero(np.any(c != 0, axis=0))
-            if used.size <= 0.75 * c.shape[1]:
-                return c[:, used] @ w[used]
-        return c @ w
+        used = _used_columns(c)
+        return c @ w if used is None else c[:, used] @ w[used]
     if np.ndim(c) == 1:
         return w.backward(np.asarray(c)[None, :])[0]
     return w.backward(c)

@@ -128,9 +128,12 @@ def test_gradients_match_finite_differences():
     assert checked > 10
 
 
-def test_the_fast_paths_of_a_pass_compute_what_the_plain_ones_do():
+def test_the_fast_paths_of_a_pass_compute_what_the_plain_ones_do(monkeypatch):
     """Exact selection instead of ``np.where``, products that skip all-zero columns, and gradients
     that stop below the pass's own layer: the same numbers (up to the order of a sum)."""
+    from reluverify import linear_ops
+
+    monkeypatch.setattr(linear_ops, "SKIP_ZERO_COLUMNS", 0)  # the skipping products on small arrays too
     rng = np.random.default_rng(11)
     mask = rng.random((3, 5, 7)) < 0.5
     a, b = rng.normal(size=(3, 5, 7)).astype(np.float32), rng.normal(size=(3, 1, 7)).astype(np.float32)
@@ -138,7 +141,11 @@ def test_the_fast_paths_of_a_pass_compute_what_the_plain_ones_do():
     w = rng.normal(size=(12, 9))
     coef = rng.normal(size=(2, 4, 12))
     coef[:, :, rng.random(12) < 0.6] = 0.0  # most columns zero in every row: the product skips them
+    assert linear_ops._used_columns(coef.reshape(8, 12)) is not None  # the skipping path is the one taken
     np.testing.assert_allclose(crown._apply_t(w, coef), coef @ w, rtol=1e-12, atol=1e-12)
+    x = np.ascontiguousarray(coef[:, :, :9])  # inputs zero in every row, forward
+    assert linear_ops._used_columns(x.reshape(8, 9)) is not None
+    np.testing.assert_allclose(crown._apply(w, x), x @ w.T, rtol=1e-12, atol=1e-12)
     chain = random_chain(rng, [3, 6, 6, 2])
     lower = rng.uniform(-1.0, 0.0, (2, 3))
     upper = lower + 1.0

@@ -300,8 +300,8 @@ def choose_branch(
     The free unstable ReLUs with the largest scores (summed over the sub-problem's open targets)
     are tried, ``candidates`` divided by the batch's mean number of open targets per sub-problem
     (at least 8; each is bounded for every open target): each child's bound is the pass ``p`` with
-    the neuron's relaxation replaced by its phase (the rest of the pass kept above its layer, recomputed below it), with
-    the current parameters. Every such bound is sound (any parameters give a sound bound), which
+    the neuron's relaxation replaced by its phase (the rest of the pass kept above its layer,
+    recomputed below it), with the current parameters. Every such bound is sound (any parameters give a sound bound), which
     makes the implied phases safe; a child counts as refuted when it is for every open target, and
     a candidate ranks by its worse child's bound for the sub-problem's hardest target. With
     ``implied=False`` (when a proof is recorded: each refuted child must be a leaf of the proof tree
