@@ -383,3 +383,54 @@ def test_tightened_children_bounds_hold_on_their_constrained_region(seed):
     _split_at_random(rng, children, split_layer)  # a random phase set in and below the child's split layer
     tightened, empty = tighten_children(chain, crown.Region(lower, upper), children, split_layer)
     assert _check_rebounded(rng, chain, lower, upper, children, tightened, empty) > 0  # the splits did tighten something above them
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_restricted_ascent_is_a_sound_bound_of_the_whole_chain_and_its_parameters_reproduce_it(seed):
+    """``OptimiseSettings.restrict``: neurons inactive in every sub-problem of the batch (and not
+    split) are left out. The values it returns are the whole chain's bound at the parameters it
+    returns (removed multipliers zero), they hold on every sampled point of the constrained region,
+    split neurons inactive by their split are kept (their multipliers carry the split), and with the
+    removed multipliers at zero a restricted pass is the whole pass."""
+    rng = np.random.default_rng(700 + seed)
+    chain = random_chain(rng, [4, 12, 12, 12, 3])
+    batch = 3
+    lower = rng.uniform(-1.0, 0.0, (batch, 4))
+    upper = lower + rng.uniform(0.1, 0.6, (batch, 4))  # narrow boxes: many neurons inactive
+    relaxation = _relaxation(rng, chain, lower, upper, split_fraction=0.3)
+    keep = crown.live_neurons(relaxation, 3)
+    for j, k in enumerate(keep):
+        dead = np.setdiff1d(np.arange(12), k)
+        assert np.all(relaxation.upper[j][:, dead] <= 0) and np.all(relaxation.split[j][:, dead] == 0)
+        assert np.all(np.isin(np.flatnonzero(np.any(relaxation.split[j] != 0, axis=0)), k))
+    assert sum(k.size for k in keep) < 36  # the case is exercised
+    region = crown.Region(lower, upper)
+    objective = crown.Objective(rng.normal(size=(2, 3)), np.zeros((2, 4)), np.zeros(2))
+    params = crown.initial_parameters(relaxation, 1, 3, region, with_beta=True)
+    params.weights = crown.uniform_weights(batch, 1, objective)
+    settings = crown.OptimiseSettings(iterations=25, stop_above=None, restrict=True)
+    value, best, p = crown.optimise(chain, region, relaxation, objective, params, settings)
+    assert p.nu == [] and p.vertex.shape == (batch, 1, 4)
+    for j, k in enumerate(keep):  # removed neurons' multipliers are zero
+        dead = np.setdiff1d(np.arange(12), k)
+        assert np.all(best.beta[j][:, :, dead] == 0)
+    again = crown.bound(chain, region, relaxation, objective, best).value
+    np.testing.assert_allclose(again, value, rtol=1e-9, atol=1e-9)
+    start = crown.bound(chain, region, relaxation, objective, params).value
+    assert np.all(value >= start - 1e-9)  # never below where it started
+    for b in range(batch):
+        x, y, _ = _constrained_samples(rng, chain, lower, upper, relaxation, b)
+        if x.shape[0]:
+            values = y @ objective.out_rows.T
+            assert np.all(values @ best.weights[b, 0] >= value[b, 0] - 1e-9)  # the rows combined by the weights returned
+    # a restricted pass with random parameters is the whole pass with the removed multipliers zeroed
+    part_chain, part = crown.restricted(chain, relaxation, keep, 3)
+    alpha = [rng.random((batch, 2, 12)) for _ in range(3)]
+    beta = [rng.random((batch, 2, 12, 2)) for _ in range(3)]
+    for j, k in enumerate(keep):
+        beta[j][:, :, np.setdiff1d(np.arange(12), k)] = 0.0
+    mu, const = rng.normal(size=(batch, 2, 3)), rng.normal(size=(batch, 2))
+    whole = crown.backward(chain, region, relaxation, mu, const, None, None, alpha, beta)
+    restricted = crown.backward(part_chain, region, part, mu, const, None, None,
+                                [a[:, :, k] for a, k in zip(alpha, keep)], [b[:, :, k] for b, k in zip(beta, keep)])
+    np.testing.assert_allclose(restricted.value, whole.value, rtol=1e-12, atol=1e-12)

@@ -528,6 +528,11 @@ class OptimiseSettings:
     """Return, per row, the given parameters where the ascent ended below them (one more float64 pass);
     off where the caller keeps the better of the old and the new bound anyway (intermediate bounds,
     which are intersected with the ones they had)."""
+    restrict: bool = False
+    """Ascend over the neurons the batch can use only (:func:`restricted`: dense chains): the
+    neurons inactive by their bounds in every sub-problem of the batch, and not split, are left out
+    with their multipliers at zero. Same slopes, far smaller arrays where most neurons are inactive
+    (MNIST 256x4 prop 9, 7 splits deep: 204 of 256 first-layer neurons in all of 6 sub-problems)."""
 
 
 def bound(
@@ -553,6 +558,48 @@ def bound(
 
 
 def optimise(
+    chain: ReluChain,
+    region: Region,
+    relaxation: Relaxation,
+    objective: Objective | tuple,
+    params: Parameters,
+    settings: OptimiseSettings,
+    start: int | None = None,
+) -> tuple[np.ndarray, Parameters, Pass]:
+    """:func:`ascend`, over the neurons the batch can use where ``settings.restrict`` asks for it.
+
+    The values are those of the restricted chain, which are those of the whole chain at the
+    parameters returned (the removed neurons' multipliers are returned as zero; their slopes as
+    given, unused by inactive neurons). The pass returned then has no per-layer arrays (they would
+    cover the kept neurons only): its value, ``lam``, ``const`` and vertex are the whole chain's.
+    """
+    start = len(chain.weights) - 1 if start is None else start
+    if not (settings.restrict and chain.is_dense and start > 0):
+        return ascend(chain, region, relaxation, objective, params, settings, start)
+    keep = live_neurons(relaxation, start)
+    if sum(k.size for k in keep) == sum(lo.shape[1] for lo in relaxation.lower[:start]):
+        return ascend(chain, region, relaxation, objective, params, settings, start)
+    part_chain, part = restricted(chain, relaxation, keep, start)
+    part_params = Parameters(  # np.take: C-ordered copies (fancy indexing may give other layouts)
+        [np.take(a, k, axis=2) for a, k in zip(params.alpha, keep)],
+        None if params.beta is None else [np.take(b, k, axis=2) for b, k in zip(params.beta, keep)],
+        params.gamma, params.weights,
+    )
+    value, best, p = ascend(part_chain, region, part, objective, part_params, settings, start)
+    alpha = [a.astype(best.alpha[0].dtype) if best.alpha else a for a in params.alpha]
+    alpha = [a.copy() if a is b else a for a, b in zip(alpha, params.alpha)]
+    for a, b, k in zip(alpha, best.alpha, keep):
+        a[:, :, k] = b
+    beta = None
+    if params.beta is not None:
+        beta = [np.zeros(b.shape, dtype=c.dtype) for b, c in zip(params.beta, best.beta)]
+        for b, c, k in zip(beta, best.beta, keep):
+            b[:, :, k] = c
+    whole = Pass(p.value, p.lam, p.const, p.vertex, p.start, [], [], [], [], [], [], p.input_coef)
+    return value, Parameters(alpha, beta, best.gamma, best.weights), whole
+
+
+def ascend(
     chain: ReluChain,
     region: Region,
     relaxation: Relaxation,
@@ -649,6 +696,40 @@ def _copy_where(target: Parameters, source: Parameters, mask: np.ndarray) -> Non
 
 
 # ------------------------------------------------------------------ intermediate bounds
+def live_neurons(relaxation: Relaxation, layers: int) -> list[np.ndarray]:
+    """Per hidden layer ``j < layers``: the neurons some sub-problem of the batch can use, i.e. not
+    inactive by its bounds (``upper > 0``) or split (a split's multiplier carries its constraint)."""
+    return [
+        np.flatnonzero(np.any((hi > 0) | (s != 0), axis=0))
+        for hi, s in zip(relaxation.upper[:layers], relaxation.split[:layers])
+    ]
+
+
+def restricted(chain: ReluChain, relaxation: Relaxation, keep: list[np.ndarray], start: int) -> tuple[ReluChain, Relaxation]:
+    """The chain's affine layers ``0..start`` with only the hidden neurons ``keep[j]`` of each hidden
+    layer ``j < start`` (layer ``start`` whole), and the relaxation of those neurons (dense weights).
+
+    A pass over it is a pass over the whole chain with the removed neurons' bound multipliers at
+    zero: a removed neuron is inactive by its bounds in every sub-problem (``h = 0``, exactly its
+    relaxation) and not split, so every bound of the restricted chain is a sound bound of the
+    whole one, and the same one when those multipliers would stay at zero.
+    """
+    weights, biases = [], []
+    for k in range(start + 1):
+        w, b = chain.weights[k], chain.biases[k]
+        if k > 0:
+            w = w[:, keep[k - 1]]
+        if k < start:
+            w, b = w[keep[k]], b[keep[k]]
+        weights.append(w)
+        biases.append(b)
+    part = Relaxation(
+        [lo[:, i] for lo, i in zip(relaxation.lower, keep)], [hi[:, i] for hi, i in zip(relaxation.upper, keep)],
+        [s[:, i] for s, i in zip(relaxation.split, keep)], relaxation.batch,
+    )
+    return ReluChain(tuple(weights), tuple(biases)), part
+
+
 def tighten_intermediate(
     chain: ReluChain,
     region: Region,
@@ -679,7 +760,8 @@ def tighten_intermediate(
     upper = [a.copy() for a in relaxation.upper]
     current = Relaxation(lower, upper, relaxation.split, relaxation.batch)
     batch = relaxation.batch
-    width_settings = replace(settings, stop_above=None, keep_start=False)  # the old bounds are kept where tighter
+    # the old bounds are kept where tighter; certificates record the slopes of every neuron
+    width_settings = replace(settings, stop_above=None, keep_start=False, restrict=settings.restrict and record is None)
     for j in layers:
         unstable = (lower[j] < 0) & (upper[j] > 0)
         if include_split:  # split neurons too: an empty constrained region shows as crossed bounds

@@ -464,7 +464,7 @@ def optimise_intermediate(
     sub-problems 7 splits deep of the same property, 665 unstable ReLUs in the last hidden layer
     become 354 after 10 steps of the small ones, 314 after 5 of these, 306 after 7 (296 after 20 small).
     """
-    settings = crown.OptimiseSettings(iterations=iterations, lr_alpha=0.3, lr_beta=0.2)
+    settings = crown.OptimiseSettings(iterations=iterations, lr_alpha=0.3, lr_beta=0.2, restrict=True)
     tightened = crown.tighten_intermediate(chain, region, relaxation, settings, layers=range(1, len(chain.weights) - 1),
                                            with_beta=True, deadline=deadline)
     return tightened, tightened.infeasible()
@@ -536,6 +536,7 @@ def _settings(options: SolverOptions, iterations: int, root: bool = False) -> cr
         lr_beta=options.bab_lr_beta,
         lr_gamma=options.bab_lr_beta,
         stop_above=options.prune_margin,
+        restrict=True,
     )
 
 
