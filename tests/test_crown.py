@@ -159,6 +159,12 @@ def test_the_fast_paths_of_a_pass_compute_what_the_plain_ones_do(monkeypatch):
     assert below.z_hat is None and full.z_hat.shape == (2, 2, 6)
     np.testing.assert_array_equal(full.alpha[0], below.alpha[0])
     np.testing.assert_array_equal(full.beta[0], below.beta[0])
+    # the box corner: exact in float64 passes (their bound is returned), up to round-off in float32 ones
+    corner = np.where(p.lam > 0, lower[:, None, :], upper[:, None, :])
+    np.testing.assert_array_equal(p.vertex, corner)
+    fast = crown.backward(chain, region, relaxation, mu, np.zeros((2, 2)), 1, None, [rng.random((2, 2, 6))], beta,
+                          terms=crown.layer_terms(relaxation, region, np.float32))
+    np.testing.assert_allclose(fast.vertex, np.where(fast.lam > 0, lower[:, None, :], upper[:, None, :]), rtol=1e-6, atol=1e-6)
 
 
 def test_optimisation_never_loses_ground_and_beats_the_heuristic():

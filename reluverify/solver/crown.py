@@ -152,7 +152,9 @@ class Pass:
 def _select(mask: np.ndarray, a, b) -> np.ndarray:
     """``np.where(mask, a, b)``, exactly, for finite ``a`` and ``b`` (one of the two products is an exact
     zero, the other the value itself), in the arrays' float type; twice as fast as ``np.where`` on the
-    batched arrays of a pass."""
+    batched float32 arrays of a pass (on float64 ones ``np.where`` is the faster, and is used)."""
+    if np.result_type(a, b) == np.float64:
+        return np.where(mask, a, b)
     out = a * mask
     out += b * ~mask
     return out
@@ -314,7 +316,12 @@ def backward(
         g = np.maximum(gamma, 0.0)
         lam = lam + g @ region.rows.astype(dtype)
         const = const - g @ region.rhs.astype(dtype)
-    vertex = _select(lam > 0, terms.box_lower, terms.box_upper)
+    if dtype == np.float64:  # exactly a corner of the box: the bound is exactly its minimum
+        vertex = _select(lam > 0, terms.box_lower, terms.box_upper)
+    else:  # an ascent's pass (its values only steer; the bound returned comes from a float64 pass):
+        # the corner up to round-off, in half the time of the exact selection on 784 inputs
+        vertex = np.multiply(terms.box_upper - terms.box_lower, lam <= 0)
+        vertex += terms.box_lower
     value = np.einsum("bsn,bsn->bs", lam, vertex) + const
     # recorded lists are in order start-1 ... 0; store them by layer index
     return Pass(

@@ -140,13 +140,16 @@ class _Pool:
 
     def pop(self, index: np.ndarray) -> dict[str, np.ndarray]:
         """Remove and return the rows ``index`` (the rows at the end move into the holes)."""
-        out = {name: a[index].copy() for name, a in self.arrays.items()}
-        keep = np.ones(self.size, dtype=bool)
-        keep[index] = False
-        remaining = np.flatnonzero(keep)
-        for name, a in self.arrays.items():
-            a[: remaining.size] = a[remaining]
-        self.size = remaining.size
+        index = np.asarray(index)
+        out = {name: a[index] for name, a in self.arrays.items()}  # copies (fancy indexing)
+        size = self.size - index.size
+        taken = np.zeros(self.size, dtype=bool)
+        taken[index] = True
+        holes = np.flatnonzero(taken[:size])  # taken rows that stay inside the pool's new size
+        tail = size + np.flatnonzero(~taken[size:])  # rows kept beyond it: as many as the holes
+        for a in self.arrays.values():
+            a[holes] = a[tail]
+        self.size = size
         return out
 
     def view(self, name: str) -> np.ndarray:
