@@ -610,8 +610,9 @@ class _Search:
         # children re-bounded above their split: on deep networks a split in the first open layer
         # tightens every layer above it, which the branching scores (parent's bounds) do not see
         self.tighten = tree is None and tightens_children(chain, options)
-        # deep networks: every few splits a sub-problem's intermediate bounds are optimised again
-        # (with the splits' multipliers), far tighter than the children's DeepPoly bounds, at a cost
+        # deep networks: every few splits a child's intermediate bounds are optimised again (with the
+        # splits' multipliers) instead of DeepPoly's, far tighter, at a cost; done as the child is made,
+        # so its own bound (and whether it is refuted at once) gains from them
         deep = self.tighten and rebounds_deep_network(chain, options)
         self.reoptimise = deep and options.bab_reoptimise_iterations > 0
         self.earliest = options.bab_branch_layers == "earliest" or (
@@ -719,30 +720,9 @@ class _Search:
         """The items' region, relaxation and objective (a batch of ``items.size``)."""
         return self.batch_region(items.size), relaxation.take(items.owner), self.objective.take(items.target)
 
-    def reoptimised(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``arrays`` with the intermediate bounds of the sub-problems due (depth a positive multiple of
-        ``bab_reoptimise_every``) optimised again, in place, and without those these bounds show empty."""
-        depth = arrays["depth"]
-        due = np.flatnonzero((depth % self.options.bab_reoptimise_every == 0) & (depth > 0))
-        if due.size == 0:
-            return arrays
-        relaxation, _ = _unpack(arrays, self.layers)
-        tightened, empty = optimise_intermediate(self.chain, self.batch_region(due.size), relaxation.take(due),
-                                                 self.options.bab_reoptimise_iterations, self.deadline)
-        _put(relaxation, due, tightened)  # the relaxation's arrays are the pool rows' own
-        if not np.any(empty):
-            return arrays
-        self.proven += float(np.sum(0.5 ** depth[due[empty]]))
-        keep = np.setdiff1d(np.arange(depth.size), due[empty])
-        return {name: a[keep] for name, a in arrays.items()}
-
     def branch(self, arrays: dict[str, np.ndarray]) -> None:
         """Split every sub-problem of ``arrays`` once; bound and settle the children."""
         chain, options, stats, margin = self.chain, self.options, self.stats, self.margin
-        if self.reoptimise:  # every few splits, the intermediate bounds optimised again (see __init__)
-            arrays = self.reoptimised(arrays)
-            if arrays["depth"].size == 0:
-                return
         relaxation, params = _unpack(arrays, self.layers)
         batch = relaxation.batch
         open_targets = arrays["values"] <= margin
@@ -775,11 +755,20 @@ class _Search:
             open_ |= child.infeasible()  # a proof shows an empty child by its bound, not by crossed bounds
         else:
             open_ &= ~child.infeasible()
-        if self.tighten and np.any(open_):
-            keep = np.flatnonzero(open_)
+        # new intermediate bounds for the open children: every few splits optimised again (see __init__),
+        # DeepPoly's above the split for the others
+        due = open_ & (depth % options.bab_reoptimise_every == 0) if self.reoptimise else np.zeros_like(open_)
+        if self.tighten and np.any(open_ & ~due):
+            keep = np.flatnonzero(open_ & ~due)
             lowest = branching.layer.copy()  # the lowest layer with a phase newly fixed, per parent
             np.minimum.at(lowest, branching.implied[0], branching.implied[1])
             tightened, empty = tighten_children(chain, self.region, child.take(keep), np.concatenate([lowest, lowest])[keep])
+            child = _put(child, keep, tightened)
+            open_[keep[empty]] = False
+        if np.any(due):
+            keep = np.flatnonzero(due)
+            tightened, empty = optimise_intermediate(chain, self.batch_region(keep.size), child.take(keep),
+                                                     options.bab_reoptimise_iterations, self.deadline)
             child = _put(child, keep, tightened)
             open_[keep[empty]] = False
         self.proven += float(np.sum(0.5 ** depth[~open_]))
