@@ -440,3 +440,28 @@ def test_a_restricted_ascent_is_a_sound_bound_of_the_whole_chain_and_its_paramet
     restricted = crown.backward(part_chain, region, part, mu, const, None, None,
                                 [a[:, :, k] for a, k in zip(alpha, keep)], [b[:, :, k] for b, k in zip(beta, keep)])
     np.testing.assert_allclose(restricted.value, whole.value, rtol=1e-12, atol=1e-12)
+
+
+def test_a_restricted_ascent_through_a_layer_with_no_neuron_left():
+    """A hidden layer inactive in every sub-problem leaves a chain with a layer of width zero: the
+    network is constant there, and the restricted ascent gives the whole one's bound."""
+    from reluverify.network import ReluChain
+
+    rng = np.random.default_rng(1)
+    chain = random_chain(rng, [4, 8, 8, 8, 3])
+    chain = ReluChain(chain.weights, (chain.biases[0], chain.biases[1] - 100.0, chain.biases[2], chain.biases[3]))
+    lower = rng.uniform(-1.0, 0.0, (2, 4))
+    upper = lower + 0.5
+    relaxation = _relaxation(rng, chain, lower, upper, split_fraction=0.0)
+    assert crown.live_neurons(relaxation, 3)[1].size == 0
+    region = crown.Region(lower, upper)
+    objective = crown.Objective(rng.normal(size=(2, 3)), np.zeros((2, 4)), np.zeros(2))
+    params = crown.initial_parameters(relaxation, 1, 3, region, with_beta=True)
+    params.weights = crown.uniform_weights(2, 1, objective)
+    restricted, best, _ = crown.optimise(chain, region, relaxation, objective, params,
+                                         crown.OptimiseSettings(iterations=5, restrict=True))
+    whole, _, _ = crown.optimise(chain, region, relaxation, objective, params, crown.OptimiseSettings(iterations=5))
+    np.testing.assert_allclose(restricted, whole, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(crown.bound(chain, region, relaxation, objective, best).value, restricted, rtol=1e-9, atol=1e-9)
+    y = chain.evaluate(rng.uniform(lower[0], upper[0], (100, 4)))
+    assert np.allclose(y, y[0])  # constant: the bound is the value itself

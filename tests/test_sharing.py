@@ -56,9 +56,10 @@ def test_acasxu_input_split_shared_between_two_processes():
 
 def test_shared_search_keeps_the_deadline():
     folder = benchmark_dir("mnistfc")
-    query = load_query(load_onnx(folder / "mnist-net_256x4.onnx"), folder / "prop_0_0.03.vnnlib")
+    # 256x4 prop 3 takes minutes (prop 0, once used here, is now proven in about a second)
+    query = load_query(load_onnx(folder / "mnist-net_256x4.onnx"), folder / "prop_3_0.03.vnnlib")
     started = time.monotonic()
     result = solve(query, SolverOptions(timeout=4, jobs=2))
-    assert result.verdict in ("timeout", "unsat")
+    assert result.verdict == "timeout"
     assert time.monotonic() - started < 12
     assert _children_alive() == 0
