@@ -593,12 +593,11 @@ def optimise(
         params.gamma, params.weights,
     )
     value, best, p = ascend(part_chain, region, part, objective, part_params, settings, start)
-    alpha = [a.astype(best.alpha[0].dtype) if best.alpha else a for a in params.alpha]
-    alpha = [a.copy() if a is b else a for a, b in zip(alpha, params.alpha)]
-    for a, b, k in zip(alpha, best.alpha, keep):
-        a[:, :, k] = b
+    alpha = [a.astype(c.dtype) for a, c in zip(params.alpha, best.alpha)]  # removed neurons: slopes as given
+    for a, c, k in zip(alpha, best.alpha, keep):
+        a[:, :, k] = c
     beta = None
-    if params.beta is not None:
+    if params.beta is not None:  # removed neurons: multipliers zero
         beta = [np.zeros(b.shape, dtype=c.dtype) for b, c in zip(params.beta, best.beta)]
         for b, c, k in zip(beta, best.beta, keep):
             b[:, :, k] = c

@@ -144,9 +144,10 @@ class SolverOptions:
     is made (in place of DeepPoly's children bounds, before its own bound; until stop 25 this was done
     when it was taken from the pool to be split, after its bound: MNIST 256x4 prop 9 in 33-35 s and
     933 sub-problems that way, 25 s and 895 this way; prop 3 164 s against 151 s): optimised slopes
-    and multipliers of every bound below, the splits among them, this many steps a layer (0: never). Far tighter than DeepPoly's: on MNIST 256x4 property 9 a
-    sub-problem 6 splits deep goes from 143 unstable ReLUs in the last hidden layer and a bound of
-    -2.3 to 36 and -0.37. 256x6 property 5 is then proven in 38 s (81 sub-problems), where it timed
+    and multipliers of every bound below, the splits among them, this many steps a layer (0: never).
+    Far tighter than DeepPoly's: on MNIST 256x4 property 9 a sub-problem 6 splits deep goes from 143
+    unstable ReLUs in the last hidden layer and a bound of -2.3 to 36 and -0.37.
+    256x6 property 5 is then proven in 38 s (81 sub-problems), where it timed
     out before; on 256x2 it costs more than it gains (prop 1: 13 s -> 31 s), so only deep networks.
     With the larger steps of :func:`relu_bab.optimise_intermediate`, 5 or 7 steps do what 10 did
     (256x4 property 9 in one process: 10 steps 75 s, 7 steps 60 s, 5 steps 56 s, 4 steps 57 s)."""
