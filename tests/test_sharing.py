@@ -63,3 +63,77 @@ def test_shared_search_keeps_the_deadline():
     assert result.verdict == "timeout"
     assert time.monotonic() - started < 12
     assert _children_alive() == 0
+
+
+class _ListSearch:
+    """A shareable search over plain items that does no work: what the protocol does with its pool."""
+
+    def __init__(self, items) -> None:
+        from reluverify.solver.result import Statistics
+
+        self.items = list(items)
+        self.statistics, self.undecided, self.proven = Statistics(), [], 0.0
+
+    def open_count(self) -> int:
+        return len(self.items)
+
+    def split_off(self, parts: int) -> list:
+        items, self.items = self.items, []
+        return [items[k::parts] for k in range(parts)]
+
+    def add(self, payload) -> None:
+        self.items.extend(payload)
+
+    def work(self, seconds: float):
+        time.sleep(min(seconds, 0.01))
+
+    def reset_statistics(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 40])
+def test_a_worker_asked_for_work_keeps_the_half_it_does_not_give(size):
+    """Work stealing moves items, never drops them: once a worker with ``size`` items was asked for a
+    share, the share and what it kept are its items, each once. (A worker once kept nothing: the
+    other half of its pool was lost, and ``--jobs 2`` proved MNIST 256x4 prop 9 with 30% of its
+    search tree never looked at.)"""
+    import threading
+
+    from reluverify.solver.sharing import _worker
+
+    search = _ListSearch(range(size))
+    parent, child = multiprocessing.Pipe()
+    thread = threading.Thread(target=_worker, args=(search, [], child), daemon=True)
+    thread.start()
+    parent.send(("request",))
+    while True:
+        assert parent.poll(10), "the worker did not answer"
+        kind, *data = parent.recv()
+        if kind == "share":
+            break
+    share, left = data
+    parent.send(("stop",))
+    thread.join(timeout=5)
+    given = [] if share is None else list(share)
+    assert sorted(given + search.items) == list(range(size))
+    assert left == len(search.items) == size - len(given)
+    assert len(given) == (size // 2 if size > 1 else 0)
+
+
+def test_an_unsat_shared_search_has_refuted_its_whole_tree(monkeypatch):
+    """The share of the tree refuted (a sub-problem ``d`` splits deep weighs ``2^-d``) adds up to 1
+    when two processes prove MNIST 256x4 prop 9, as when one does; a search that refuted less than
+    all of it ends ``unknown`` (:func:`input_split.exhausted`), never ``unsat``."""
+    from reluverify.solver import relu_bab
+    from reluverify.solver.input_split import exhausted
+
+    shares = []
+    finish = relu_bab._Search.finish
+    monkeypatch.setattr(relu_bab._Search, "finish", lambda self: shares.append(self.proven) or finish(self))
+    folder = benchmark_dir("mnistfc")
+    query = load_query(load_onnx(folder / "mnist-net_256x4.onnx"), folder / "prop_9_0.03.vnnlib")
+    result = solve(query, SolverOptions(timeout=120, jobs=2))
+    assert result.verdict == "unsat"
+    assert shares and abs(shares[-1] - 1.0) < 1e-9
+    assert exhausted(0.7, []).status == "unknown" and exhausted(1.0, []).status == "unsat"
+    assert exhausted(1.0, ["a leaf was undecided"]).status == "unknown"

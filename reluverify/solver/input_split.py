@@ -58,6 +58,18 @@ class SearchOutcome:
     reason: str = ""
 
 
+def exhausted(proven: float, undecided: list[str]) -> SearchOutcome:
+    """The outcome of a search whose open work ran out: ``unknown`` if some piece was left undecided,
+    else ``unsat`` only if the pieces refuted cover the whole tree (``proven``: each piece ``d``
+    splits deep weighs ``2^-d``, so a complete search sums to 1). A share short of 1 means work was
+    lost somewhere (a bug), which must never read as a proof."""
+    if undecided:
+        return SearchOutcome("unknown", reason=undecided[0])
+    if abs(proven - 1.0) > 1e-6:
+        return SearchOutcome("unknown", reason=f"internal error: the search refuted {proven:.6f} of its tree, not all of it")
+    return SearchOutcome("unsat")
+
+
 class _BoxStack:
     """A LIFO of boxes held in growing numpy arrays: lower, upper, alive mask (per target), depth, the
     box's node in each target's proof tree (when one is recorded), the pre-activation bounds that
@@ -214,9 +226,7 @@ class _BoxSearch:
         self.progress = Throttle(None)
 
     def finish(self) -> SearchOutcome:
-        if self.undecided:
-            return SearchOutcome("unknown", reason=self.undecided[0])
-        return SearchOutcome("unsat")
+        return exhausted(self.proven, self.undecided)
 
     def optimised_refutations(self, lo, hi, alive, layer_bounds, slopes: bool = True, warm=None):
         """The alive targets that optimised linear bounds (:mod:`~reluverify.solver.crown`: the rows'

@@ -46,7 +46,7 @@ from reluverify.network import ReluChain
 from reluverify.solver import crown
 from reluverify.solver.bounds import deeppoly_bounds
 from reluverify.solver.falsify import attack
-from reluverify.solver.input_split import SearchOutcome
+from reluverify.solver.input_split import SearchOutcome, exhausted
 from reluverify.linear_ops import shape as lops_shape
 from reluverify.solver.certificate import ProofTree
 from reluverify.solver.options import SolverOptions
@@ -676,9 +676,7 @@ class _Search:
         return None
 
     def finish(self) -> SearchOutcome:
-        if self.undecided:
-            return SearchOutcome("unknown", reason=self.undecided[0])
-        return SearchOutcome("unsat")
+        return exhausted(self.proven, self.undecided)
 
     # -------------------------------------------------------- sharing (solver/sharing.py)
     @property

@@ -175,8 +175,7 @@ def _worker(search, part, connection) -> None:
                 if kind == "items":
                     search.add(data[0])
                 elif kind == "request":
-                    share = search.split_off(2)[1] if search.open_count() > 1 else None
-                    connection.send(("share", share, search.open_count()))
+                    connection.send(("share", _give_half(search), search.open_count()))
                 elif kind == "stop":
                     connection.send(("stats", search.statistics, search.undecided))
                     return
@@ -192,6 +191,17 @@ def _worker(search, part, connection) -> None:
                 connection.poll(None)
     except (EOFError, BrokenPipeError, OSError, KeyboardInterrupt):
         return
+
+
+def _give_half(search):
+    """Half of ``search``'s open items as a payload (None when it has fewer than two); it keeps the
+    other half. ``split_off`` takes the whole pool out, so the kept half goes back in: the items
+    given plus the items kept are the items it had (the invariant of the module docstring)."""
+    if search.open_count() < 2:
+        return None
+    kept, given = search.split_off(2)
+    search.add(kept)
+    return given
 
 
 def _done(search) -> int:
