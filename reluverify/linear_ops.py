@@ -921,6 +921,10 @@ def _used_columns(a: np.ndarray) -> np.ndarray | None:
     them (the product then multiplies only those); None when the whole product is the better deal."""
     if not isinstance(a, np.ndarray) or a.ndim != 2 or a.size < SKIP_ZERO_COLUMNS:
         return None
+    # the columns used by the first rows are among those used by all: when they are already too many,
+    # the whole product is the better deal without looking at the other rows
+    if a.shape[0] > 64 and np.count_nonzero(np.any(a[:64] != 0, axis=0)) > 0.75 * a.shape[1]:
+        return None
     used = np.flatnonzero(np.any(a != 0, axis=0))
     return used if used.size <= 0.75 * a.shape[1] else None
 

@@ -154,3 +154,22 @@ def test_dense_is_refused_above_the_limit(monkeypatch):
     monkeypatch.setattr(lo, "DENSE_LIMIT", 100)
     with pytest.raises(NetworkError, match="too large"):
         lo.identity(11).dense()
+
+
+def test_zero_column_skipping_decides_as_the_full_scan_does():
+    """The early look at the first 64 rows only ends the scan when those rows already use too many
+    columns; otherwise every row counts (late rows may use the columns the first ones leave zero)."""
+    from reluverify import linear_ops
+
+    rng = np.random.default_rng(3)
+    rows, cols = 400, 256
+    dense = rng.normal(size=(rows, cols))
+    assert linear_ops._used_columns(dense) is None
+    sparse = np.zeros((rows, cols))
+    sparse[:, :40] = rng.normal(size=(rows, 40))
+    np.testing.assert_array_equal(linear_ops._used_columns(sparse), np.arange(40))
+    late = sparse.copy()
+    late[300:, 40:] = 1.0  # the first 64 rows look sparse, the whole matrix is not
+    assert linear_ops._used_columns(late) is None
+    w = rng.normal(size=(7, cols))
+    np.testing.assert_allclose(linear_ops.forward(w, sparse), sparse @ w.T)
