@@ -92,8 +92,11 @@ def run_reluverify(onnx, vnnlib, limit, jobs=1, checkout: str | None = None):
     return out.split("\n", 1)[0].strip(), seconds, memory, float(solve.group(1)) if solve else float("nan")
 
 
-def run_marabou(binary, onnx, vnnlib, limit):
-    out, seconds, memory = timed([binary, onnx, vnnlib, "--timeout", str(int(limit)), "--verbosity", "0"], limit, environment())
+def run_marabou(binary, onnx, vnnlib, limit, workers=1):
+    """Marabou on one instance: one worker, or ``workers`` threads in its split-and-conquer mode."""
+    parallel = ["--snc", "--num-workers", str(workers)] if workers > 1 else []
+    out, seconds, memory = timed([binary, onnx, vnnlib, "--timeout", str(int(limit)), "--verbosity", "0", *parallel],
+                                 limit, environment())
     verdict = "unknown"
     for line in (line.strip().lower() for line in out.splitlines()):
         if line in ("sat", "unsat"):
@@ -116,7 +119,8 @@ def main() -> int:
     parser.add_argument("--baseline", help="--peer checkout: the other checkout's folder (its reluverify/ is run)")
     parser.add_argument("--jobs", type=int, default=1, help="reluverify --jobs (worker processes per instance)")
     parser.add_argument("--peer-jobs", type=int, help="--peer checkout: its --jobs (default: the same as --jobs), "
-                        "e.g. --jobs 2 --peer-jobs 1 --baseline . for the speedup of sharing one query")
+                        "e.g. --jobs 2 --peer-jobs 1 --baseline . for the speedup of sharing one query; "
+                        "--peer marabou: above 1, that many threads in its split-and-conquer mode (default: one worker)")
     parser.add_argument("--name", default="side_by_side", help="file stem of the CSV and plot under results/")
     args = parser.parse_args()
 
@@ -151,7 +155,7 @@ def main() -> int:
 
         def theirs():
             if peer == "marabou":
-                runs[peer_name] = run_marabou(marabou, inst.onnx, inst.vnnlib, limit)
+                runs[peer_name] = run_marabou(marabou, inst.onnx, inst.vnnlib, limit, args.peer_jobs or 1)
             elif peer == "checkout":
                 jobs = args.jobs if args.peer_jobs is None else args.peer_jobs
                 runs[peer_name] = run_reluverify(inst.onnx, inst.vnnlib, limit, jobs, str(Path(args.baseline).resolve()))
