@@ -360,17 +360,19 @@ def _check_rebounded(rng, chain, lower, upper, before: crown.Relaxation, after: 
     return tighter
 
 
+@pytest.mark.parametrize("top", [0, 1])
 @pytest.mark.parametrize("seed", range(8))
-def test_reoptimised_intermediate_bounds_hold_on_their_constrained_region(seed):
+def test_reoptimised_intermediate_bounds_hold_on_their_constrained_region(seed, top):
     """Sub-problems' intermediate bounds optimised again with their splits' multipliers
     (relu_bab.optimise_intermediate): every sampled input that meets a sub-problem's splits lies inside
     its new bounds, the bounds are never looser, they tighten something, and a sub-problem is called
-    empty only when no sample meets its splits."""
+    empty only when no sample meets its splits. With splits in the first layer only (``top`` 0), the
+    second layer has no multipliers in the third layer's ascent (its beta is None)."""
     from reluverify.solver.relu_bab import optimise_intermediate
 
     rng = np.random.default_rng(900 + seed)
     chain, lower, upper, subs = _unsplit_subproblems(rng, batch=6)
-    _split_at_random(rng, subs, np.ones(subs.batch, dtype=np.int64))  # a random phase set in the first two layers
+    _split_at_random(rng, subs, np.full(subs.batch, top, dtype=np.int64))  # random phases in layers 0..top
     region = crown.Region(np.repeat(lower, subs.batch, axis=0), np.repeat(upper, subs.batch, axis=0))
     tightened, empty = optimise_intermediate(chain, region, subs, 10)
     assert _check_rebounded(rng, chain, lower, upper, subs, tightened, empty) > 0

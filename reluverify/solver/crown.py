@@ -341,7 +341,8 @@ class Gradients:
 
 
 def gradients(
-    chain: ReluChain, region: Region, relaxation: Relaxation, p: Pass, terms: Terms | None = None, top: bool = True
+    chain: ReluChain, region: Region, relaxation: Relaxation, p: Pass, terms: Terms | None = None, top: bool = True,
+    beta_layers: list[bool] | None = None,
 ) -> Gradients:
     """The gradient of ``p.value`` in alpha, beta and gamma (sign pattern of the pass held fixed).
 
@@ -349,7 +350,8 @@ def gradients(
     ``z_hat_j`` the relaxed pre-activation at the vertex, ``d value / d alpha_j = nu_j z_hat_j`` where
     alpha was used, ``d value / d beta_j = (l - z_hat_j, z_hat_j - u)`` and ``d value / d gamma = A v - b``.
     With ``top=False`` the pass's own layer is not reached (``z_hat`` is None): only an objective's
-    row weights need it.
+    row weights need it. With ``beta_layers``, the beta gradient of a layer marked False is None
+    (its multipliers are not ascended).
     """
     terms = terms if terms is not None else layer_terms(relaxation, region)
     weights, biases = _weights(chain, terms.dtype)
@@ -360,10 +362,13 @@ def gradients(
     for j in range(p.start):
         z_layers.append(z)
         g_alpha.append(p.nu[j] * z * p.alpha_used[j])
-        gb = np.empty(z.shape + (2,), dtype=z.dtype)
-        np.subtract(terms.lower[j], z, out=gb[..., 0])
-        np.subtract(z, terms.upper[j], out=gb[..., 1])
-        g_beta.append(gb)
+        if beta_layers is None or beta_layers[j]:
+            gb = np.empty(z.shape + (2,), dtype=z.dtype)
+            np.subtract(terms.lower[j], z, out=gb[..., 0])
+            np.subtract(z, terms.upper[j], out=gb[..., 1])
+            g_beta.append(gb)
+        else:
+            g_beta.append(None)
         if j + 1 == p.start and not top:
             z = None
             break
@@ -379,7 +384,7 @@ def gradients(
 @dataclass
 class Parameters:
     """Relaxation parameters per sub-problem and row: alpha (B, S, n_j) and beta (B, S, n_j, 2) per hidden
-    layer, gamma (B, S, r)."""
+    layer (a layer's beta may be None: its multipliers are zero), gamma (B, S, r)."""
 
     alpha: list[np.ndarray]
     beta: list[np.ndarray] | None = None
@@ -390,7 +395,7 @@ class Parameters:
     def take(self, index: np.ndarray) -> "Parameters":
         return Parameters(
             [a[index] for a in self.alpha],
-            None if self.beta is None else [b[index] for b in self.beta],
+            None if self.beta is None else [None if b is None else b[index] for b in self.beta],
             None if self.gamma is None else self.gamma[index],
             None if self.weights is None else self.weights[index],
         )
@@ -410,7 +415,7 @@ class Parameters:
     def copy(self) -> "Parameters":
         return Parameters(
             [a.copy() for a in self.alpha],
-            None if self.beta is None else [b.copy() for b in self.beta],
+            None if self.beta is None else [None if b is None else b.copy() for b in self.beta],
             None if self.gamma is None else self.gamma.copy(),
             None if self.weights is None else self.weights.copy(),
         )
@@ -589,7 +594,7 @@ def optimise(
     part_chain, part = restricted(chain, relaxation, keep, start)
     part_params = Parameters(  # np.take: C-ordered copies (fancy indexing may give other layouts)
         [np.take(a, k, axis=2) for a, k in zip(params.alpha, keep)],
-        None if params.beta is None else [np.take(b, k, axis=2) for b, k in zip(params.beta, keep)],
+        None if params.beta is None else [None if b is None else np.take(b, k, axis=2) for b, k in zip(params.beta, keep)],
         params.gamma, params.weights,
     )
     value, best, p = ascend(part_chain, region, part, objective, part_params, settings, start)
@@ -598,8 +603,10 @@ def optimise(
         a[:, :, k] = c
     beta = None
     if params.beta is not None:  # removed neurons: multipliers zero
-        beta = [np.zeros(b.shape, dtype=c.dtype) for b, c in zip(params.beta, best.beta)]
+        beta = [None if b is None else np.zeros(b.shape, dtype=c.dtype) for b, c in zip(params.beta, best.beta)]
         for b, c, k in zip(beta, best.beta, keep):
+            if b is None:
+                continue
             b[:, :, k] = c
     whole = Pass(p.value, p.lam, p.const, p.vertex, p.start, [], [], [], [], [], [], p.input_coef)
     return value, Parameters(alpha, beta, best.gamma, best.weights), whole
@@ -639,17 +646,19 @@ def ascend(
     adam = _Adam(settings.lr_alpha)
     lr_scale = 1.0
     stop = None if settings.stop_above is None else settings.stop_above + 1e-5 * (1.0 + np.abs(settings.stop_above))
+    beta_layers = None if params.beta is None else [b is not None for b in params.beta]
     for _ in range(settings.iterations):
         if stop is not None and np.all(best > stop + 1e-5 * np.abs(best)):
             break
         if settings.deadline is not None and time.monotonic() > settings.deadline:
             break
-        g = gradients(chain, region, relaxation, p, fast, top=mixing)
+        g = gradients(chain, region, relaxation, p, fast, top=mixing, beta_layers=beta_layers)
         tensors, grads, lrs = list(params.alpha), list(g.alpha[: len(params.alpha)]), [settings.lr_alpha * lr_scale] * len(params.alpha)
-        if params.beta is not None:
-            tensors += params.beta
-            grads += g.beta[: len(params.beta)]
-            lrs += [settings.lr_beta * lr_scale] * len(params.beta)
+        if params.beta is not None:  # layers whose multipliers are fixed at zero (None) are not ascended
+            kept = [j for j, b in enumerate(params.beta) if b is not None]
+            tensors += [params.beta[j] for j in kept]
+            grads += [g.beta[j] for j in kept]
+            lrs += [settings.lr_beta * lr_scale] * len(kept)
         if params.gamma is not None:
             tensors.append(params.gamma)
             grads.append(g.gamma)
@@ -659,7 +668,8 @@ def ascend(
             np.clip(a, 0.0, 1.0, out=a)
         if params.beta is not None:
             for b in params.beta:
-                np.maximum(b, 0.0, out=b)
+                if b is not None:
+                    np.maximum(b, 0.0, out=b)
         if params.gamma is not None:
             np.maximum(params.gamma, 0.0, out=params.gamma)
         if mixing:
@@ -692,7 +702,7 @@ def _copy_where(target: Parameters, source: Parameters, mask: np.ndarray) -> Non
     rows = np.nonzero(mask)
     tensors = list(zip(target.alpha, source.alpha))
     if target.beta is not None:
-        tensors += zip(target.beta, source.beta)
+        tensors += [(t, s) for t, s in zip(target.beta, source.beta) if t is not None]
     if target.gamma is not None:
         tensors.append((target.gamma, source.gamma))
     if target.weights is not None:
@@ -754,6 +764,10 @@ def tighten_intermediate(
     Returns a new relaxation whose bounds are the intersection of the old ones and the new ones
     (both sound on the constrained region, so the intersection is too). Split neurons keep their
     clamped bounds; no multipliers are used here, so splits act only through those bounds.
+    With ``with_beta``, the bounds of the layers below that hold a split neuron in some sub-problem
+    get optimised multipliers (a split acts through them); the other layers' are zero (sound, as any
+    multipliers are: their bound constraints are the relaxation's own, and their multipliers gained
+    next to nothing while costing two thirds of the ascent's parameters).
     Past ``deadline`` the remaining neurons keep the bounds they had (which are sound too).
     ``record`` (a list; batch of one only) receives ``(layer, neurons, signs, slopes)`` for the rows
     that were bounded, ``slopes`` (rows, all ReLUs) zero beyond the layers below (certificates).
@@ -789,6 +803,8 @@ def tighten_intermediate(
             mu[rows_b, np.arange(r)[None, :], sel] = 1.0
             mu[rows_b, r + np.arange(r)[None, :], sel] = -1.0
             params = initial_parameters(current, 2 * r, j, region, with_beta=with_beta)
+            if params.beta is not None:  # multipliers only where they carry a split (see the docstring)
+                params.beta = [b if np.any(current.split[k] != 0) else None for k, b in enumerate(params.beta)]
             value, best, _ = optimise(chain, region, current, (mu, np.zeros((batch, 2 * r))), params, width_settings, start=j)
             if record is not None and batch == 1:
                 total = sum(a.shape[1] for a in lower)
