@@ -763,8 +763,8 @@ def tighten_intermediate(
 
     Returns a new relaxation whose bounds are the intersection of the old ones and the new ones
     (both sound on the constrained region, so the intersection is too). Split neurons keep their
-    clamped bounds; no multipliers are used here, so splits act only through those bounds.
-    With ``with_beta``, the bounds of the layers below that hold a split neuron in some sub-problem
+    clamped bounds; without ``with_beta`` no multipliers are used, so splits act only through those
+    bounds. With ``with_beta``, the bounds of the layers below that hold a split neuron in some sub-problem
     get optimised multipliers (a split acts through them); the other layers' are zero (sound, as any
     multipliers are: their bound constraints are the relaxation's own, and their multipliers gained
     next to nothing while costing two thirds of the ascent's parameters).
