@@ -8,8 +8,7 @@ imported on first use, so importing the package stays light.
 """
 
 from reluverify.errors import ReluverifyError
-
-__version__ = "0.1.0"
+from reluverify.version import __version__
 
 __all__ = ["ReluverifyError", "Verifier", "__version__"]
 

@@ -21,7 +21,7 @@ import argparse
 import importlib
 import sys
 
-from reluverify import __version__
+from reluverify.version import __version__
 from reluverify.errors import ReluverifyError
 from reluverify.memory import current_limit, is_allocation_failure, keep_freed_memory, out_of_memory
 

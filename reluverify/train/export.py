@@ -32,7 +32,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from reluverify import __version__
+from reluverify.version import __version__
 
 OPSET = 13
 IR_VERSION = 8

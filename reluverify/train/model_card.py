@@ -16,7 +16,7 @@ import json
 import os
 import platform
 
-from reluverify import __version__
+from reluverify.version import __version__
 from reluverify.network import file_sha256
 
 CARD_VERSION = 1
