@@ -58,7 +58,7 @@ def check_one(network_path: str, index: int, delta: float, timeout: float) -> di
     """Decide one (point, delta) and describe the result as a CSV row."""
     from reluverify.onnx_runtime import reference_model
     from reluverify.properties.local import LocalRobustness
-    from reluverify.properties.points import Domain
+    from reluverify.properties.inputs import Domain
     from reluverify.solver import SolverOptions, solve
 
     network = _network(network_path)

@@ -62,7 +62,7 @@ def default_network() -> str:
 
 def run_cell(network, point, delta, epsilon, jobs, timeout, per_disjunct=False):
     from reluverify.properties.eps_local import EpsLocalRobustness
-    from reluverify.properties.points import Domain
+    from reluverify.properties.inputs import Domain
     from reluverify.solver import SolverOptions
 
     prop = EpsLocalRobustness(network, point, delta, epsilon, "inf", Domain(DOMAIN_LOWER, DOMAIN_UPPER))

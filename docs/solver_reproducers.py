@@ -42,7 +42,7 @@ def tiny_global(timeout):
     from random_queries import chain_to_onnx, random_chain
     from reluverify.onnx_import import load_onnx
     from reluverify.properties.global_robustness import GlobalRobustness
-    from reluverify.properties.points import Domain
+    from reluverify.properties.inputs import Domain
 
     chain = random_chain(np.random.default_rng(5), (2, 5, 4, 2), mantissa_bits=8)
     path = Path(tempfile.mkdtemp()) / "tiny.onnx"
@@ -56,7 +56,7 @@ def tiny_global(timeout):
 def acas_global(timeout, norm="inf", eps=0.01):
     from reluverify.onnx_import import load_onnx
     from reluverify.properties.global_robustness import GlobalRobustness
-    from reluverify.properties.points import Domain
+    from reluverify.properties.inputs import Domain
 
     network = load_onnx(ACAS)
     prop = GlobalRobustness(network, Domain(np.full(5, 0.05), np.full(5, 0.15)), 0.01, eps, norm)
@@ -71,7 +71,7 @@ def falsify_cost(timeout):
 
     from reluverify.onnx_import import load_onnx
     from reluverify.properties.eps_local import EpsLocalRobustness
-    from reluverify.properties.points import Domain
+    from reluverify.properties.inputs import Domain
     from reluverify.solver import SolverOptions, solve
 
     network = load_onnx(ACAS)

@@ -16,7 +16,7 @@ Every check returns a :class:`~reluverify.properties.result.PropertyResult` (``v
 :meth:`Verifier.max_delta`, a :class:`~reluverify.properties.max_delta.MaxDeltaResult`.
 
 Points are arrays (any shape with the network's input size, flattened in C order) or paths to
-``.npy``/``.csv``/``.json`` files; domains are :class:`~reluverify.properties.points.Domain`
+``.npy``/``.csv``/``.json`` files; domains are :class:`~reluverify.properties.inputs.Domain`
 values, ``(lower, upper)`` pairs (numbers broadcast), ``{"lower": ..., "upper": ...}`` dicts, or
 paths to domain files. A point JSON file that carries a ``"domain"`` uses it when no domain is given.
 """
@@ -29,7 +29,7 @@ from dataclasses import replace
 import numpy as np
 
 from reluverify.network import Network
-from reluverify.properties.points import Domain, load_domain, load_point_and_domain
+from reluverify.properties.inputs import Domain, load_domain, load_point_and_domain
 from reluverify.properties.result import PropertyResult, spec_verdict
 
 
@@ -80,7 +80,7 @@ class Verifier:
         return Domain.of(domain, self.network.input_size)
 
     def _point_and_domain(self, point, domain):
-        from reluverify.properties.points import check_point
+        from reluverify.properties.inputs import check_point
 
         carried = None
         if _is_path(point):

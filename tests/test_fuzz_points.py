@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fuzz_contract import ErrorLine, clean, fuzz_settings, run_cli, run_main
-from reluverify.properties.points import load_domain, load_point_and_domain
-from reluverify.sweep.points import read_points
+from reluverify.properties.inputs import load_domain, load_point_and_domain
+from reluverify.sweep.point_sets import read_points
 
 SIZE = 3
 KEYS = ["point", "x", "input", "domain", "lower", "upper", "points", "other"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reluverify.properties.eps_local import EpsLocalRobustness
-from reluverify.properties.points import Domain
+from reluverify.properties.inputs import Domain
 from reluverify.solver import SolverOptions
 from test_properties_oracles import (
     assert_breaks_eps,

@@ -10,7 +10,7 @@ import pytest
 
 from reluverify.onnx_import import load_onnx
 from reluverify.properties.global_robustness import GlobalRobustness, partition
-from reluverify.properties.points import Domain
+from reluverify.properties.inputs import Domain
 from reluverify.solver import SolverOptions
 from test_properties_oracles import assert_breaks_global, forward, random_net, ramp_net, z3_property
 

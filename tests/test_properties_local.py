@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reluverify.properties.local import LocalRobustness
-from reluverify.properties.points import Domain
+from reluverify.properties.inputs import Domain
 from reluverify.query import Query
 from reluverify.solver import SolverOptions
 from reluverify.solver.z3_encoding import decide_with_z3

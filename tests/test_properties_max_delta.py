@@ -13,7 +13,7 @@ from reluverify.onnx_import import load_onnx
 from reluverify.onnx_runtime import reference_model
 from reluverify.properties.local import LocalRobustness
 from reluverify.properties.max_delta import domain_reach, max_delta
-from reluverify.properties.points import Domain, load_point_and_domain
+from reluverify.properties.inputs import Domain, load_point_and_domain
 from reluverify.solver import SolverOptions
 from test_properties_oracles import breaks_local, difference_net
 

@@ -9,7 +9,7 @@ import pytest
 
 from reluverify.errors import SpecError
 from reluverify.properties.ball import ball_region, check_norm, distance, pair_rows
-from reluverify.properties.points import Domain, check_in_domain, load_domain, load_point, load_point_and_domain
+from reluverify.properties.inputs import Domain, check_in_domain, load_domain, load_point, load_point_and_domain
 
 
 def test_point_formats_round_trip(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from reluverify.errors import SpecError
 from reluverify.sweep.plan import EPS_LOCAL, LOCAL, Job, NetworkRef, job_key, make_plan
-from reluverify.sweep.points import read_points
+from reluverify.sweep.point_sets import read_points
 
 NET_A = NetworkRef("/nets/a.onnx", "a" * 64, 3)
 NET_B = NetworkRef("/nets/b.onnx", "b" * 64, 3)

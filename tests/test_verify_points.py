@@ -14,7 +14,7 @@ from reluverify.cli import main
 from reluverify.errors import SpecError
 from reluverify.sweep.accuracy import network_labels, robust_accuracy
 from reluverify.sweep.evaluation import from_card
-from reluverify.sweep.points import read_labels
+from reluverify.sweep.point_sets import read_labels
 from test_properties_oracles import difference_net
 
 REPO = Path(__file__).resolve().parents[1]

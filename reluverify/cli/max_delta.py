@@ -37,7 +37,7 @@ def run(args) -> int:
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
     from reluverify.properties.max_delta import max_delta
-    from reluverify.properties.points import check_in_domain, load_domain, load_point_and_domain
+    from reluverify.properties.inputs import check_in_domain, load_domain, load_point_and_domain
     from reluverify.solver import SolverOptions
 
     if args.jobs < 1:

@@ -90,10 +90,10 @@ def run(args) -> int:
 
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
-    from reluverify.properties.points import load_domain
+    from reluverify.properties.inputs import load_domain
     from reluverify.sweep.backends import LocalBackend, RayBackend
     from reluverify.sweep.plan import NetworkRef, make_plan
-    from reluverify.sweep.points import read_points
+    from reluverify.sweep.point_sets import read_points
     from reluverify.sweep.report import format_summary, summary_rows
     from reluverify.sweep.run import run_sweep
     from reluverify.sweep.store import ResultStore
@@ -125,7 +125,7 @@ def run(args) -> int:
     if args.domain:
         dom = load_domain(args.domain, size)
         domain = (dom.lower, dom.upper)
-        from reluverify.properties.points import check_in_domain
+        from reluverify.properties.inputs import check_in_domain
 
         for index, point in enumerate(points):
             check_in_domain(point, dom, what=f"{args.points}: point {index}")

@@ -95,7 +95,7 @@ def run(args) -> int:
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
     from reluverify.properties.common import solver_options
-    from reluverify.properties.points import load_domain, load_point_and_domain
+    from reluverify.properties.inputs import load_domain, load_point_and_domain
     from reluverify.solver import SolverOptions
 
     if args.global_:
@@ -133,7 +133,7 @@ def run(args) -> int:
     else:
         point, domain = load_point_and_domain(args.point, network.input_size)
         if args.domain:
-            from reluverify.properties.points import check_in_domain
+            from reluverify.properties.inputs import check_in_domain
 
             domain = load_domain(args.domain, network.input_size)
             check_in_domain(point, domain, what=args.point)

@@ -46,7 +46,7 @@ def _points(args, network):
 
 
 def _domain(args, evaluation, size):
-    from reluverify.properties.points import check_in_domain, load_domain
+    from reluverify.properties.inputs import check_in_domain, load_domain
 
     domain, where = evaluation.domain, "the model card's domain"
     if args.domain:

@@ -8,7 +8,7 @@ as a :class:`~reluverify.properties.result.PropertyResult`:
 * :mod:`~reluverify.properties.eps_local` -- Def. 3, (delta, eps)-local robustness;
 * :mod:`~reluverify.properties.global_robustness` -- Def. 2, (delta, eps)-global robustness;
 * :mod:`~reluverify.properties.max_delta` -- the largest delta for which Def. 1 holds;
-* :mod:`~reluverify.properties.points` -- points and domains from .npy/.csv/.json;
+* :mod:`~reluverify.properties.inputs` -- a property's inputs: a point and a box domain, read and checked;
 * :mod:`~reluverify.properties.export` -- counterexamples as JSON and .npz.
 
 The solver never learns which property a query came from.

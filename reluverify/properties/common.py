@@ -11,7 +11,7 @@ from reluverify import linear_ops
 from reluverify.errors import SpecError
 from reluverify.network import AffineNode, Network
 from reluverify.properties.ball import distance
-from reluverify.properties.points import Domain, check_in_domain, check_point
+from reluverify.properties.inputs import Domain, check_in_domain, check_point
 from reluverify.properties.result import PropertyCounterexample, PropertyResult, robustness_verdict
 from reluverify.properties.runner import Outcome, run_queries
 from reluverify.query import Query

@@ -24,7 +24,7 @@ import numpy as np
 from reluverify.network import Network
 from reluverify.properties.ball import NORM_NAMES, ball_region, check_norm, check_radius
 from reluverify.properties.common import base_result, decide, pair_counterexample, prepare_point, solver_options
-from reluverify.properties.points import Domain
+from reluverify.properties.inputs import Domain
 from reluverify.properties.result import PropertyResult
 from reluverify.query import Disjunct, LinearConstraints, Query
 

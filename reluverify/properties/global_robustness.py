@@ -45,7 +45,7 @@ from reluverify.errors import SpecError
 from reluverify.network import Network
 from reluverify.properties.ball import NORM_NAMES, check_norm, check_radius, pair_rows
 from reluverify.properties.common import base_result, decide, pair_counterexample, solver_options
-from reluverify.properties.points import Domain
+from reluverify.properties.inputs import Domain
 from reluverify.properties.result import PropertyResult
 from reluverify.properties.runner import Outcome, merge_verdict, run_queries
 from reluverify.query import Disjunct, LinearConstraints, Query

@@ -39,7 +39,7 @@ from reluverify.properties.common import (
     prepare_point,
     solver_options,
 )
-from reluverify.properties.points import Domain
+from reluverify.properties.inputs import Domain
 from reluverify.properties.result import TIE, PropertyResult
 from reluverify.query import Disjunct, LinearConstraints, Query
 

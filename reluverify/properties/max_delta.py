@@ -32,7 +32,7 @@ from reluverify.network import Network
 from reluverify.properties.ball import NORM_NAMES, check_norm, check_radius
 from reluverify.properties.common import network_info, prepare_point, solver_options
 from reluverify.properties.local import LocalRobustness
-from reluverify.properties.points import Domain
+from reluverify.properties.inputs import Domain
 from reluverify.properties.result import NOT_ROBUST, ROBUST, TIE, PropertyCounterexample
 from reluverify.solver.result import Statistics
 

@@ -3,11 +3,11 @@
 One module per concern, data flowing one way::
 
     points file --> plan (jobs with stable keys) --> backend (local processes or Ray) --> store (SQLite)
-     points.py       plan.py                          backends.py, worker.py              store.py
+    point_sets.py    plan.py                          backends.py, worker.py              store.py
                                                                                              |
                                                                 report.py, plot.py  <--------+
 
-* :mod:`~reluverify.sweep.points` -- many points from ``.npy`` / ``.csv`` / ``.json``;
+* :mod:`~reluverify.sweep.point_sets` -- many points (and their true labels) from ``.npy`` / ``.csv`` / ``.json``;
 * :mod:`~reluverify.sweep.plan` -- the deterministic list of :class:`~reluverify.sweep.plan.Job`
   values; a job's key hashes the network's sha256, the point's bytes and the property's
   parameters, so the same sweep run twice has the same keys (this is what resuming relies on);

@@ -2,8 +2,8 @@
 
 They come from one of two places:
 
-* ``--points FILE`` -- read by the sweep's reader (:func:`reluverify.sweep.points.read_points`,
-  labels by :func:`~reluverify.sweep.points.read_labels`); no domain, no decision rule;
+* ``--points FILE`` -- read by the sweep's reader (:func:`reluverify.sweep.point_sets.read_points`,
+  labels by :func:`~reluverify.sweep.point_sets.read_labels`); no domain, no decision rule;
 * the network's **model card** ``NAME.json`` beside ``NAME.onnx`` when it names them under
   ``"evaluation_points"``::
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from reluverify.errors import SpecError
-from reluverify.properties.points import Domain, read_json
-from reluverify.sweep.points import read_labels, read_points
+from reluverify.properties.inputs import Domain, read_json
+from reluverify.sweep.point_sets import read_labels, read_points
 
 CARD_KEY = "evaluation_points"
 DECISIONS = ("max", "min")

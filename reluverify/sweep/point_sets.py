@@ -1,4 +1,4 @@
-"""Many points for a sweep, from ``.npy``, ``.csv`` or ``.json``.
+"""Sets of points for a sweep (and their true labels), from ``.npy``, ``.csv`` or ``.json``.
 
 * ``.npy`` -- an array of shape ``(k, n)`` (or ``(k, ...)`` whose trailing dimensions hold ``n``
   values, e.g. ``(k, 8, 8)`` images), or a single point of ``n`` values;
@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from reluverify.errors import SpecError
-from reluverify.properties.points import check_point, read_json, read_npy
+from reluverify.properties.inputs import check_point, read_json, read_npy
 
 
 def read_points(path: str | os.PathLike, size: int) -> np.ndarray:

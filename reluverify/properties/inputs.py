@@ -1,4 +1,5 @@
-"""Reading points and box domains from ``.npy``, ``.csv`` or ``.json`` files, and checking them.
+"""A property's inputs: a point and a box domain (:class:`Domain`), read from ``.npy``, ``.csv`` or
+``.json`` files and checked.
 
 A **point** is one input of the network, flattened in C order (an image of shape (8, 8) is its
 64 values row by row). Accepted files:
