@@ -202,7 +202,7 @@ def run_case(seed: int, case: int, strategies: tuple[str, ...], timeout: float, 
         for strategy in strategies:
             options = SolverOptions(timeout=timeout, strategy=strategy)
             result = solve(query, options)
-            outcome, why = compare(query, z3, result, options.confirm_tolerance, z3_timeout)
+            outcome, why = compare(query, z3, result, options.tolerances.confirm, z3_timeout)
             rows.append({"decider": strategy, "verdict": result.verdict, "seconds": result.seconds,
                          "outcome": outcome, "reason": why or result.reason})
             if outcome == "disagree":

@@ -75,15 +75,15 @@ def load_instances(folder: str | Path) -> list[Instance]:
     return instances
 
 
-def solve_instance(onnx_path: str, vnnlib_path: str, timeout: float, options_overrides: dict) -> dict:
-    """Worker: load, compile and solve one instance; plain data out."""
+def solve_instance(onnx_path: str, vnnlib_path: str, options) -> dict:
+    """Worker: load, compile and solve one instance with ``options`` (a ``SolverOptions``); plain data out."""
     from reluverify.onnx_import import load_onnx
-    from reluverify.solver import SolverOptions, solve
+    from reluverify.solver import solve
     from reluverify.vnnlib import load_query
 
     network = load_onnx(onnx_path)
     query = load_query(network, vnnlib_path)
-    result = solve(query, SolverOptions(timeout=timeout, **options_overrides))
+    result = solve(query, options)
     return {"verdict": result.verdict, "reason": result.reason, "statistics": result.statistics.to_dict()}
 
 
@@ -91,17 +91,20 @@ def run_benchmark(
     instances: list[Instance],
     timeout_scale: float = 1.0,
     jobs: int = 1,
-    options_overrides: dict | None = None,
+    options=None,
     progress=None,
     cap: float | None = None,
 ) -> list[InstanceResult]:
     """Run every instance; ``progress(result, done, total)`` is called as each one finishes.
 
-    An instance gets its competition timeout times ``timeout_scale``, at most ``cap`` seconds."""
-    options_overrides = options_overrides or {}
+    ``options`` (a ``SolverOptions``, default ones when None) solve each instance; an instance gets its
+    competition timeout times ``timeout_scale``, at most ``cap`` seconds."""
+    from reluverify.solver import SolverOptions
+
+    options = options or SolverOptions()
     limits = {i: min(inst.timeout * timeout_scale, cap or float("inf")) for i, inst in enumerate(instances)}
     tasks = (
-        (i, solve_instance, (inst.onnx, inst.vnnlib, max(1.0, limits[i] - 1.0), options_overrides))
+        (i, solve_instance, (inst.onnx, inst.vnnlib, options.with_timeout(max(1.0, limits[i] - 1.0))))
         for i, inst in enumerate(instances)
     )
     results: list[InstanceResult | None] = [None] * len(instances)

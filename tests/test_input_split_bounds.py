@@ -1,5 +1,5 @@
 """Input splitting's stronger box bounds: bounds inherited from the parent box, and optimised slopes on
-deep boxes (``split_alpha_depth``). Both may only ever cut what holds no counterexample."""
+deep boxes (``input_split.alpha_depth``). Both may only ever cut what holds no counterexample."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from random_queries import random_chain
 
 from reluverify.query import Disjunct, LinearConstraints, Query
 from reluverify.solver import SolverOptions, solve
+from reluverify.solver.options import InputSplitOptions
 from reluverify.solver.bounds import deeppoly_bounds
 
 
@@ -52,8 +53,8 @@ def test_child_bounds_with_the_parents_hold_on_samples(seed):
 
 def _deep_options(**extra):
     # optimised slopes from the first box on, and boxes bounded many times before they are decided
-    return SolverOptions(timeout=20, strategy="input-split", split_alpha_depth=0, split_alpha_iterations=20,
-                         input_split_min_relus=1, falsify=False, **extra)
+    return SolverOptions(timeout=20, strategy="input-split", falsify=False,
+                         input_split=InputSplitOptions(alpha_depth=0, alpha_iterations=20, min_relus=1, **extra))
 
 
 def _near_max_query(rng, chain, offset):
@@ -77,8 +78,8 @@ def test_optimised_deep_boxes_agree_with_reluplex(seed):
     chain = random_chain(rng, (3, 16, 16, 16, 2))
     query = _near_max_query(rng, chain, float(rng.choice([1e-3, 3e-3, 1e-2, 3e-2])))
     # optimised slopes from the first box on, boxes bounded with their parents' bounds
-    split = solve(query, SolverOptions(timeout=20, strategy="input-split", split_alpha_depth=0, input_split_min_relus=1,
-                                       falsify=False))
+    split = solve(query, SolverOptions(timeout=20, strategy="input-split", falsify=False,
+                                       input_split=InputSplitOptions(alpha_depth=0, min_relus=1)))
     reluplex = solve(query, SolverOptions(timeout=20, strategy="relu-split", falsify=False))
     assert split.verdict in ("sat", "unsat"), split.reason
     if reluplex.verdict in ("sat", "unsat"):
@@ -119,7 +120,7 @@ def test_warm_started_ascent_agrees_with_reluplex(seed):
     reluplex = solve(query, SolverOptions(timeout=20, strategy="relu-split", falsify=False))
     assert reluplex.verdict in ("sat", "unsat"), reluplex.reason
     for warm in (True, False):
-        split = solve(query, SolverOptions(timeout=20, strategy="input-split", split_alpha_depth=0, split_alpha_iterations=5,
-                                           split_alpha_warm=warm, split_inherit_depth=0, input_split_min_relus=1,
-                                           falsify=False))
+        split = solve(query, SolverOptions(timeout=20, strategy="input-split", falsify=False,
+                                           input_split=InputSplitOptions(alpha_depth=0, alpha_iterations=5, alpha_warm=warm,
+                                                                         inherit_depth=0, min_relus=1)))
         assert split.verdict == reluplex.verdict, (warm, split.reason)

@@ -26,7 +26,7 @@ from reluverify.network import ReluChain
 from reluverify.onnx_import import load_onnx
 
 TOLERANCE = 1e-6
-"""The solver confirms counterexamples up to this relative slack (SolverOptions.confirm_tolerance)."""
+"""The solver confirms counterexamples up to this relative slack (SolverOptions.tolerances.confirm)."""
 
 
 # ------------------------------------------------------------------ networks

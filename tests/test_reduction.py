@@ -17,6 +17,7 @@ from conftest import benchmark_dir
 from random_queries import planted_counterexample_query, random_chain, random_query
 from reluverify.onnx_import import load_onnx
 from reluverify.solver import SolverOptions, solve
+from reluverify.solver.options import BranchAndBoundOptions
 from reluverify.solver.reduction import reduced_chain
 
 
@@ -65,7 +66,7 @@ def test_reduced_cnn_leaf_is_small_and_exact():
 @pytest.mark.parametrize("seed", range(3))
 def test_relu_bab_with_reluplex_leaves_agrees_with_reluplex(seed):
     rng = np.random.default_rng(100 + seed)
-    leaves = SolverOptions(timeout=20, strategy="relu-bab", bab_leaf_depth=1, falsify=False)
+    leaves = SolverOptions(timeout=20, strategy="relu-bab", bab=BranchAndBoundOptions(leaf_depth=1), falsify=False)
     exact = SolverOptions(timeout=20, strategy="relu-split", falsify=False)
     decided = leaves_run = 0
     for _ in range(12):

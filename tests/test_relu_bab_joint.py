@@ -1,4 +1,4 @@
-"""ReLU branch and bound over all the disjuncts of a box at once (``bab_joint_disjuncts``).
+"""ReLU branch and bound over all the disjuncts of a box at once (``bab.joint_disjuncts``).
 
 The joint search keeps one bound per disjunct in every sub-problem and drops a disjunct where its
 bound is positive; it must give the verdict of one search per disjunct, and of Reluplex.
@@ -12,6 +12,7 @@ import pytest
 from random_queries import random_chain
 from reluverify.query import Disjunct, LinearConstraints, Query
 from reluverify.solver import SolverOptions, crown, solve
+from reluverify.solver.options import BranchAndBoundOptions
 
 
 def _near_max_disjuncts(rng, chain, offsets):
@@ -40,7 +41,8 @@ def test_joint_search_agrees_with_separate_searches_and_reluplex(seed):
     reluplex = solve(query, SolverOptions(timeout=20, strategy="relu-split", falsify=False))
     assert reluplex.verdict in ("sat", "unsat"), reluplex.reason
     for joint in ("joint", "separate"):
-        bab = solve(query, SolverOptions(timeout=20, strategy="relu-bab", bab_joint_disjuncts=joint, falsify=False))
+        bab = solve(query, SolverOptions(timeout=20, strategy="relu-bab", bab=BranchAndBoundOptions(joint_disjuncts=joint),
+                                         falsify=False))
         assert bab.verdict == reluplex.verdict, (joint, bab.reason)
         if bab.verdict == "unsat":
             assert all(v == "unsat" for v in bab.disjunct_verdicts)
@@ -60,7 +62,8 @@ def test_joint_search_shares_its_tree():
         chain = random_chain(rng, (3, 12, 12, 12, 3))
         query = _near_max_disjuncts(rng, chain, [3e-2, 3e-2, 3e-2])
         for joint in ("joint", "separate"):
-            result = solve(query, SolverOptions(timeout=20, strategy="relu-bab", bab_joint_disjuncts=joint, falsify=False))
+            result = solve(query, SolverOptions(timeout=20, strategy="relu-bab", bab=BranchAndBoundOptions(joint_disjuncts=joint),
+                                                falsify=False))
             assert result.verdict == "unsat", result.reason
             counts[joint] += result.statistics.subproblems
     assert counts["separate"] > 3 * 6  # the cases do need splits ...

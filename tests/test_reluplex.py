@@ -22,7 +22,9 @@ from random_queries import planted_counterexample_query, random_chain, random_qu
 from reluverify.network import ReluChain
 from reluverify.query import Query
 from reluverify.solver.bound_store import BoundStore
-from reluverify.solver.options import SolverOptions
+import dataclasses
+
+from reluverify.solver.options import ReluplexOptions, SolverOptions
 from reluverify.solver.reluplex import ACTIVE, INACTIVE, ReluplexEngine
 from reluverify.solver.result import Statistics
 
@@ -67,7 +69,8 @@ def mixed_needs_splits():
 
 def make_engine(net: ReluChain, rows, rhs, lower, upper, num_v=None, **options):
     stats = Statistics()
-    opts = SolverOptions(**options)
+    reluplex = {f.name: options.pop(f.name) for f in dataclasses.fields(ReluplexOptions) if f.name in options}
+    opts = SolverOptions(reluplex=ReluplexOptions(**reluplex), **options)
     engine = ReluplexEngine(net, num_v or net.input_size, np.asarray(rows, float), np.asarray(rhs, float),
                             np.asarray(lower, float), np.asarray(upper, float), opts, stats)
     return engine, stats

@@ -28,7 +28,7 @@ def test_shared_search_gives_the_same_verdicts(strategy, seed):
     chain = random_chain(rng, [4, 24, 24, 3])
     for query in (robust_query(rng, chain, slack=0.01), planted_counterexample_query(rng, chain).query):
         one = solve(query, SolverOptions(timeout=30, strategy=strategy))
-        two = solve(query, SolverOptions(timeout=30, strategy=strategy, jobs=2, falsify=False))
+        two = solve(query, SolverOptions(timeout=30, strategy=strategy, falsify=False).with_jobs(2))
         assert one.verdict in ("sat", "unsat") and two.verdict == one.verdict
         if two.verdict == "sat":
             assert two.counterexample is not None and two.counterexample.reference == "onnxruntime"
@@ -38,7 +38,7 @@ def test_shared_search_gives_the_same_verdicts(strategy, seed):
 def test_mnist_relu_bab_shared_between_two_processes():
     folder = benchmark_dir("mnistfc")
     query = load_query(load_onnx(folder / "mnist-net_256x2.onnx"), folder / "prop_5_0.03.vnnlib")
-    result = solve(query, SolverOptions(timeout=120, jobs=2))
+    result = solve(query, SolverOptions(timeout=120).with_jobs(2))
     assert result.verdict == "unsat"
     assert result.statistics.subproblems > 10 and result.statistics.relu_splits > 0  # the workers' counts came back
     assert _children_alive() == 0
@@ -48,7 +48,7 @@ def test_acasxu_input_split_shared_between_two_processes():
     folder = benchmark_dir("acasxu")
     query = load_query(load_onnx(folder / "ACASXU_run2a_1_2_batch_2000.onnx"), folder / "prop_3.vnnlib")
     one = solve(query, SolverOptions(timeout=120))
-    two = solve(query, SolverOptions(timeout=120, jobs=2))
+    two = solve(query, SolverOptions(timeout=120).with_jobs(2))
     assert one.verdict == two.verdict == "unsat"
     assert two.statistics.boxes >= 0.5 * one.statistics.boxes
     assert _children_alive() == 0
@@ -59,7 +59,7 @@ def test_shared_search_keeps_the_deadline():
     # 256x4 prop 3 takes minutes (prop 0, once used here, is now proven in about a second)
     query = load_query(load_onnx(folder / "mnist-net_256x4.onnx"), folder / "prop_3_0.03.vnnlib")
     started = time.monotonic()
-    result = solve(query, SolverOptions(timeout=4, jobs=2))
+    result = solve(query, SolverOptions(timeout=4).with_jobs(2))
     assert result.verdict == "timeout"
     assert time.monotonic() - started < 12
     assert _children_alive() == 0
@@ -125,14 +125,14 @@ def test_an_unsat_shared_search_has_refuted_its_whole_tree(monkeypatch):
     when two processes prove MNIST 256x4 prop 9, as when one does; a search that refuted less than
     all of it ends ``unknown`` (:func:`input_split.exhausted`), never ``unsat``."""
     from reluverify.solver import relu_bab
-    from reluverify.solver.input_split import exhausted
+    from reluverify.solver.search import exhausted
 
     shares = []
     finish = relu_bab._Search.finish
     monkeypatch.setattr(relu_bab._Search, "finish", lambda self: shares.append(self.proven) or finish(self))
     folder = benchmark_dir("mnistfc")
     query = load_query(load_onnx(folder / "mnist-net_256x4.onnx"), folder / "prop_9_0.03.vnnlib")
-    result = solve(query, SolverOptions(timeout=120, jobs=2))
+    result = solve(query, SolverOptions(timeout=120).with_jobs(2))
     assert result.verdict == "unsat"
     assert shares and abs(shares[-1] - 1.0) < 1e-9
     assert exhausted(0.7, []).status == "unknown" and exhausted(1.0, []).status == "unsat"

@@ -79,7 +79,7 @@ def check_result(query: Query, result, options: SolverOptions, name: str) -> Non
     np.testing.assert_array_equal(cex.ir_outputs, query.outputs(v))
     full = np.concatenate([v, y_ref])
     residual = d.constraints.residuals(full)
-    allowed = options.confirm_tolerance * (1.0 + np.abs(d.constraints.matrix) @ np.abs(full) + np.abs(d.constraints.rhs))
+    allowed = options.tolerances.confirm * (1.0 + np.abs(d.constraints.matrix) @ np.abs(full) + np.abs(d.constraints.rhs))
     assert np.all(residual <= allowed), f"{name}: onnxruntime outputs miss the disjunct by {np.max(residual - allowed):.3g}"
     assert result.disjunct_verdicts[cex.disjunct] == "sat", name
 
@@ -95,9 +95,9 @@ def compare(query: Query, z3_verdict: str, result, options: SolverOptions, name:
     cex = result.counterexample
     residuals, scale = exact_residuals(query, cex.disjunct, cex.inputs)
     worst = max(float(r / Fraction(float(s))) for r, s in zip(residuals, scale))
-    assert worst <= options.confirm_tolerance, (
+    assert worst <= options.tolerances.confirm, (
         f"{name}: solve says sat, z3 unsat, and the counterexample misses disjunct {cex.disjunct} by "
-        f"{worst:.3g} x its scale in exact arithmetic (tolerance {options.confirm_tolerance})"
+        f"{worst:.3g} x its scale in exact arithmetic (tolerance {options.tolerances.confirm})"
     )
     return "tolerance-sat"
 

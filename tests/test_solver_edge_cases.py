@@ -34,7 +34,7 @@ from reluverify.solver.z3_encoding import decide_with_z3
 from reluverify.vnnlib import load_query, parse_vnnlib
 from test_solver_differential import CONFIGS, check_result, compare
 
-CONFIRM_TOLERANCE = SolverOptions().confirm_tolerance
+CONFIRM_TOLERANCE = SolverOptions().tolerances.confirm
 
 
 def decide_everywhere(query: Query, expected: str, z3: bool = True) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from reluverify.solver.options import STRATEGIES
+from reluverify.solver.options import STRATEGIES, SolverOptions
 
 
 def register(subparsers) -> None:
@@ -72,7 +72,8 @@ def run(args) -> int:
             flush=True,
         )
 
-    results = run_benchmark(instances, args.timeout_scale, args.jobs, {"strategy": args.strategy, "jobs": args.jobs_per_instance}, progress, cap=args.cap)
+    options = SolverOptions(strategy=args.strategy).with_jobs(args.jobs_per_instance)
+    results = run_benchmark(instances, args.timeout_scale, args.jobs, options, progress, cap=args.cap)
     by = choose_grouping(instances) if args.group_by == "auto" else args.group_by
     print(format_table(summary_rows(results, by)))
     wrong = [r for r in results if r.wrong]

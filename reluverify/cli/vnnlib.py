@@ -56,7 +56,7 @@ def run(args) -> int:
         raise ReluverifyError("--jobs must be at least 1")
     from reluverify.cli.verify import live_progress
 
-    options = SolverOptions(timeout=args.timeout, strategy=args.strategy, jobs=args.jobs)
+    options = SolverOptions(timeout=args.timeout, strategy=args.strategy).with_jobs(args.jobs)
     proof = exact = None
     with live_progress(args):
         if args.proof:

@@ -12,7 +12,7 @@ With ``jobs > 1`` each task runs in its own process (:func:`reluverify.parallel.
 killed if it overruns; a worker that runs out of memory ends the whole run with its
 :class:`~reluverify.errors.MemoryLimitError` (the others would hit the same limit). A single
 query that is not split into disjunct groups runs in this process instead, its search shared
-among ``jobs`` worker processes (``SolverOptions.jobs``, :mod:`reluverify.solver.sharing`). Splitting a query's disjuncts across workers is the paper's "disjuncts
+among ``jobs`` worker processes (``SolverOptions.parallel.jobs``, :mod:`reluverify.solver.sharing`). Splitting a query's disjuncts across workers is the paper's "disjuncts
 in parallel": ``split_disjuncts=True`` makes one task per disjunct (``query.with_disjuncts([d])``),
 in the order of the disjuncts, so the property lists the likeliest violations first;
 ``split_disjuncts=k`` (an int) makes ``k`` tasks, disjunct ``i`` going to group ``i mod k``. Groups
@@ -187,7 +187,7 @@ def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: b
 
     if jobs > 1 and len(queries) == 1 and not split_disjuncts:
         # one query: its search shares the work among the processes (solver/sharing.py)
-        options = replace(options, jobs=jobs)
+        options = options.with_jobs(jobs)
         jobs = 1
     if jobs <= 1:
         for qi in order:

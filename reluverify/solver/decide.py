@@ -4,13 +4,9 @@ The query is ``sat`` as soon as one disjunct has a confirmed counterexample, ``u
 every disjunct is proven infeasible, and otherwise ``timeout`` (the budget ran out) or
 ``unknown`` (a residue could not be decided, with the reason).
 
-Strategy per query (``SolverOptions.strategy``):
-
-* ``input-split`` -- branch and bound on the input box with symbolic bounds, Reluplex on the
-  residue boxes (chosen automatically for networks with few inputs and no auxiliary variables);
-* ``relu-bab`` -- branch and bound over ReLU phases with optimised linear bounds, Reluplex on
-  its leaves (chosen automatically for networks with many inputs, or auxiliary variables);
-* ``relu-split`` -- the Reluplex procedure on the whole disjunct (chosen for small networks).
+:class:`Decider` runs the phases every query goes through (constant inputs folded, empty and
+bound-refuted disjuncts settled, falsification) and hands the rest to one search strategy of
+:mod:`~reluverify.solver.strategies`, whose outcomes it settles in one place (:meth:`Decider.settle`).
 """
 
 from __future__ import annotations
@@ -25,19 +21,30 @@ from reluverify.solver.certificate import INPUT_LOWER, INPUT_UPPER, Certificate,
 from reluverify.solver.confirm import confirm
 from reluverify.solver.facts import PhaseFacts, chain_fingerprint, known_bounds, phases_from_bounds
 from reluverify.solver.falsify import attack, polish, random_samples, violations
-from reluverify.solver.input_split import SearchOutcome, Target, input_split_search
 from reluverify.solver.options import SolverOptions
 from reluverify.solver.progress import ProgressCallback, Throttle, observer
 from reluverify.solver.projection import project_constant_inputs
-from reluverify.solver.reduction import reduced_chain, reduced_relus, tableau_entries
 from reluverify.solver.reluplex import LeafOutcome, ReluplexEngine
 from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result, Statistics
+from reluverify.solver.search import SearchOutcome
+from reluverify.solver.strategies import choose
+
+SYMBOLIC_MAX_INPUTS = 256
+"""A query's first bounds come from the symbolic forward pass (cost grows with the inputs) up to this
+many network inputs, and from layer-by-layer DeepPoly back-substitution (cost grows with the unstable
+neurons) beyond."""
 
 
-class _Decider:
+class Decider:
     """Decides one query. When some network inputs are constant, the search runs on the query
     projected onto the others (:mod:`~reluverify.solver.projection`): ``self.query`` is that
-    projection, ``self.original`` the query as given, on which every counterexample is confirmed."""
+    projection, ``self.original`` the query as given, on which every counterexample is confirmed.
+
+    What a strategy may use: ``query``, ``chain``, ``options``, ``stats``, ``deadline``, ``progress``,
+    ``targets`` (each disjunct's rows and right-hand sides, its input rows included), ``all_rows``
+    and ``all_rhs``, ``known`` (bounds from other runs), ``trees`` (proof trees), and the methods
+    :meth:`box_groups`, :meth:`layer_bounds`, :meth:`engine`, :meth:`leaf`, :meth:`try_confirm` and
+    :meth:`timed_out`."""
 
     def __init__(self, query: Query, options: SolverOptions, facts=(), progress=None) -> None:
         self.original = query
@@ -90,7 +97,7 @@ class _Decider:
         key = (lower[:n_x].tobytes(), upper[:n_x].tobytes())
         if key not in self._layer_bounds:
             known_lower, known_upper = self.known if self.known else (None, None)
-            if n_x > self.options.symbolic_max_inputs or self.options.proof:  # images (cost by unstable
+            if n_x > SYMBOLIC_MAX_INPUTS or self.options.proof:  # images (cost by unstable
                 # neurons, not by inputs), and proofs (the checker recomputes DeepPoly, not the symbolic pass)
                 bounds = deeppoly_bounds(self.chain, lower[None, :n_x], upper[None, :n_x], known_lower, known_upper)
             else:
@@ -120,12 +127,12 @@ class _Decider:
     def try_confirm(self, inputs: np.ndarray, disjunct: int) -> bool:
         """Confirm with onnxruntime on the original query; for inputs without auxiliaries, polish
         boundary points first."""
-        cex = confirm(self.original, self.expand(inputs), self.options.confirm_tolerance, disjunct)
+        cex = confirm(self.original, self.expand(inputs), self.options.tolerances.confirm, disjunct)
         if cex is None and self.query.num_auxiliary == 0:
             d = self.query.disjuncts[disjunct]
             rows, rhs = self.targets[disjunct]
             better = polish(self.chain, np.asarray(inputs, dtype=np.float64), d.lower, d.upper, rows, rhs)
-            cex = confirm(self.original, self.expand(better), self.options.confirm_tolerance, disjunct)
+            cex = confirm(self.original, self.expand(better), self.options.tolerances.confirm, disjunct)
         if cex is None:
             self.stats.candidates_rejected += 1
             return False
@@ -166,12 +173,12 @@ class _Decider:
         if not self.options.falsify or self.query.num_auxiliary:
             return False
         opts = self.options
-        rng = np.random.default_rng(opts.seed)
+        rng = np.random.default_rng(opts.attack.seed)
         groups = self.box_groups(live)
         for members in groups:
             box = self.query.disjuncts[members[0]]
             rows, rhs, mask_of = self.stacked_targets(members)
-            samples = random_samples(rng, box.lower, box.upper, opts.random_samples)
+            samples = random_samples(rng, box.lower, box.upper, opts.attack.samples)
             self.stats.falsification_samples += samples.shape[0]
             n = self.chain.input_size
             y = self.chain.evaluate(samples)
@@ -186,14 +193,14 @@ class _Decider:
         for members in groups:
             box = self.query.disjuncts[members[0]]
             rows, rhs, mask_of = self.stacked_targets(members)
-            restarts = opts.attack_restarts
+            restarts = opts.attack.restarts
             starts = np.concatenate(
                 [0.5 * (box.lower + box.upper)[None, :], rng.uniform(box.lower, box.upper, size=(restarts - 1, box.lower.size))]
             )
             starts = np.tile(starts, (len(members), 1))
             mask = np.repeat(mask_of, restarts, axis=0)
-            points, values = attack(self.chain, box.lower, box.upper, rows, rhs, rng, starts=starts, steps=opts.attack_steps, mask=mask)
-            self.stats.falsification_samples += points.shape[0] * opts.attack_steps
+            points, values = attack(self.chain, box.lower, box.upper, rows, rhs, rng, starts=starts, steps=opts.attack.steps, mask=mask)
+            self.stats.falsification_samples += points.shape[0] * opts.attack.steps
             for i in np.argsort(values)[: 4 * len(members)]:
                 if values[i] <= 0 and self.try_confirm(points[i], members[i // restarts]):
                     return True
@@ -251,7 +258,7 @@ class _Decider:
         if self.query.num_auxiliary:
             aux = rows[:, n_x : self.query.num_inputs]
             low = low + np.minimum(aux * lower[n_x:], aux * upper[n_x:]).sum(axis=1)
-        return bool(np.any(low > self.options.prune_margin))
+        return bool(np.any(low > self.options.tolerances.prune_margin))
 
     def leaf(
         self, engine: ReluplexEngine, k: int, lower: np.ndarray, upper: np.ndarray, phases: np.ndarray | None = None
@@ -263,136 +270,19 @@ class _Decider:
             return LeafOutcome(UNKNOWN, reason="a Reluplex solution was not confirmed by onnxruntime")
         return outcome
 
-    def reduced_leaf(self, k: int, disjunct, lower: np.ndarray, upper: np.ndarray, phases: np.ndarray) -> LeafOutcome | None:
-        """A branch-and-bound leaf decided by Reluplex on the network reduced to the leaf's free ReLUs
-        (:mod:`~reluverify.solver.reduction`): its tableau never holds the stable neurons. None when even
-        that tableau would exceed ``max_tableau_entries``."""
-        n_x = self.chain.input_size
-        if reduced_relus(self.chain, phases) >= self.chain.num_relus:  # many free ReLUs: the network itself
-            chain, engine = self.chain, None
-        else:
-            chain = reduced_chain(self.chain, lower[:n_x], upper[:n_x], phases)
-        if tableau_entries(chain) > self.options.max_tableau_entries:
-            return None  # too large for an exact leaf: the search splits it further
-        if chain is self.chain:
-            return self.leaf(self.engine(disjunct.lower, disjunct.upper), k, lower, upper, phases)
-        engine = ReluplexEngine(chain, self.query.num_inputs, self.all_rows, self.all_rhs, disjunct.lower,
-                                disjunct.upper, self.options, self.stats)
-        return self.leaf(engine, k, lower, upper)
-
-    def prove_by_input_splitting(self, live: list[int]) -> Result | None:
-        for members in self.box_groups(live):
-            box = self.query.disjuncts[members[0]]
-            targets = [Target(k, *self.targets[k]) for k in members]
-
-            def leaf_solver(position: int, lo: np.ndarray, hi: np.ndarray, members=members, box=box):
-                return self.leaf(self.engine(box.lower, box.upper), members[position], lo, hi)
-
-            outcome = input_split_search(
-                self.chain,
-                targets,
-                box.lower,
-                box.upper,
-                self.options,
-                self.stats,
-                self.deadline,
-                confirm=lambda x, position, members=members: self.try_confirm(x, members[position]),
-                leaf_solver=leaf_solver,
-                known=self.known,
-                progress=self.progress,
-                trees=[self.trees[k] for k in members] if self.options.proof else None,
-                input_rows=(self.query.input_constraints.matrix, self.query.input_constraints.rhs)
-                if self.query.input_constraints.num_rows
-                else None,
-            )
-            if outcome.status == SAT and (self.found is not None or self.try_confirm(outcome.inputs, outcome.disjunct)):
-                return self.result(SAT)  # confirmed here, or in a worker process and again here
-            if outcome.status == SAT:
-                outcome = SearchOutcome(UNKNOWN, reason="a worker's counterexample was not confirmed by onnxruntime")
-            for k in members:
-                self.verdicts[k] = outcome.status if outcome.status != SAT else UNKNOWN
-            if outcome.status == TIMEOUT:
-                return self.result(TIMEOUT, outcome.reason)
-            if outcome.status == UNKNOWN:
-                self.reasons.append(outcome.reason)
-        return None
-
-    def prove_by_relu_bab(self, live: list[int]) -> Result | None:
-        """ReLU-phase branch and bound, one search per input box for all its disjuncts (one per
-        disjunct when a proof is recorded: each has its own proof tree), the likeliest violations
-        (lowest root bound) first."""
-        # imported here: a process that only splits inputs (ACAS Xu) does not load branch and bound
-        from reluverify.solver import crown
-        from reluverify.solver.relu_bab import Disjunction, bound_root, relu_bab_search, root_bounds, searches_jointly
-
-        input_rows = self.query.input_constraints
-        groups = self.box_groups(live) if searches_jointly(self.chain, self.options) else [[k] for k in live]
-        roots: dict[tuple[bytes, bytes], object] = {}
-        starts = []
-        for members in groups:
-            d = self.query.disjuncts[members[0]]
-            region = crown.Region(
-                d.lower[None, :], d.upper[None, :],
-                input_rows.matrix if input_rows.num_rows else None, input_rows.rhs if input_rows.num_rows else None,
-            )
-            key = (d.lower.tobytes(), d.upper.tobytes())
-            if key not in roots:
-                first = self.layer_bounds(d.lower, d.upper)
-                # the root's slopes get a share of the time left; branching (and its attacks) the rest
-                until = None if self.deadline is None else time.monotonic() + self.options.bab_root_share * (
-                    self.deadline - time.monotonic()
-                )
-                roots[key] = root_bounds(self.chain, region, self.options, first, until,
-                                         record=[] if self.options.proof else None)
-            if self.options.proof:
-                self.trees[members[0]].bounds_at = "root"
-                for rows in roots[key].interm_rows:
-                    self.trees[members[0]].add_interm_rows(*rows)
-            targets = [Disjunction(*self.targets[k]) for k in members]
-            starts.append((members, region, roots[key], targets,
-                           bound_root(self.chain, targets, region, roots[key], self.options)))
-            if self.timed_out():
-                return self.result(TIMEOUT, "time budget exhausted bounding the disjuncts")
-        for members, region, root, targets, start in sorted(starts, key=lambda entry: entry[4].value):
-            box = self.query.disjuncts[members[0]]
-            outcome = relu_bab_search(
-                self.chain,
-                targets,
-                region,
-                root,
-                self.options,
-                self.stats,
-                self.deadline,
-                confirm=lambda v, t, members=members: self.try_confirm(v, members[t]),
-                leaf_solver=lambda t, lo, hi, phases, members=members, box=box: self.reduced_leaf(members[t], box, lo, hi, phases),
-                start=start,
-                progress=self.progress,
-                tree=self.trees.get(members[0]) if len(members) == 1 else None,
-            )
-            if outcome.status == SAT and (self.found is not None or self.try_confirm(outcome.inputs, members[outcome.disjunct])):
-                # confirmed here, or in a worker process (then again here: the parent reports it)
-                return self.result(SAT)
-            if outcome.status == SAT:
-                outcome = SearchOutcome(UNKNOWN, reason="a worker's counterexample was not confirmed by onnxruntime")
-            for k in members:
-                self.verdicts[k] = outcome.status
-            if outcome.status == TIMEOUT:
-                return self.result(TIMEOUT, outcome.reason)
-            if outcome.status == UNKNOWN:
-                self.reasons.append(outcome.reason)
-        return None
-
-    def prove_by_relu_splitting(self, live: list[int]) -> Result | None:
-        for k in live:
-            d = self.query.disjuncts[k]
-            outcome = self.leaf(self.engine(d.lower, d.upper), k, d.lower, d.upper)
-            if outcome.status == SAT:
-                return self.result(SAT)
+    def settle(self, members: list[int], outcome: SearchOutcome) -> Result | None:
+        """One search's outcome for the disjuncts ``members``: the final result on ``sat`` (confirmed here,
+        or in a worker process and again here) or ``timeout``; None to go on."""
+        if outcome.status == SAT and (self.found is not None or self.try_confirm(outcome.inputs, outcome.disjunct)):
+            return self.result(SAT)
+        if outcome.status == SAT:
+            outcome = SearchOutcome(UNKNOWN, reason="a worker's counterexample was not confirmed by onnxruntime")
+        for k in members:
             self.verdicts[k] = outcome.status
-            if outcome.status == TIMEOUT:
-                return self.result(TIMEOUT, outcome.reason)
-            if outcome.status == UNKNOWN:
-                self.reasons.append(outcome.reason)
+        if outcome.status == TIMEOUT:
+            return self.result(TIMEOUT, outcome.reason)
+        if outcome.status == UNKNOWN:
+            self.reasons.append(outcome.reason)
         return None
 
     def run(self) -> Result:
@@ -424,31 +314,10 @@ class _Decider:
             return self.result(SAT)
         if self.timed_out():
             return self.result(TIMEOUT, "time budget exhausted during falsification")
-        strategy = self.options.strategy
-        if strategy == "auto":
-            # input splitting pays when inputs are few and ReLUs many (ACAS Xu: 5 and 300); a network
-            # with few ReLUs has at most 2^R phase combinations, which Reluplex settles quickly even
-            # when huge weights make box bounds useless
-            few_inputs = self.chain.input_size <= self.options.input_split_max_inputs
-            many_relus = self.chain.num_relus >= self.options.input_split_min_relus
-            if not many_relus:
-                strategy = "relu-split"
-            elif few_inputs and self.query.num_auxiliary == 0:
-                strategy = "input-split"
-            else:
-                strategy = "relu-bab"
-        if strategy == "input-split" and self.query.num_auxiliary:
-            strategy = "relu-split"  # boxes cannot express auxiliary variables' constraints
-        if strategy == "relu-split" and self.options.proof:
-            strategy = "relu-bab"  # Reluplex's search leaves no certificate; branch and bound does
-        if strategy == "input-split":
-            final = self.prove_by_input_splitting(live)
-        elif strategy == "relu-bab":
-            final = self.prove_by_relu_bab(live)
-        else:
-            final = self.prove_by_relu_splitting(live)
-        if final is not None:
-            return final
+        for members, outcome in choose(self).search(self, live):
+            final = self.settle(members, outcome)
+            if final is not None:
+                return final
         if all(v == UNSAT for v in self.verdicts):
             return self.result(UNSAT)
         return self.result(UNKNOWN, "; ".join(dict.fromkeys(self.reasons)) or "undecided")
@@ -471,14 +340,14 @@ def solve(query: Query, options: SolverOptions | None = None, facts=(), progress
     options = options or SolverOptions()
     progress = progress if progress is not None else observer()
     if all(network.is_piecewise_linear for network in query.networks):
-        run = lambda: _Decider(query, options, facts, progress).run()  # noqa: E731
+        run = lambda: Decider(query, options, facts, progress).run()  # noqa: E731
     else:
         from reluverify.solver.nonlinear import solve_nonlinear
 
         run = lambda: solve_nonlinear(query, options)  # noqa: E731
-    if options.blas_threads is None:
+    if options.parallel.blas_threads is None:
         return run()
-    with _blas_controller().limit(limits=options.blas_threads):
+    with _blas_controller().limit(limits=options.parallel.blas_threads):
         return run()
 
 

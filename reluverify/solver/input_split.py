@@ -2,7 +2,7 @@
 
 Several disjuncts that share one input box are searched together: every box carries
 the set of disjuncts still *alive* on it. Boxes are bounded in batches with
-:func:`~reluverify.solver.bounds.forward_bounds` and
+:func:`~reluverify.solver.bounds.deeppoly_bounds` and
 :func:`~reluverify.solver.bounds.row_lower_bounds`; a disjunct dies on a box when one of its
 rows provably exceeds its right-hand side there. Each bounded box also proposes
 concrete points (its centre and the vertices that minimise its rows' linear lower
@@ -31,7 +31,6 @@ from reluverify.solver.bounds import (
     conjunction_lower_bound,
     deeppoly_bounds,
     dual_lower_bound,
-    forward_bounds,
     gradient_magnitude,
     row_lower_bounds,
 )
@@ -39,6 +38,28 @@ from reluverify.solver.options import SolverOptions
 from reluverify.solver.progress import Throttle
 from reluverify.solver.reluplex import LeafOutcome
 from reluverify.solver.result import Statistics
+from reluverify.solver.search import SearchOutcome, exhausted
+from reluverify.solver.sharing import run_shared
+
+BATCH_SIZE = 512
+"""Boxes bounded together in one numpy pass, at most (fewer while a box takes long: a batch is about a
+second of work, so the deadline is never overshot by much)."""
+LEAF_UNSTABLE_RELUS = 0
+"""A box goes to Reluplex when at most this many ReLUs are unstable on it (0: only where the networks
+are linear on the box; splitting is cheaper than a Reluplex leaf, see docs/tuning.md) ..."""
+LEAF_DEPTH = 60
+"""... or when it has been split this many times."""
+INHERIT_MAX_RELUS = 2048
+"""A box starts from the pre-activation bounds of its parent on networks of at most this many ReLUs
+(the stack then holds two floats per ReLU and box: 32 KB a box at this size)."""
+WEIGHT_ITERATIONS = 10
+"""A conjunction's rows, weighted, are back-substituted as one row; this many ascent steps choose the
+weights (and the input rows' multipliers) per box."""
+ATTACK_BOXES = 32
+"""After each batch, a gradient attack runs inside this many open boxes, those closest to holding a
+target ..."""
+ATTACK_STEPS = 60
+"""... with this many steps."""
 
 
 @dataclass(frozen=True)
@@ -48,26 +69,6 @@ class Target:
     index: int  # the disjunct's index in the query
     rows: np.ndarray
     rhs: np.ndarray
-
-
-@dataclass
-class SearchOutcome:
-    status: str  # "sat", "unsat", "timeout", "unknown"
-    inputs: np.ndarray | None = None
-    disjunct: int | None = None
-    reason: str = ""
-
-
-def exhausted(proven: float, undecided: list[str]) -> SearchOutcome:
-    """The outcome of a search whose open work ran out: ``unknown`` if some piece was left undecided,
-    else ``unsat`` only if the pieces refuted cover the whole tree (``proven``: each piece ``d``
-    splits deep weighs ``2^-d``, so a complete search sums to 1). A share short of 1 means work was
-    lost somewhere (a bug), which must never read as a proof."""
-    if undecided:
-        return SearchOutcome("unknown", reason=undecided[0])
-    if abs(proven - 1.0) > 1e-6:
-        return SearchOutcome("unknown", reason=f"internal error: the search refuted {proven:.6f} of its tree, not all of it")
-    return SearchOutcome("unsat")
 
 
 class _BoxStack:
@@ -133,7 +134,7 @@ def input_split_search(
     ``input_rows`` = (A, b) are constraints ``A x <= b`` shared by every target, used to
     shrink each box before it is bounded (e.g. the pair rows of a two-copy query);
     ``progress`` receives where the search stands (the input volume proven: a box split ``d``
-    times holds ``2 ** -d`` of it). With ``options.jobs > 1`` the boxes are shared among worker
+    times holds ``2 ** -d`` of it). With ``options.parallel.jobs > 1`` the boxes are shared among worker
     processes (:mod:`~reluverify.solver.sharing`). ``trees`` (one
     :class:`~reluverify.solver.certificate.ProofTree` per target), when given, record the proof:
     then a box is refuted only by evidence the certificate checker recomputes (DeepPoly bounds on
@@ -147,10 +148,8 @@ def input_split_search(
             return SearchOutcome("sat", centre, target.index)
     search = _BoxSearch(chain, targets, options, statistics, deadline, confirm, leaf_solver, known, input_rows, progress, trees)
     search.add((lower[None, :], upper[None, :], np.ones((1, len(targets)), dtype=bool), np.zeros(1, dtype=np.int64)))
-    if options.jobs > 1 and trees is None:
-        from reluverify.solver.sharing import run_shared
-
-        outcome = run_shared(search, options.jobs, deadline, search.progress, "input-split")
+    if options.parallel.jobs > 1 and trees is None:
+        outcome = run_shared(search, options.parallel.jobs, deadline, search.progress, "input-split")
     else:
         outcome = search.work(float("inf")) or search.finish()
     search.report(force=True)
@@ -181,10 +180,10 @@ class _BoxSearch:
         self.conjunctions = bool((self.owner_matrix.sum(axis=1) > 1).any())
         # a box inherits its parent's pre-activation bounds (valid on it, and often tighter than its own
         # after a few splits), except in a proof, whose checker bounds each box on its own
-        self.inherit = trees is None and chain.num_relus <= options.split_inherit_max_relus
+        self.inherit = trees is None and chain.num_relus <= INHERIT_MAX_RELUS
         self.layer_sizes = [lops_shape(w)[0] for w in chain.weights[:-1]]
         # the ascent's parameters passed from parent to child, where the bounds are (three floats a ReLU more)
-        self.warm = self.inherit and options.split_alpha_iterations > 0 and options.split_alpha_warm
+        self.warm = self.inherit and options.input_split.alpha_iterations > 0 and options.input_split.alpha_warm
         self.layout = _ParameterLayout(self.layer_sizes, 0 if input_rows is None else input_rows[0].shape[0],
                                        max((t.rhs.size for t in targets), default=0))
         self.stack = _BoxStack(self.n, len(targets), chain.num_relus if self.inherit else 0,
@@ -193,17 +192,17 @@ class _BoxSearch:
         self.proven = 0.0
         self.processed = 0
         self.seconds_per_box = 0.0
-        self.rng = np.random.default_rng(options.seed)
+        self.rng = np.random.default_rng(options.attack.seed)
         self.started, self.attack_seconds = time.monotonic(), 0.0
         # the weighted conjunctions and the in-box attack pay on networks of many ReLUs (ACAS Xu: 300); on a
         # few dozen, boxes turn linear within a few splits and the per-batch ascent costs more than it saves
-        self.large = chain.num_relus >= options.input_split_min_relus
+        self.large = chain.num_relus >= options.input_split.min_relus
 
     def report(self, force: bool = False, best=None) -> None:
         if self.progress.due() or (force and self.progress):
             self.progress.report("input-split", self.stats.boxes, self.stack.size, self.proven, best, force=force)
 
-    # -------------------------------------------------------- sharing (solver/sharing.py)
+    # ------------------------------------------------ sharing (search.ShareableSearch)
     @property
     def statistics(self) -> Statistics:
         return self.stats
@@ -244,11 +243,11 @@ class _BoxSearch:
         weights, gammas = [None] * len(self.targets), [None] * len(self.targets)
         relaxation = crown.Relaxation(layer_bounds.pre_lower, layer_bounds.pre_upper, size=lo.shape[0])
         rows, rhs = self.input_rows if self.input_rows is not None else (None, None)
-        settings = crown.OptimiseSettings(iterations=self.options.split_alpha_iterations or 10,
-                                          stop_above=self.options.prune_margin)
+        settings = crown.OptimiseSettings(iterations=self.options.input_split.alpha_iterations or 10,
+                                          stop_above=self.options.tolerances.prune_margin)
         if not slopes:
-            settings = crown.OptimiseSettings(iterations=self.options.split_weight_iterations or 10, lr_alpha=0.0,
-                                              lr_beta=0.0, stop_above=self.options.prune_margin)
+            settings = crown.OptimiseSettings(iterations=WEIGHT_ITERATIONS, lr_alpha=0.0,
+                                              lr_beta=0.0, stop_above=self.options.tolerances.prune_margin)
         layers = len(self.chain.weights) - 1
         for position, target in enumerate(self.targets):
             boxes = np.flatnonzero(alive[:, position])
@@ -262,7 +261,7 @@ class _BoxSearch:
             if warm is not None:
                 self.layout.unpack_into(params, warm[0][boxes, position], warm[1][boxes, position])
             value, best, _ = crown.optimise(self.chain, region, sub, objective, params, settings)
-            hit = value[:, 0] > self.options.prune_margin
+            hit = value[:, 0] > self.options.tolerances.prune_margin
             refuted[boxes[hit], position] = True
             if warm is not None:
                 warm[0][boxes, position] = self.layout.pack(best)
@@ -282,7 +281,7 @@ class _BoxSearch:
                 if self.options.node_budget is not None and self.processed > self.options.node_budget:
                     raise _Stop(SearchOutcome("unknown", reason="node budget exhausted in input splitting"))
                 # about a second of work per batch, so the deadline is never overshot by much
-                batch_size = int(np.clip(1.0 / max(self.seconds_per_box, 1e-6), 16, self.options.batch_size))
+                batch_size = int(np.clip(1.0 / max(self.seconds_per_box, 1e-6), 16, BATCH_SIZE))
                 started = time.monotonic()
                 batch = self.step(batch_size)
                 self.seconds_per_box = 0.5 * self.seconds_per_box + 0.5 * (time.monotonic() - started) / batch
@@ -306,30 +305,27 @@ class _BoxSearch:
             if self.input_rows is not None:
                 lo, hi, empty = tighten_boxes(lo, hi, *self.input_rows)
                 alive &= ~empty[:, None]
-            shallow = depth < options.split_inherit_depth
+            shallow = depth < options.input_split.inherit_depth
             inherited_lower[shallow], inherited_upper[shallow] = -np.inf, np.inf
             known_lower, known_upper = self.known_on_boxes(inherited_lower, inherited_upper)
-            if options.split_bounds == "deeppoly":
-                layer_bounds = deeppoly_bounds(chain, lo, hi, known_lower, known_upper)
-            else:
-                layer_bounds = forward_bounds(chain, lo, hi, known_lower, known_upper, refine=options.refine_bounds)
+            layer_bounds = deeppoly_bounds(chain, lo, hi, known_lower, known_upper)
             row_bounds = row_lower_bounds(chain, lo, hi, layer_bounds, rows[:, n:], rows[:, :n], rhs)
             if self.input_rows is not None:
                 # the shared input rows also bind the rows' linear lower bounds (Lagrangian dual)
                 row_bounds.lower = np.maximum(
                     row_bounds.lower, dual_lower_bound(row_bounds.coef, row_bounds.const, lo, hi, *self.input_rows)
                 )
-            refuted = row_bounds.lower > options.prune_margin  # (B, R)
+            refuted = row_bounds.lower > options.tolerances.prune_margin  # (B, R)
             dead = (refuted[:, None, :] & owner_matrix[None, :, :]).any(axis=2)  # (B, D)
             if self.conjunctions:  # rows of one disjunct that are jointly impossible, though none alone is
-                dead |= conjunction_lower_bound(row_bounds.coef, row_bounds.const, lo, hi, owner_matrix) > options.prune_margin
+                dead |= conjunction_lower_bound(row_bounds.coef, row_bounds.const, lo, hi, owner_matrix) > options.tolerances.prune_margin
             dead |= layer_bounds.infeasible[:, None]  # no input of the box meets the known bounds
-            if self.conjunctions and options.split_weight_iterations > 0 and self.large:
+            if self.conjunctions and self.large:
                 # a conjunction's rows combined before the back-substitution, with weights found by a short
                 # ascent, refute far more boxes than the combination of the rows' separate bounds (ACAS Xu
                 # 1_1 property 3: 18,167 boxes -> 521)
                 # (boxes that get optimised slopes below have their weights ascended there)
-                weights_only = (depth < options.split_alpha_depth) | (options.split_alpha_iterations == 0)
+                weights_only = (depth < options.input_split.alpha_depth) | (options.input_split.alpha_iterations == 0)
                 dead |= self.optimised_refutations(lo, hi, alive & ~dead & weights_only[:, None], layer_bounds,
                                                    slopes=False)[0]
             alive &= ~dead
@@ -345,9 +341,9 @@ class _BoxSearch:
             lower_bounds = row_bounds.lower[keep]
             layer_bounds = _select(layer_bounds, np.flatnonzero(keep))
             keep = np.ones(lo.shape[0], dtype=bool)
-            if options.split_alpha_iterations > 0:
+            if options.input_split.alpha_iterations > 0:
                 # boxes the plain bounds leave open: optimised slopes and multipliers, per alive target
-                deep = (depth >= options.split_alpha_depth)[:, None]
+                deep = (depth >= options.input_split.alpha_depth)[:, None]
                 alive &= ~self.optimised_refutations(lo, hi, alive & deep, layer_bounds,
                                                      warm=(packed, warm) if self.warm else None)[0]
                 keep = alive.any(axis=1)
@@ -363,7 +359,7 @@ class _BoxSearch:
         # candidate points: centres and, per alive target, the vertex of its tightest row
         tight = np.where(owner_matrix[None, :, :], lower_bounds[:, None, :], -np.inf).argmax(axis=2)  # (B, D)
         found = _try_candidates(chain, lo, hi, alive, coef, tight, rows, rhs, owner_matrix, statistics, self.confirm)
-        if found is None and options.falsify and options.split_attack_boxes > 0 and self.large and self.attack_due():
+        if found is None and options.falsify and self.large and self.attack_due():
             began = time.monotonic()
             found = self.attack_open_boxes(lo, hi, alive, lower_bounds, vertex_points(coef, tight, lo, hi))
             self.attack_seconds += time.monotonic() - began
@@ -372,7 +368,7 @@ class _BoxSearch:
             raise _Stop(SearchOutcome("sat", x, targets[position].index))
 
         # residues go to Reluplex (to the triangle LP when a proof is recorded); the rest is split
-        residue = (unstable <= options.leaf_unstable_relus) | (depth >= options.leaf_depth)
+        residue = (unstable <= LEAF_UNSTABLE_RELUS) | (depth >= LEAF_DEPTH)
         if self.trees is not None:
             self.prove_residues(lo, hi, alive, node, layer_bounds, residue)
             residue = residue & (unstable == 0)  # a deep box with unstable ReLUs the LP left open is split on
@@ -458,7 +454,7 @@ class _BoxSearch:
         bound = np.where(alive, bound, np.inf)
         best_target = bound.argmin(axis=1)
         score = bound[np.arange(lo.shape[0]), best_target]
-        boxes = np.argsort(score)[: self.options.split_attack_boxes]
+        boxes = np.argsort(score)[: ATTACK_BOXES]
         boxes = boxes[np.isfinite(score[boxes])]
         if boxes.size == 0:
             return None
@@ -466,7 +462,7 @@ class _BoxSearch:
         starts = vertices[boxes, target]
         mask = self.owner_matrix[target]  # each start attacks its own target's rows
         points, values = attack(self.chain, lo[boxes], hi[boxes], self.rows, self.rhs, self.rng, starts=starts,
-                                steps=self.options.split_attack_steps, mask=mask)
+                                steps=ATTACK_STEPS, mask=mask)
         self.stats.candidates_checked += boxes.size
         # a clear violation only: on a near-tie the attack stops at float noise below the threshold, where
         # the exact answer may be unsat (such points would be sat only within the confirm tolerance)
@@ -501,7 +497,7 @@ class _BoxSearch:
             if owned.size == 0:
                 continue
             best = np.argmax(values[:, owned], axis=1)
-            hit = alive[:, position] & (values[np.arange(lo.shape[0]), owned[best]] > options.prune_margin)
+            hit = alive[:, position] & (values[np.arange(lo.shape[0]), owned[best]] > options.tolerances.prune_margin)
             boxes = np.flatnonzero(hit)
             if boxes.size:
                 weights = np.zeros((boxes.size, owned.size))
@@ -540,7 +536,7 @@ class _BoxSearch:
             for position in np.flatnonzero(alive[b]):
                 target = self.targets[position]
                 outcome = solve_triangle_lp(self.chain, region, relaxation, 0, target.rows, target.rhs,
-                                            self.options.feasibility_tolerance, self.options.pivot_tolerance,
+                                            self.options.tolerances.feasibility, self.options.tolerances.pivot,
                                             deadline=self.deadline)
                 self.stats.lp_calls += 1
                 self.stats.pivots += outcome.pivots

@@ -20,7 +20,7 @@ branching* (the candidates with the largest relaxation gap, each scored by the b
 children), makes both children and optimises their bounds. A child is
 
 * discarded when its bound is positive (no counterexample in it) or its region is empty;
-* a *leaf* when no unstable ReLU is left, or it is ``bab_leaf_depth`` splits deep: it goes to
+* a *leaf* when no unstable ReLU is left, or it is ``bab.leaf_depth`` splits deep: it goes to
   the Reluplex engine with its phases as bounds, which decides it exactly;
 * otherwise put back in the pool.
 
@@ -46,15 +46,59 @@ from reluverify.network import ReluChain
 from reluverify.solver import crown
 from reluverify.solver.bounds import deeppoly_bounds
 from reluverify.solver.falsify import attack
-from reluverify.solver.input_split import SearchOutcome, exhausted
 from reluverify.linear_ops import shape as lops_shape
 from reluverify.solver.certificate import ProofTree
 from reluverify.solver.options import SolverOptions
 from reluverify.solver.progress import Throttle
 from reluverify.solver.reluplex import LeafOutcome
 from reluverify.solver.result import Statistics
+from reluverify.solver.search import SearchOutcome, exhausted
 from reluverify.solver.sharing import run_shared
 from reluverify.solver.triangle_lp import CANDIDATE, REFUTED, solve_triangle_lp
+
+BATCH = 256
+"""At most this many sub-problems are branched per round (fewer when rounds get slow)."""
+ROOT_ITERATIONS = 60
+"""Optimisation steps of the root bound (slopes, row weights, input-row multipliers)."""
+ITERATIONS = 10
+"""Optimisation steps of each new pair of children (warm-started from their parent)."""
+LR_ALPHA = 0.01
+"""Adam step size of the slopes (alpha) of warm-started sub-problems (10 times larger at the root) ..."""
+LR_BETA = 0.05
+"""... and of the split and input-row multipliers (beta, gamma)."""
+INTERMEDIATE_ITERATIONS = 20
+"""Optimisation steps per hidden layer for the root's intermediate bounds."""
+TIGHTEN_MAX_RELUS = 2048
+"""Every new sub-problem's pre-activation bounds above its split layer are computed again with its
+splits (DeepPoly with its bounds as known bounds; not when a proof is recorded: the checker recomputes
+only the root's) on networks with at most this many ReLUs (on larger CNNs a batch of children costs
+seconds to re-bound)."""
+REOPTIMISE_ITERATIONS = 7
+"""On networks with 3 or more hidden layers where children get new bounds, a sub-problem whose depth
+is a multiple of :data:`REOPTIMISE_EVERY` has its intermediate bounds optimised again as it is made
+(:func:`optimise_intermediate`, in place of DeepPoly's children bounds, before its own bound), this
+many steps a layer. Far tighter than DeepPoly's, at a cost that pays on deep networks only."""
+REOPTIMISE_EVERY = 2
+"""... every this many splits."""
+REOPTIMISE_LR_ALPHA, REOPTIMISE_LR_BETA = 0.3, 0.2
+"""Step sizes of the re-optimisation, which starts cold (heuristic slopes, no multipliers) every time
+and so takes larger steps than a warm-started ascent."""
+BRANCH_CANDIDATES = 64
+"""Filtered smart branching: ReLUs scored by both children's bounds per sub-problem. A joint search
+scores each candidate for every open target, so this is a budget of scored candidates per
+sub-problem, shared by its open targets (at least 8 each)."""
+LP_DEPTH = 0
+"""Sub-problems at least this deep that the bounds leave open are checked by the exact LP over their
+triangle relaxation (our simplex; 0: only linear sub-problems) ..."""
+LP_SHARE = 0.5
+"""... while the LP takes at most this share of the search's time."""
+MEMORY_MB = 1024
+"""The pool of open sub-problems is drained depth first above this size; at 1.5 times it the search
+stops with ``unknown``."""
+ATTACK_EVERY = 5
+"""Every this many rounds, a gradient attack starts from the most promising sub-problems ..."""
+ATTACK_STARTS = 16
+"""... from this many of them."""
 
 
 @dataclass(frozen=True)
@@ -90,15 +134,15 @@ def root_bounds(
     started = time.monotonic()
     pairs = [crown.ordered(lo, hi) for lo, hi in zip(first.pre_lower, first.pre_upper)]
     relaxation = crown.Relaxation([lo.copy() for lo, _ in pairs], [hi.copy() for _, hi in pairs], size=region.lower.shape[0])
-    if options.bab_intermediate_iterations > 0 and len(chain.weights) > 2:
-        settings = crown.OptimiseSettings(iterations=options.bab_intermediate_iterations)
+    if len(chain.weights) > 2:
+        settings = crown.OptimiseSettings(iterations=INTERMEDIATE_ITERATIONS)
         relaxation = crown.tighten_intermediate(chain, region, relaxation, settings, deadline=deadline, record=record)
     return RootBounds(relaxation, time.monotonic() - started, record or [])
 
 
 def tightens_children(chain: ReluChain, options: SolverOptions) -> bool:
-    """Whether a search's children get new pre-activation bounds (``bab_tighten_children``)."""
-    return options.bab_tighten_children and not options.proof and chain.num_relus <= options.bab_tighten_max_relus
+    """Whether a search's children get new pre-activation bounds (:data:`TIGHTEN_MAX_RELUS`)."""
+    return not options.proof and chain.num_relus <= TIGHTEN_MAX_RELUS
 
 
 def rebounds_deep_network(chain: ReluChain, options: SolverOptions) -> bool:
@@ -109,10 +153,10 @@ def rebounds_deep_network(chain: ReluChain, options: SolverOptions) -> bool:
 
 
 def searches_jointly(chain: ReluChain, options: SolverOptions) -> bool:
-    """Whether the disjuncts of one box are searched in one tree (``bab_joint_disjuncts``)."""
-    if options.proof or options.bab_joint_disjuncts == "separate":
+    """Whether the disjuncts of one box are searched in one tree (``bab.joint_disjuncts``)."""
+    if options.proof or options.bab.joint_disjuncts == "separate":
         return False
-    return options.bab_joint_disjuncts == "joint" or rebounds_deep_network(chain, options)
+    return options.bab.joint_disjuncts == "joint" or rebounds_deep_network(chain, options)
 
 
 class _Pool:
@@ -463,11 +507,10 @@ def optimise_intermediate(
     bounds; 49 and -0.86 after 5 steps, 36 and -0.37 after 10.
 
     The ascent starts from heuristic slopes and no multipliers every time, so its steps are larger
-    than a warm-started one's (0.3 for slopes, 0.2 for multipliers, against 0.1 and 0.05): on 6
-    sub-problems 7 splits deep of the same property, 665 unstable ReLUs in the last hidden layer
-    become 354 after 10 steps of the small ones, 314 after 5 of these, 306 after 7 (296 after 20 small).
+    than a warm-started one's (:data:`REOPTIMISE_LR_ALPHA`, :data:`REOPTIMISE_LR_BETA`).
     """
-    settings = crown.OptimiseSettings(iterations=iterations, lr_alpha=0.3, lr_beta=0.2, restrict=True)
+    settings = crown.OptimiseSettings(iterations=iterations, lr_alpha=REOPTIMISE_LR_ALPHA, lr_beta=REOPTIMISE_LR_BETA,
+                                      restrict=True)
     tightened = crown.tighten_intermediate(chain, region, relaxation, settings, layers=range(1, len(chain.weights) - 1),
                                            with_beta=True, deadline=deadline)
     return tightened, tightened.infeasible()
@@ -520,7 +563,7 @@ def bound_root(
     relaxation, items_region = root.relaxation.take(zeros), region.take(zeros)
     params = crown.initial_parameters(relaxation, 1, layers, items_region, with_beta=True)
     params.weights = crown.uniform_weights(count, 1, objective)
-    settings = _settings(options, options.bab_root_iterations, root=True)
+    settings = _settings(options, ROOT_ITERATIONS, root=True)
     value, params, p = crown.optimise(chain, items_region, relaxation, objective, params, settings)
     gather = lambda a: None if a is None else a[:, 0][None]  # noqa: E731  (T, 1, ...) -> (1, T, ...)
     joint = crown.Parameters(
@@ -535,10 +578,10 @@ def _settings(options: SolverOptions, iterations: int, root: bool = False) -> cr
     (large Adam steps from a good start lose the bound for dozens of iterations)."""
     return crown.OptimiseSettings(
         iterations=iterations,
-        lr_alpha=options.bab_lr_alpha * (10.0 if root else 1.0),
-        lr_beta=options.bab_lr_beta,
-        lr_gamma=options.bab_lr_beta,
-        stop_above=options.prune_margin,
+        lr_alpha=LR_ALPHA * (10.0 if root else 1.0),
+        lr_beta=LR_BETA,
+        lr_gamma=LR_BETA,
+        stop_above=options.tolerances.prune_margin,
         restrict=True,
     )
 
@@ -592,19 +635,19 @@ class _Search:
         self.tree = tree
         self.offsets = np.cumsum([0] + [w_shape[0] for w_shape in (lops_shape(w) for w in chain.weights[:-1])])
         self.stats, self.deadline, self.confirm, self.leaf_solver = statistics, deadline, confirm, leaf_solver
-        self.rng = rng or np.random.default_rng(options.seed)
+        self.rng = rng or np.random.default_rng(options.attack.seed)
         self.progress = progress or Throttle(None)
         self.num_v = region.lower.shape[1]
         self.n_x = chain.input_size
         self.layers = len(chain.weights) - 1
         self.objective = _objectives(targets, self.num_v)
-        self.margin = options.prune_margin
+        self.margin = options.tolerances.prune_margin
         self.pool = _Pool()
         self.undecided: list[str] = []
         self.started = time.monotonic()
         self.lp_seconds = 0.0
         self.proven = 0.0  # the share of the search tree refuted (a sub-problem at depth d weighs 2^-d)
-        self.settings = _settings(options, options.bab_iterations)
+        self.settings = _settings(options, ITERATIONS)
         self.rounds = 0
         self.seconds_per_item = 0.0
         # children re-bounded above their split: on deep networks a split in the first open layer
@@ -614,10 +657,11 @@ class _Search:
         # splits' multipliers) instead of DeepPoly's, far tighter, at a cost; done as the child is made,
         # so its own bound (and whether it is refuted at once) gains from them
         deep = self.tighten and rebounds_deep_network(chain, options)
-        self.reoptimise = deep and options.bab_reoptimise_iterations > 0
-        self.earliest = options.bab_branch_layers == "earliest" or (
-            options.bab_branch_layers == "auto" and deep
-        )
+        self.reoptimise = deep
+        # branching looks for ReLUs in the earliest layer with an unstable one on such networks (a split
+        # there tightens every layer above it), in every layer otherwise (on shallow networks the last
+        # hidden layer's splits are the ones that count)
+        self.earliest = deep
 
     def batch_region(self, size: int) -> crown.Region:
         r = self.region
@@ -646,8 +690,8 @@ class _Search:
                         np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
         except _Stop as stop:
             return stop.outcome
-        if self.options.jobs > 1 and self.pool.size and self.tree is None:
-            outcome = run_shared(self, self.options.jobs, self.deadline, self.progress, "relu-bab")
+        if self.options.parallel.jobs > 1 and self.pool.size and self.tree is None:
+            outcome = run_shared(self, self.options.parallel.jobs, self.deadline, self.progress, "relu-bab")
         else:
             outcome = self.work(float("inf")) or self.finish()
         self.report(force=True)
@@ -664,9 +708,9 @@ class _Search:
                 self.rounds += 1
                 started = time.monotonic()
                 # about half a second of work per round, so the deadline is never overshot by much
-                batch = min(int(np.clip(0.5 / max(self.seconds_per_item, 1e-6), 8, self.options.bab_batch)), self.pool.size)
+                batch = min(int(np.clip(0.5 / max(self.seconds_per_item, 1e-6), 8, BATCH)), self.pool.size)
                 self.branch(self.select(batch))
-                if self.options.falsify and self.num_v == self.n_x and self.pool.size and self.rounds % self.options.bab_attack_every == 0:
+                if self.options.falsify and self.num_v == self.n_x and self.pool.size and self.rounds % ATTACK_EVERY == 0:
                     self.attack()
                 self.seconds_per_item = 0.5 * self.seconds_per_item + 0.5 * (time.monotonic() - started) / batch
                 self.report()
@@ -704,11 +748,11 @@ class _Search:
 
     def select(self, batch: int) -> dict[str, np.ndarray]:
         """Take ``batch`` sub-problems: the lowest bounds, or the deepest when memory runs short."""
-        cap = self.options.bab_memory_mb * 2**20
+        cap = MEMORY_MB * 2**20
         pool = self.pool
         if pool.nbytes > 1.5 * cap:
             raise _Stop(SearchOutcome(
-                "unknown", reason=f"the sub-problem pool outgrew its memory cap ({self.options.bab_memory_mb} MB)"
+                "unknown", reason=f"the sub-problem pool outgrew its memory cap ({MEMORY_MB} MB)"
             ))
         key = -pool.view("depth") if pool.nbytes > cap else pool.view("value")
         index = np.argpartition(key, batch - 1)[:batch] if batch < pool.size else np.arange(pool.size)
@@ -728,7 +772,7 @@ class _Search:
         region, item_relaxation, objective = self.item_batch(relaxation, items)
         item_params = _item_params(params, items)
         p = crown.bound(chain, region, item_relaxation, objective, item_params)
-        branching = choose_branch(chain, region, item_relaxation, item_params, p, items, options.bab_branch_candidates,
+        branching = choose_branch(chain, region, item_relaxation, item_params, p, items, BRANCH_CANDIDATES,
                                   margin, implied=self.tree is None, earliest=self.earliest)
         child, child_params = _children(relaxation, params, branching)
         depth = np.concatenate([arrays["depth"], arrays["depth"]]) + 1
@@ -755,7 +799,7 @@ class _Search:
             open_ &= ~child.infeasible()
         # new intermediate bounds for the open children: every few splits optimised again (see __init__),
         # DeepPoly's above the split for the others
-        due = open_ & (depth % options.bab_reoptimise_every == 0) if self.reoptimise else np.zeros_like(open_)
+        due = open_ & (depth % REOPTIMISE_EVERY == 0) if self.reoptimise else np.zeros_like(open_)
         if self.tighten and np.any(open_ & ~due):
             keep = np.flatnonzero(open_ & ~due)
             lowest = branching.layer.copy()  # the lowest layer with a phase newly fixed, per parent
@@ -766,7 +810,7 @@ class _Search:
         if np.any(due):
             keep = np.flatnonzero(due)
             tightened, empty = optimise_intermediate(chain, self.batch_region(keep.size), child.take(keep),
-                                                     options.bab_reoptimise_iterations, self.deadline)
+                                                     REOPTIMISE_ITERATIONS, self.deadline)
             child = _put(child, keep, tightened)
             open_[keep[empty]] = False
         self.proven += float(np.sum(0.5 ** depth[~open_]))
@@ -826,17 +870,17 @@ class _Search:
         linear = relaxation.unstable_counts() == 0
         # the exact LP: every linear sub-problem (the LP is the sub-problem itself), and deep ones the
         # bounds have not closed while the LP keeps within its share of the time
-        deep = (depth >= options.bab_lp_depth) & (options.bab_lp_depth > 0)
+        deep = (depth >= LP_DEPTH) & (LP_DEPTH > 0)
         for b in np.flatnonzero(linear | deep):
             for t in np.flatnonzero(open_targets[b]):
                 self.check_time()
-                if not linear[b] and options.bab_lp_share * (time.monotonic() - self.started) < self.lp_seconds:
+                if not linear[b] and LP_SHARE * (time.monotonic() - self.started) < self.lp_seconds:
                     continue
                 lp_started = time.monotonic()
                 target = self.targets[t]
                 outcome = solve_triangle_lp(
                     chain, self.region, relaxation, int(b), target.rows, target.rhs,
-                    options.feasibility_tolerance, options.pivot_tolerance, start=vertices[b, t], deadline=self.deadline,
+                    options.tolerances.feasibility, options.tolerances.pivot, start=vertices[b, t], deadline=self.deadline,
                 )
                 self.lp_seconds += time.monotonic() - lp_started
                 stats.lp_calls += 1
@@ -851,7 +895,7 @@ class _Search:
         # a linear sub-problem whose LP point onnxruntime did not confirm, or one split too deep,
         # goes to Reluplex with its phases fixed
         refuted = ~open_targets.any(axis=1)
-        leaf = ~refuted & (linear | (depth >= options.bab_leaf_depth))
+        leaf = ~refuted & (linear | (depth >= options.bab.leaf_depth))
         reluplex = leaf
         if self.tree is not None:
             # a proof has no Reluplex leaves: a linear region the LP did not refute is left undecided,
@@ -890,7 +934,7 @@ class _Search:
 
     def attack(self) -> None:
         """PGD from the pool's most promising sub-problems, for the target each one's bound is lowest for."""
-        k = min(self.options.bab_attack_starts, self.pool.size)
+        k = min(ATTACK_STARTS, self.pool.size)
         values = self.pool.view("value")
         index = np.argpartition(values, k - 1)[:k] if k < self.pool.size else np.arange(self.pool.size)
         hardest = self.pool.view("values")[index].argmin(axis=1)
@@ -931,8 +975,8 @@ def _attack_from_pool(chain, target, region, pool, index, t, layers, objective, 
     starts = p.vertex[:, 0, :]
     starts = starts + rng.normal(0.0, 0.05, starts.shape) * (region.upper - region.lower)
     lower, upper = region.lower[0], region.upper[0]
-    points, values = attack(chain, lower, upper, target.rows, target.rhs, rng, starts=starts, steps=options.attack_steps)
-    statistics.falsification_samples += points.shape[0] * options.attack_steps
+    points, values = attack(chain, lower, upper, target.rows, target.rhs, rng, starts=starts, steps=options.attack.steps)
+    statistics.falsification_samples += points.shape[0] * options.attack.steps
     for i in np.argsort(values)[:4]:
         if values[i] <= 0 and confirm(points[i]):
             return points[i]

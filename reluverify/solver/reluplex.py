@@ -217,8 +217,8 @@ class ReluplexEngine:
             equations,
             basic,
             lay.one,
-            options.pivot_tolerance,
-            options.feasibility_tolerance,
+            options.tolerances.pivot,
+            options.tolerances.feasibility,
             initial=initial_tableau(chain, lay, self.rows),
         )
         # initial bounds: the box, then everything derived from it (no row is active yet)
@@ -263,7 +263,7 @@ class ReluplexEngine:
         known_lower = [lo[lay.b][s][None, :] for s in self.layer_slices] if known else None
         known_upper = [hi[lay.b][s][None, :] for s in self.layer_slices] if known else None
         bounds = forward_bounds(
-            self.chain, x_lo, x_hi, known_lower, known_upper, self.options.feasibility_tolerance, self.options.refine_bounds
+            self.chain, x_lo, x_hi, known_lower, known_upper, self.options.tolerances.feasibility, self.options.refine_bounds
         )
         if bounds.infeasible[0]:
             return None
@@ -309,10 +309,10 @@ class ReluplexEngine:
         """Network-level and row-level bound tightening; False on a conflict (no solution here)."""
         lay = self.layout
         store = self.store
-        tol = self.options.feasibility_tolerance
+        tol = self.options.tolerances.feasibility
         changed_total = 0
         unfixed_before = int(np.sum(self.phases() < 0))
-        if self.options.network_tightening:
+        if self.options.reluplex.network_tightening:
             result = self._propagate(store.lower, store.upper, known=True)
             if result is None:
                 return False
@@ -330,7 +330,7 @@ class ReluplexEngine:
                 if conflict:
                     return False
                 changed_total += changed
-        if self.options.row_tightening:
+        if self.options.reluplex.row_tightening:
             row_lo, row_hi = self.tableau.row_bounds(store)
             slack = 1e-9 * (1.0 + np.abs(row_lo) + np.abs(row_hi))
             changed, conflict = store.tighten(self.tableau.basic, row_lo - slack, row_hi + slack, tol, min_change=1e-7)
@@ -352,7 +352,7 @@ class ReluplexEngine:
         then also fixes ``f`` and ``a``, so the pair cannot be broken any more; and a bound
         reached through ``f`` or ``a`` comes back to ``b``.
         """
-        lay, store, tol = self.layout, self.store, self.options.feasibility_tolerance
+        lay, store, tol = self.layout, self.store, self.options.tolerances.feasibility
         b, f, a = lay.b, lay.f, lay.a
         lo, hi = store.lower, store.upper  # live views: every update reads the latest bounds
 
@@ -399,7 +399,7 @@ class ReluplexEngine:
 
     def apply_phase(self, relu: int, phase: int) -> bool:
         lay = self.layout
-        tol = self.options.feasibility_tolerance
+        tol = self.options.tolerances.feasibility
         if phase == ACTIVE:
             index = np.array([lay.b[relu], lay.a[relu]])
             _, conflict = self.store.tighten(index, np.array([0.0, -np.inf]), np.array([np.inf, 0.0]), tol)
@@ -415,7 +415,7 @@ class ReluplexEngine:
         index = np.concatenate([lay.b[on], lay.a[on], lay.b[off], lay.f[off]])
         lower = np.concatenate([np.zeros(on.size), np.full(on.size + 2 * off.size, -np.inf)])
         upper = np.concatenate([np.full(on.size, np.inf), np.zeros(on.size + 2 * off.size)])
-        _, conflict = self.store.tighten(index, lower, upper, self.options.feasibility_tolerance)
+        _, conflict = self.store.tighten(index, lower, upper, self.options.tolerances.feasibility)
         return not conflict
 
     # ------------------------------------------------------------- search
@@ -437,7 +437,7 @@ class ReluplexEngine:
         store.push()
         self.active = np.arange(self.rows.shape[0]) if active is None else np.asarray(active, dtype=np.int64)
         try:
-            tol = self.options.feasibility_tolerance
+            tol = self.options.tolerances.feasibility
             _, conflict = store.tighten(self.layout.v, lower, upper, tol)
             if conflict:
                 return LeafOutcome("unsat")
@@ -467,13 +467,13 @@ class ReluplexEngine:
         nodes = 0
         if not self.tighten():
             return LeafOutcome("unsat")
-        rng = np.random.default_rng(opts.seed)
+        rng = np.random.default_rng(opts.attack.seed)
         while True:
             if deadline is not None and time.monotonic() > deadline:
                 raise _Budget("timeout", "time budget exhausted in the Reluplex search")
             stats.simplex_calls += 1
             outcome = tableau.check(
-                store, max_pivots=20000, bland_after=opts.bland_after, refactor_every=opts.refactor_every, deadline=deadline
+                store, max_pivots=20000, bland_after=opts.reluplex.bland_after, refactor_every=opts.reluplex.refactor_every, deadline=deadline
             )
             stats.pivots += outcome.pivots
             if outcome.status == BUDGET:
@@ -500,7 +500,7 @@ class ReluplexEngine:
             relu = int(broken[np.argmax(repairs[broken])])
             repairs[relu] += 1
             stats.repairs += 1
-            if repairs[relu] > opts.repair_threshold:
+            if repairs[relu] > opts.reluplex.repair_threshold:
                 nodes += 1
                 if node_budget is not None and nodes > node_budget:
                     raise _Budget("unknown", "node budget exhausted in the Reluplex search")
@@ -524,7 +524,7 @@ class ReluplexEngine:
         vb = self.tableau.values[lay.b]
         vf = self.tableau.values[lay.f]
         error = np.abs(vf - np.maximum(vb, 0.0))
-        return np.flatnonzero(error > self.options.relu_tolerance * (1.0 + np.abs(vb)))
+        return np.flatnonzero(error > self.options.tolerances.relu * (1.0 + np.abs(vb)))
 
     def _candidate(self) -> np.ndarray | None:
         """The assignment's inputs, if the network maps them into the rows (checked in float64)."""

@@ -1,18 +1,8 @@
 """One search's open work shared among worker processes, stopping all at the first counterexample.
 
-A *shareable search* (input splitting's boxes, ReLU branch and bound's sub-problems) has a pool of
-open work items and can run for a while, give away part of its pool as plain data, and take work
-given away by another copy of itself:
-
-* ``open_count() -> int``: items waiting;
-* ``work(seconds) -> SearchOutcome | None``: process items for about ``seconds`` (or until the pool
-  is empty); an outcome (``sat`` with its counterexample, ``timeout``, ``unknown``) ends the
-  whole search;
-* ``split_off(parts) -> list``: the pool, taken out and cut into ``parts`` payloads of similar work;
-* ``add(payload)``: take a payload;
-* ``reset_statistics()``, ``statistics``, ``proven`` (the share of the work refuted so far),
-  ``undecided`` (reasons of sub-problems left undecided), ``finish() -> SearchOutcome`` (the
-  verdict once no work is left: ``unsat``, or ``unknown`` with a reason).
+A *shareable search* (input splitting's boxes, ReLU branch and bound's sub-problems) implements
+:class:`~reluverify.solver.search.ShareableSearch`: it has a pool of open work items, can run for a
+while, give away part of its pool as plain data, and take work given away by another copy of itself.
 
 :func:`run_shared` grows the pool in the calling process until every worker can have a share,
 then forks ``jobs`` workers, each with a copy of the search and one share. A worker that runs dry
@@ -33,14 +23,15 @@ import multiprocessing
 import time
 from multiprocessing.connection import wait
 
-from reluverify.solver.input_split import SearchOutcome
 from reluverify.solver.progress import Throttle
+from reluverify.solver.search import SearchOutcome, ShareableSearch
 
 SLICE_S = 0.25
 """Seconds of work between two looks at the messages (a worker answers a request within this)."""
 
 
-def run_shared(search, jobs: int, deadline: float | None, progress: Throttle | None = None, strategy: str = "") -> SearchOutcome:
+def run_shared(search: ShareableSearch, jobs: int, deadline: float | None, progress: Throttle | None = None,
+               strategy: str = "") -> SearchOutcome:
     """Run ``search`` (see the module docstring) on ``jobs`` worker processes."""
     progress = progress or Throttle(None)
     # enough open items that every worker can start with some

@@ -145,14 +145,15 @@ def job_property(network, job: dict):
 def run_job(job: dict, settings: dict, network_data: bytes | None = None) -> dict:
     """Check one job's property (Def. 1 or Def. 3) and return its answer as plain data."""
     from reluverify.properties.common import solver_options
-    from reluverify.solver.options import SolverOptions
+    from reluverify.solver.options import ParallelOptions, SolverOptions
 
     _test_hooks(job["key"])
     if settings.get("max_memory") and current_limit() is None:  # a Ray worker; forked ones inherit it
         set_limit(settings["max_memory"])
     one_blas_thread()
     network = load_network(job["network"], job["network_sha256"], network_data)
-    options = SolverOptions(strategy=settings.get("strategy", "auto"), blas_threads=None)  # limited above
+    # BLAS threads are limited above, for the whole worker
+    options = SolverOptions(strategy=settings.get("strategy", "auto"), parallel=ParallelOptions(blas_threads=None))
     options = solver_options(options, settings.get("timeout"))
     result = job_property(network, job).check(options, jobs=1)
     return {

@@ -55,13 +55,13 @@ class NonlinearOptions:
         base = NonlinearOptions(
             timeout=options.timeout,
             falsify=options.falsify,
-            random_samples=options.random_samples,
-            attack_restarts=options.attack_restarts,
-            attack_steps=options.attack_steps,
-            seed=options.seed,
-            confirm_tolerance=options.confirm_tolerance,
-            prune_margin=options.prune_margin,
-            input_split_max_inputs=options.input_split_max_inputs,
+            random_samples=options.attack.samples,
+            attack_restarts=options.attack.restarts,
+            attack_steps=options.attack.steps,
+            seed=options.attack.seed,
+            confirm_tolerance=options.tolerances.confirm,
+            prune_margin=options.tolerances.prune_margin,
+            input_split_max_inputs=options.input_split.max_inputs,
         )
         if options.node_budget is not None:
             base = replace(base, max_boxes=options.node_budget)

@@ -1,0 +1,80 @@
+"""What the searches share: their outcome, the verdict of an exhausted search, and the protocol of a
+search whose open work can be shared among processes.
+
+A search (input splitting's boxes, ReLU branch and bound's sub-problems, a Reluplex run) ends in a
+:class:`SearchOutcome`: ``sat`` with the inputs of a candidate the search confirmed, ``unsat``,
+``timeout`` or ``unknown`` with a reason. ``disjunct`` names the disjunct of the *query* the
+inputs satisfy (a strategy translates a search's own target positions before it reports).
+
+A search that keeps a pool of open work items (boxes, sub-problems) and can hand part of it to a
+copy of itself in another process implements :class:`ShareableSearch`;
+:func:`reluverify.solver.sharing.run_shared` runs one on several processes.
+
+Invariant of every search: each open item weighs ``2^-d`` (``d`` the splits that made it), and the
+items refuted plus the items open sum to 1. :func:`exhausted` answers ``unsat`` only when the
+refuted share is 1, so work lost anywhere can never read as a proof.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from reluverify.solver.result import Statistics
+
+
+@dataclass
+class SearchOutcome:
+    status: str  # "sat", "unsat", "timeout", "unknown"
+    inputs: np.ndarray | None = None
+    disjunct: int | None = None
+    reason: str = ""
+
+
+def exhausted(proven: float, undecided: list[str]) -> SearchOutcome:
+    """The outcome of a search whose open work ran out: ``unknown`` if some piece was left undecided,
+    else ``unsat`` only if the pieces refuted cover the whole tree (``proven``: each piece ``d``
+    splits deep weighs ``2^-d``, so a complete search sums to 1). A share short of 1 means work was
+    lost somewhere (a bug), which must never read as a proof."""
+    if undecided:
+        return SearchOutcome("unknown", reason=undecided[0])
+    if abs(proven - 1.0) > 1e-6:
+        return SearchOutcome("unknown", reason=f"internal error: the search refuted {proven:.6f} of its tree, not all of it")
+    return SearchOutcome("unsat")
+
+
+class ShareableSearch(Protocol):
+    """A search with a pool of open work items that processes can share (plain data only).
+
+    Contract (what :func:`~reluverify.solver.sharing.run_shared` relies on): ``split_off`` takes
+    the *whole* pool out and ``add`` puts a payload back, so the items given away plus the items
+    kept are always the items held; ``proven`` grows by ``2^-d`` for every item of depth ``d``
+    refuted, and ``undecided`` collects the reason of every item left undecided.
+    """
+
+    statistics: Statistics
+    proven: float
+    """The share of the search tree refuted so far."""
+    undecided: list[str]
+    """Reasons of the items left undecided."""
+
+    def open_count(self) -> int:
+        """Items waiting."""
+
+    def work(self, seconds: float) -> SearchOutcome | None:
+        """Process items for about ``seconds`` (or until the pool is empty); an outcome (``sat`` with
+        its counterexample, ``timeout``, ``unknown``) ends the whole search."""
+
+    def split_off(self, parts: int) -> list[Any]:
+        """The pool, taken out and cut into ``parts`` payloads of similar work."""
+
+    def add(self, payload: Any) -> None:
+        """Take a payload (from :meth:`split_off` of this search or of a copy of it)."""
+
+    def reset_statistics(self) -> None:
+        """Count from zero (in a worker process: the caller keeps what was counted before the fork)."""
+
+    def finish(self) -> SearchOutcome:
+        """The verdict once no work is left: :func:`exhausted` of ``proven`` and ``undecided``."""

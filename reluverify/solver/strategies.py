@@ -1,0 +1,217 @@
+"""The search strategies of the ReLU procedure, registered in one table that :mod:`~reluverify.solver.decide`
+reads.
+
+A strategy searches the disjuncts that falsification and cheap bounds left open (``live``), and
+reports as it goes: ``search(decider, live)`` yields ``(members, outcome)``, the disjuncts of the
+query one search decided (query indices) and its :class:`~reluverify.solver.search.SearchOutcome`
+(whose ``disjunct``, for ``sat``, is a query index too). The decider settles every outcome the same
+way (:meth:`~reluverify.solver.decide.Decider.settle`) and stops at the first ``sat`` or ``timeout``.
+A strategy uses the decider's services: the query's targets, the boxes the disjuncts share, the
+bounds on a box, the Reluplex engine of a box, confirmation by onnxruntime, proof trees.
+
+* ``input-split`` -- branch and bound on the input box, Reluplex on residue boxes
+  (:mod:`~reluverify.solver.input_split`);
+* ``relu-bab`` -- branch and bound over ReLU phases with optimised bounds, Reluplex on its leaves
+  (:mod:`~reluverify.solver.relu_bab`);
+* ``relu-split`` -- the Reluplex procedure on each whole disjunct (:mod:`~reluverify.solver.reluplex`).
+
+:func:`choose` picks one for ``auto`` and falls back where a strategy cannot serve a query. The
+engines are imported when a strategy runs, so a process that only splits inputs does not load
+branch and bound.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Iterator, Protocol
+
+import numpy as np
+
+from reluverify.solver.options import STRATEGIES, SolverOptions
+from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN
+from reluverify.solver.search import SearchOutcome
+
+if TYPE_CHECKING:
+    from reluverify.solver.decide import Decider
+    from reluverify.solver.reluplex import LeafOutcome
+
+ROOT_SHARE = 0.3
+"""ReLU branch and bound: the root's optimised intermediate bounds may take this share of the time
+left (large CNNs); branching, and its attacks, the rest."""
+MAX_TABLEAU_ENTRIES = 100_000_000
+"""A branch-and-bound leaf goes to Reluplex on the network reduced to its free ReLUs
+(:mod:`~reluverify.solver.reduction`); a leaf whose dense tableau would still hold more entries
+than this (about 0.8 GB) is left to the search to split further rather than exhaust memory."""
+
+Reports = Iterator[tuple[list[int], SearchOutcome]]
+
+
+class Strategy(Protocol):
+    name: str
+
+    def search(self, decider: "Decider", live: list[int]) -> Reports:
+        """Search the disjuncts ``live``, yielding each search's members and outcome."""
+
+
+def _leaf_outcome(outcome: "LeafOutcome", disjunct: int) -> SearchOutcome:
+    return SearchOutcome(outcome.status, outcome.inputs, disjunct if outcome.status == SAT else None, outcome.reason)
+
+
+class InputSplitting:
+    """One input-splitting search per input box, for all the disjuncts on it."""
+
+    name = "input-split"
+
+    def search(self, decider: "Decider", live: list[int]) -> Reports:
+        from reluverify.solver.input_split import Target, input_split_search
+
+        query, options = decider.query, decider.options
+        input_rows = query.input_constraints
+        for members in decider.box_groups(live):
+            box = query.disjuncts[members[0]]
+            targets = [Target(k, *decider.targets[k]) for k in members]
+
+            def leaf_solver(position: int, lo: np.ndarray, hi: np.ndarray, members=members, box=box):
+                return decider.leaf(decider.engine(box.lower, box.upper), members[position], lo, hi)
+
+            outcome = input_split_search(
+                decider.chain,
+                targets,
+                box.lower,
+                box.upper,
+                options,
+                decider.stats,
+                decider.deadline,
+                confirm=lambda x, position, members=members: decider.try_confirm(x, members[position]),
+                leaf_solver=leaf_solver,
+                known=decider.known,
+                progress=decider.progress,
+                trees=[decider.trees[k] for k in members] if options.proof else None,
+                input_rows=(input_rows.matrix, input_rows.rhs) if input_rows.num_rows else None,
+            )
+            yield members, outcome  # a sat outcome names its target's index: the query's disjunct
+
+
+class ReluBranchAndBound:
+    """ReLU-phase branch and bound, one search per input box for all its disjuncts (one per disjunct
+    when a proof is recorded: each has its own proof tree), the likeliest violations (lowest root
+    bound) first."""
+
+    name = "relu-bab"
+
+    def search(self, decider: "Decider", live: list[int]) -> Reports:
+        from reluverify.solver import crown
+        from reluverify.solver.relu_bab import Disjunction, bound_root, relu_bab_search, root_bounds, searches_jointly
+
+        query, options = decider.query, decider.options
+        input_rows = query.input_constraints
+        groups = decider.box_groups(live) if searches_jointly(decider.chain, options) else [[k] for k in live]
+        roots: dict[tuple[bytes, bytes], object] = {}
+        starts = []
+        for members in groups:
+            d = query.disjuncts[members[0]]
+            region = crown.Region(
+                d.lower[None, :], d.upper[None, :],
+                input_rows.matrix if input_rows.num_rows else None, input_rows.rhs if input_rows.num_rows else None,
+            )
+            key = (d.lower.tobytes(), d.upper.tobytes())
+            if key not in roots:
+                first = decider.layer_bounds(d.lower, d.upper)
+                until = None if decider.deadline is None else time.monotonic() + ROOT_SHARE * (
+                    decider.deadline - time.monotonic()
+                )
+                roots[key] = root_bounds(decider.chain, region, options, first, until, record=[] if options.proof else None)
+            if options.proof:
+                decider.trees[members[0]].bounds_at = "root"
+                for rows in roots[key].interm_rows:
+                    decider.trees[members[0]].add_interm_rows(*rows)
+            targets = [Disjunction(*decider.targets[k]) for k in members]
+            starts.append((members, region, roots[key], targets,
+                           bound_root(decider.chain, targets, region, roots[key], options)))
+            if decider.timed_out():
+                yield [], SearchOutcome(TIMEOUT, reason="time budget exhausted bounding the disjuncts")
+                return
+        for members, region, root, targets, start in sorted(starts, key=lambda entry: entry[4].value):
+            box = query.disjuncts[members[0]]
+            outcome = relu_bab_search(
+                decider.chain,
+                targets,
+                region,
+                root,
+                options,
+                decider.stats,
+                decider.deadline,
+                confirm=lambda v, t, members=members: decider.try_confirm(v, members[t]),
+                leaf_solver=lambda t, lo, hi, phases, members=members, box=box: self.reduced_leaf(
+                    decider, members[t], box, lo, hi, phases),
+                start=start,
+                progress=decider.progress,
+                tree=decider.trees.get(members[0]) if len(members) == 1 else None,
+            )
+            if outcome.status == SAT:  # the search's target position -> the query's disjunct
+                outcome.disjunct = members[outcome.disjunct]
+            yield members, outcome
+
+    @staticmethod
+    def reduced_leaf(decider: "Decider", k: int, disjunct, lower: np.ndarray, upper: np.ndarray,
+                     phases: np.ndarray) -> "LeafOutcome | None":
+        """A leaf decided by Reluplex on the network reduced to the leaf's free ReLUs
+        (:mod:`~reluverify.solver.reduction`): its tableau never holds the stable neurons. None when
+        even that tableau would exceed :data:`MAX_TABLEAU_ENTRIES`."""
+        from reluverify.solver.reduction import reduced_chain, reduced_relus, tableau_entries
+        from reluverify.solver.reluplex import ReluplexEngine
+
+        chain = decider.chain
+        n_x = chain.input_size
+        if reduced_relus(chain, phases) < chain.num_relus:  # some ReLUs fixed: the reduced network
+            chain = reduced_chain(chain, lower[:n_x], upper[:n_x], phases)
+        if tableau_entries(chain) > MAX_TABLEAU_ENTRIES:
+            return None  # too large for an exact leaf: the search splits it further
+        if chain is decider.chain:
+            return decider.leaf(decider.engine(disjunct.lower, disjunct.upper), k, lower, upper, phases)
+        engine = ReluplexEngine(chain, decider.query.num_inputs, decider.all_rows, decider.all_rhs, disjunct.lower,
+                                disjunct.upper, decider.options, decider.stats)
+        return decider.leaf(engine, k, lower, upper)
+
+
+class ReluSplitting:
+    """The Reluplex procedure on each whole disjunct."""
+
+    name = "relu-split"
+
+    def search(self, decider: "Decider", live: list[int]) -> Reports:
+        for k in live:
+            d = decider.query.disjuncts[k]
+            yield [k], _leaf_outcome(decider.leaf(decider.engine(d.lower, d.upper), k, d.lower, d.upper), k)
+
+
+REGISTRY: dict[str, Strategy] = {s.name: s for s in (InputSplitting(), ReluBranchAndBound(), ReluSplitting())}
+"""Every strategy by name; :data:`~reluverify.solver.options.STRATEGIES` names the same ones and ``auto``."""
+
+if set(REGISTRY) | {"auto"} != set(STRATEGIES):
+    raise ImportError("solver.options.STRATEGIES and solver.strategies.REGISTRY name different strategies")
+
+
+def choose(decider: "Decider") -> Strategy:
+    """The strategy of ``options.strategy``, or for ``auto``: input splitting pays when inputs are few and
+    ReLUs many (ACAS Xu: 5 and 300); a network with few ReLUs has at most 2^R phase combinations, which
+    Reluplex settles quickly even when huge weights make box bounds useless; branch and bound over ReLU
+    phases otherwise. Input splitting cannot express auxiliary variables' constraints (Reluplex takes
+    those queries), and Reluplex's search leaves no certificate (branch and bound takes proofs)."""
+    options: SolverOptions = decider.options
+    chain, auxiliary = decider.chain, decider.query.num_auxiliary
+    strategy = options.strategy
+    if strategy == "auto":
+        few_inputs = chain.input_size <= options.input_split.max_inputs
+        many_relus = chain.num_relus >= options.input_split.min_relus
+        if not many_relus:
+            strategy = "relu-split"
+        elif few_inputs and auxiliary == 0:
+            strategy = "input-split"
+        else:
+            strategy = "relu-bab"
+    if strategy == "input-split" and auxiliary:
+        strategy = "relu-split"
+    if strategy == "relu-split" and options.proof:
+        strategy = "relu-bab"
+    return REGISTRY[strategy]
