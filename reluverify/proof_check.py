@@ -7,7 +7,8 @@ does not refute it, with the leaf's path and the numbers.
 **What it trusts.** The ONNX importer (``reluverify.onnx_import.load_onnx``; its ReLU-chain view,
 made dense with ``reluverify.linear_ops.dense``), the VNN-LIB reader (``reluverify.vnnlib.load_query``),
 numpy's float64 arithmetic (IEEE 754, round to nearest) -- and nothing the solver computed: it never
-imports ``reluverify.solver``. Every bound, every relaxation and every evidence sum is recomputed here.
+imports ``reluverify.solver``. Every bound, every relaxation and every evidence sum is recomputed here
+(:meth:`_Checker.relax` is its own copy of ``reluverify.solver.bounds.relaxation``, on purpose).
 
 **Its arithmetic.** Float64, with an a-priori bound on every rounding error (Higham, Accuracy and
 Stability of Numerical Algorithms, 3.1): a sum of at most ``n`` products computed in any order is

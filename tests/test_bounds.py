@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 
 from reluverify.network import ReluChain
-from reluverify.solver.bounds import (
-    BOX_BLOCK,
-    deeppoly_bounds,
-    forward_bounds,
-    gradient_magnitude,
-    interval_bounds,
-    row_lower_bounds,
-)
+from reluverify.solver.bounds.deeppoly import BOX_BLOCK, deeppoly_bounds, forward_bounds, interval_bounds
+from reluverify.solver.bounds.rows import gradient_magnitude, row_lower_bounds
 
 
 def _chain(rng, sizes, scale=1.0):
@@ -138,7 +132,7 @@ def test_known_bounds_can_prove_a_box_empty():
 
 
 def test_dual_lower_bound_is_sound_and_uses_the_rows():
-    from reluverify.solver.bounds import dual_lower_bound
+    from reluverify.solver.bounds.rows import dual_lower_bound
 
     rng = np.random.default_rng(3)
     n, m, batch, rows_out = 4, 3, 8, 5
@@ -160,7 +154,7 @@ def test_dual_lower_bound_is_sound_and_uses_the_rows():
 
 
 def test_dual_lower_bound_recovers_the_pair_coupling():
-    from reluverify.solver.bounds import dual_lower_bound
+    from reluverify.solver.bounds.rows import dual_lower_bound
 
     # min x1 - x2 over [0,1]^2 with |x1 - x2| <= 0.1 is -0.1 (the box alone says -1)
     coef = np.array([[[1.0, -1.0]]])
@@ -172,7 +166,7 @@ def test_dual_lower_bound_recovers_the_pair_coupling():
 @pytest.mark.parametrize("seed", range(8))
 def test_conjunction_lower_bound_is_sound_and_beats_single_rows(seed):
     """The bound of a conjunction never exceeds the true max over its rows anywhere in the box."""
-    from reluverify.solver.bounds import conjunction_lower_bound
+    from reluverify.solver.bounds.rows import conjunction_lower_bound
 
     rng = np.random.default_rng(300 + seed)
     n = int(rng.integers(1, 5))
@@ -198,7 +192,7 @@ def test_conjunction_lower_bound_is_sound_and_beats_single_rows(seed):
 
 def test_conjunction_lower_bound_refutes_rows_jointly():
     """x <= 0.4 and -x <= -0.6 on [0, 1]: neither row alone is refuted, together they are."""
-    from reluverify.solver.bounds import conjunction_lower_bound
+    from reluverify.solver.bounds.rows import conjunction_lower_bound
 
     coef = np.array([[[1.0], [-1.0]]])
     const = np.array([[-0.4, 0.6]])
@@ -208,7 +202,7 @@ def test_conjunction_lower_bound_refutes_rows_jointly():
 
 def test_back_substitution_under_a_small_memory_budget_gives_the_same_bounds(monkeypatch):
     """Fewer boxes per block and fewer neurons per pass (the budget of wide layers) change nothing."""
-    import reluverify.solver.bounds as bounds_module
+    import reluverify.solver.bounds.deeppoly as bounds_module
 
     rng = np.random.default_rng(7)
     chain = _chain(rng, [6, 40, 40, 30, 3], scale=2.0)

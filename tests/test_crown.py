@@ -1,4 +1,4 @@
-"""The optimised linear bounds (reluverify.solver.crown) and the triangle LP (reluverify.solver.triangle_lp).
+"""The optimised linear bounds (reluverify.solver.bounds.alpha_crown) and the triangle LP (reluverify.solver.triangle_lp).
 
 Soundness by sampling: for random networks, random ReLU splits, random input rows and *random*
 parameters (slopes, bound multipliers, row multipliers: the invariant is that every value in range
@@ -14,8 +14,8 @@ import pytest
 from scipy.optimize import linprog
 
 from random_queries import random_chain
-from reluverify.solver import crown
-from reluverify.solver.bounds import forward_bounds
+from reluverify.solver.bounds import alpha_crown as crown
+from reluverify.solver.bounds.deeppoly import forward_bounds
 from reluverify.solver.triangle_lp import CANDIDATE, REFUTED, solve_triangle_lp
 
 
@@ -318,7 +318,7 @@ def test_triangle_lp_point_of_a_linear_region_is_exact():
 
 def _unsplit_subproblems(rng, batch: int):
     """A random 3-hidden-layer chain, a box, and ``batch`` copies of its DeepPoly bounds as sub-problems."""
-    from reluverify.solver.bounds import deeppoly_bounds
+    from reluverify.solver.bounds.deeppoly import deeppoly_bounds
 
     chain = random_chain(rng, [3, 10, 10, 10, 2])
     lower = rng.uniform(-1.0, 0.0, (1, 3))

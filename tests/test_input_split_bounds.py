@@ -10,7 +10,7 @@ from random_queries import random_chain
 from reluverify.query import Disjunct, LinearConstraints, Query
 from reluverify.solver import SolverOptions, solve
 from reluverify.solver.options import InputSplitOptions
-from reluverify.solver.bounds import deeppoly_bounds
+from reluverify.solver.bounds.deeppoly import deeppoly_bounds
 
 
 def _pre_activations(chain, points):
@@ -89,7 +89,7 @@ def test_optimised_deep_boxes_agree_with_reluplex(seed):
 def test_parameter_layout_round_trip():
     """A box's ascent parameters packed for its children come back as they were (float32), the
     target's row weights padded to the widest target's."""
-    from reluverify.solver import crown
+    from reluverify.solver.bounds import alpha_crown as crown
     from reluverify.solver.input_split import _ParameterLayout
 
     rng = np.random.default_rng(7)

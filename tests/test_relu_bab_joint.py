@@ -11,7 +11,8 @@ import pytest
 
 from random_queries import random_chain
 from reluverify.query import Disjunct, LinearConstraints, Query
-from reluverify.solver import SolverOptions, crown, solve
+from reluverify.solver import SolverOptions, solve
+from reluverify.solver.bounds import alpha_crown as crown
 from reluverify.solver.options import BranchAndBoundOptions
 
 
@@ -77,7 +78,7 @@ def test_stacked_objective_bounds_each_entry_as_its_own_objective():
     chain = random_chain(rng, (4, 8, 8, 3))
     lower = rng.uniform(-1.0, 0.0, (1, 4))
     region = crown.Region(lower, lower + 0.5)
-    from reluverify.solver.bounds import deeppoly_bounds
+    from reluverify.solver.bounds.deeppoly import deeppoly_bounds
 
     first = deeppoly_bounds(chain, region.lower, region.upper)
     relaxation = crown.Relaxation(first.pre_lower, first.pre_upper)

@@ -192,7 +192,8 @@ def _attack_balls(chain, start, lower, upper, labels, y0, sign, epsilon, steps, 
 
 def _margin_lower_bounds(chain, lower, upper, labels, y0, sign, epsilon) -> np.ndarray:
     """A lower bound of each ball's margin over its box (symbolic bounds; valid for L1 balls too)."""
-    from reluverify.solver.bounds import forward_bounds, row_lower_bounds
+    from reluverify.solver.bounds.deeppoly import forward_bounds
+    from reluverify.solver.bounds.rows import row_lower_bounds
 
     layer_bounds = forward_bounds(chain, lower, upper)
     if epsilon is not None:
@@ -212,7 +213,7 @@ def _margin_lower_bounds(chain, lower, upper, labels, y0, sign, epsilon) -> np.n
 
 
 def _subset(layer_bounds, members):
-    from reluverify.solver.bounds import LayerBounds
+    from reluverify.solver.bounds.deeppoly import LayerBounds
 
     return LayerBounds(
         [p[members] for p in layer_bounds.pre_lower],
@@ -242,7 +243,8 @@ def _disjunct_scores(query: Query, samples: int, attack_steps: int, restarts: in
     count = len(query.disjuncts)
     if query.num_auxiliary or not all(net.is_piecewise_linear for net in query.networks):
         return np.zeros(count)
-    from reluverify.solver.bounds import forward_bounds, row_lower_bounds
+    from reluverify.solver.bounds.deeppoly import forward_bounds
+    from reluverify.solver.bounds.rows import row_lower_bounds
     from reluverify.solver.falsify import random_samples
 
     chain = query.relu_chain()

@@ -88,7 +88,7 @@ def shared_facts(queries: list[Query], options) -> list[dict]:
 
     if not all(n.is_piecewise_linear for q in queries for n in q.networks):
         return []
-    from reluverify.solver.bounds import forward_bounds
+    from reluverify.solver.bounds.deeppoly import forward_bounds
     from reluverify.solver.facts import PhaseFacts, chain_fingerprint, phases_from_bounds
 
     chain = queries[0].relu_chain()

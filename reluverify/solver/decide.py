@@ -16,7 +16,8 @@ import time
 import numpy as np
 
 from reluverify.query import Query
-from reluverify.solver.bounds import deeppoly_bounds, forward_bounds, row_lower_bounds
+from reluverify.solver.bounds.deeppoly import deeppoly_bounds, forward_bounds
+from reluverify.solver.bounds.rows import row_lower_bounds
 from reluverify.solver.certificate import INPUT_LOWER, INPUT_UPPER, Certificate, ProofTree
 from reluverify.solver.confirm import confirm
 from reluverify.solver.facts import PhaseFacts, chain_fingerprint, known_bounds, phases_from_bounds

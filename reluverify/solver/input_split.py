@@ -2,8 +2,8 @@
 
 Several disjuncts that share one input box are searched together: every box carries
 the set of disjuncts still *alive* on it. Boxes are bounded in batches with
-:func:`~reluverify.solver.bounds.deeppoly_bounds` and
-:func:`~reluverify.solver.bounds.row_lower_bounds`; a disjunct dies on a box when one of its
+:func:`~reluverify.solver.bounds.deeppoly.deeppoly_bounds` and
+:func:`~reluverify.solver.bounds.rows.row_lower_bounds`; a disjunct dies on a box when one of its
 rows provably exceeds its right-hand side there. Each bounded box also proposes
 concrete points (its centre and the vertices that minimise its rows' linear lower
 bounds), which are evaluated and, if they satisfy a disjunct, confirmed. A box on which
@@ -26,14 +26,8 @@ import numpy as np
 
 from reluverify.linear_ops import shape as lops_shape
 from reluverify.network import ReluChain
-from reluverify.solver.bounds import (
-    LayerBounds,
-    conjunction_lower_bound,
-    deeppoly_bounds,
-    dual_lower_bound,
-    gradient_magnitude,
-    row_lower_bounds,
-)
+from reluverify.solver.bounds.deeppoly import deeppoly_bounds, LayerBounds
+from reluverify.solver.bounds.rows import conjunction_lower_bound, dual_lower_bound, gradient_magnitude, row_lower_bounds
 from reluverify.solver.options import SolverOptions
 from reluverify.solver.progress import Throttle
 from reluverify.solver.reluplex import LeafOutcome
@@ -228,7 +222,7 @@ class _BoxSearch:
         return exhausted(self.proven, self.undecided)
 
     def optimised_refutations(self, lo, hi, alive, layer_bounds, slopes: bool = True, warm=None):
-        """The alive targets that optimised linear bounds (:mod:`~reluverify.solver.crown`: the rows'
+        """The alive targets that optimised linear bounds (:mod:`~reluverify.solver.bounds.alpha_crown`: the rows'
         weights, input-row multipliers and, with ``slopes``, slopes and bound multipliers) refute on
         each box: a (B, D) mask, and per target the weights (k, R) and input-row multipliers (k, r)
         of its refuted boxes, in box order.
@@ -237,30 +231,30 @@ class _BoxSearch:
         the mask starts from its packed parameters (any parameters give a sound bound, these only
         steer the ascent); the parameters each ascent ended with are written back into ``packed`` and
         the mask (where the target is not refuted)."""
-        from reluverify.solver import crown
+        from reluverify.solver.bounds import alpha_crown
 
         refuted = np.zeros(alive.shape, dtype=bool)
         weights, gammas = [None] * len(self.targets), [None] * len(self.targets)
-        relaxation = crown.Relaxation(layer_bounds.pre_lower, layer_bounds.pre_upper, size=lo.shape[0])
+        relaxation = alpha_crown.Relaxation(layer_bounds.pre_lower, layer_bounds.pre_upper, size=lo.shape[0])
         rows, rhs = self.input_rows if self.input_rows is not None else (None, None)
-        settings = crown.OptimiseSettings(iterations=self.options.input_split.alpha_iterations or 10,
+        settings = alpha_crown.OptimiseSettings(iterations=self.options.input_split.alpha_iterations or 10,
                                           stop_above=self.options.tolerances.prune_margin)
         if not slopes:
-            settings = crown.OptimiseSettings(iterations=WEIGHT_ITERATIONS, lr_alpha=0.0,
+            settings = alpha_crown.OptimiseSettings(iterations=WEIGHT_ITERATIONS, lr_alpha=0.0,
                                               lr_beta=0.0, stop_above=self.options.tolerances.prune_margin)
         layers = len(self.chain.weights) - 1
         for position, target in enumerate(self.targets):
             boxes = np.flatnonzero(alive[:, position])
             if boxes.size == 0 or target.rhs.size == 0 or (not slopes and target.rhs.size == 1 and rows is None):
                 continue  # (one row without input rows: the single-row pass has decided it already)
-            region = crown.Region(lo[boxes], hi[boxes], rows, rhs)
+            region = alpha_crown.Region(lo[boxes], hi[boxes], rows, rhs)
             sub = relaxation.take(boxes)
-            objective = crown.Objective(target.rows[:, self.n :], target.rows[:, : self.n], target.rhs)
-            params = crown.initial_parameters(sub, 1, layers, region, with_beta=slopes)
-            params.weights = crown.uniform_weights(boxes.size, 1, objective)
+            objective = alpha_crown.Objective(target.rows[:, self.n :], target.rows[:, : self.n], target.rhs)
+            params = alpha_crown.initial_parameters(sub, 1, layers, region, with_beta=slopes)
+            params.weights = alpha_crown.uniform_weights(boxes.size, 1, objective)
             if warm is not None:
                 self.layout.unpack_into(params, warm[0][boxes, position], warm[1][boxes, position])
-            value, best, _ = crown.optimise(self.chain, region, sub, objective, params, settings)
+            value, best, _ = alpha_crown.optimise(self.chain, region, sub, objective, params, settings)
             hit = value[:, 0] > self.options.tolerances.prune_margin
             refuted[boxes[hit], position] = True
             if warm is not None:
@@ -480,15 +474,15 @@ class _BoxSearch:
         """Bound a batch so that every refutation has evidence (see :func:`input_split_search`): DeepPoly
         bounds; each row on its own (one back-substitution, heuristic slopes); for a conjunction no
         single row refutes, weights of its rows (and multipliers of the input rows) by a short ascent."""
-        from reluverify.solver import crown
+        from reluverify.solver.bounds import alpha_crown
 
         chain, options, n = self.chain, self.options, self.n
         layer_bounds = deeppoly_bounds(chain, lo, hi)
-        relaxation = crown.Relaxation(layer_bounds.pre_lower, layer_bounds.pre_upper, size=lo.shape[0])
+        relaxation = alpha_crown.Relaxation(layer_bounds.pre_lower, layer_bounds.pre_upper, size=lo.shape[0])
         rows_in, rhs_in = self.input_rows if self.input_rows is not None else (None, None)
-        region = crown.Region(lo, hi, rows_in, rhs_in)
+        region = alpha_crown.Region(lo, hi, rows_in, rhs_in)
         mu = np.broadcast_to(self.rows[None, :, n:], (lo.shape[0],) + self.rows[:, n:].shape)
-        single = crown.backward(chain, region, relaxation, mu, -self.rhs[None, :],
+        single = alpha_crown.backward(chain, region, relaxation, mu, -self.rhs[None, :],
                                 input_coef=self.rows[None, :, :n], record=False)
         values = single.value  # (B, R)
         dead = np.zeros(alive.shape, dtype=bool)
@@ -524,13 +518,13 @@ class _BoxSearch:
     def prove_residues(self, lo, hi, alive, node, layer_bounds, residue) -> None:
         """Residue boxes of a recorded proof: the triangle LP per alive target, Farkas leaves where it refutes
         (a box with no unstable ReLU that the LP does not refute is left undecided: no certificate)."""
-        from reluverify.solver import crown
+        from reluverify.solver.bounds import alpha_crown
         from reluverify.solver.triangle_lp import REFUTED, solve_triangle_lp
 
         rows_in, rhs_in = self.input_rows if self.input_rows is not None else (None, None)
         for b in np.flatnonzero(residue):
-            region = crown.Region(lo[b : b + 1], hi[b : b + 1], rows_in, rhs_in)
-            relaxation = crown.Relaxation([a[b : b + 1] for a in layer_bounds.pre_lower],
+            region = alpha_crown.Region(lo[b : b + 1], hi[b : b + 1], rows_in, rhs_in)
+            relaxation = alpha_crown.Relaxation([a[b : b + 1] for a in layer_bounds.pre_lower],
                                           [a[b : b + 1] for a in layer_bounds.pre_upper], size=1)
             linear = relaxation.unstable_counts()[0] == 0
             for position in np.flatnonzero(alive[b]):
@@ -591,7 +585,7 @@ class _ParameterLayout:
         self.size = self.weights + rows
 
     def pack(self, params) -> np.ndarray:
-        """(k, size) from :class:`~reluverify.solver.crown.Parameters` of k boxes and one row each."""
+        """(k, size) from :class:`~reluverify.solver.bounds.alpha_crown.Parameters` of k boxes and one row each."""
         k = params.weights.shape[0]
         out = np.zeros((k, self.size), dtype=np.float32)
         for (slopes, multipliers), a, b in zip(self.layers, params.alpha, params.beta):

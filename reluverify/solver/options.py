@@ -83,7 +83,7 @@ class InputSplitOptions:
     steer the first boxes' candidate vertices and attacks away from thin counterexamples."""
     alpha_iterations: int = 10
     """Boxes the plain bounds leave open get this many steps of optimised slopes, multipliers and row
-    weights (:mod:`~reluverify.solver.crown`) before they are split (0: never) ..."""
+    weights (:mod:`~reluverify.solver.bounds.alpha_crown`) before they are split (0: never) ..."""
     alpha_depth: int = 12
     """... once they have been split this many times (shallower boxes get the row weights alone)."""
     alpha_warm: bool = True

@@ -2,7 +2,7 @@
 
 Splitting the input box is hopeless when the input has hundreds of dimensions (MNIST: 784);
 splitting ReLU phases is not. A *sub-problem* is the disjunct's input region plus a set of
-fixed ReLU phases (splits). Each is bounded by :mod:`reluverify.solver.crown`: a
+fixed ReLU phases (splits). Each is bounded by :mod:`reluverify.solver.bounds.alpha_crown`: a
 back-substitution bound of the disjunct's rows whose slopes (alpha), split multipliers (beta),
 input-row multipliers (gamma) and row weights are optimised per sub-problem, warm-started from
 its parent. Sub-problems are bounded many at a time as stacked arrays.
@@ -43,8 +43,9 @@ from typing import Callable
 import numpy as np
 
 from reluverify.network import ReluChain
-from reluverify.solver import crown
-from reluverify.solver.bounds import deeppoly_bounds
+from reluverify.solver.bounds import alpha_crown
+from reluverify.solver.bounds.deeppoly import deeppoly_bounds
+from reluverify.solver.bounds.relaxation import triangle_height
 from reluverify.solver.falsify import attack
 from reluverify.linear_ops import shape as lops_shape
 from reluverify.solver.certificate import ProofTree
@@ -108,23 +109,23 @@ class Disjunction:
     rows: np.ndarray  # (R, n_v + m)
     rhs: np.ndarray  # (R,)
 
-    def objective(self, num_v: int) -> crown.Objective:
+    def objective(self, num_v: int) -> alpha_crown.Objective:
         """The rows as an objective; a disjunct without rows (true on its whole box) is ``0 <= 0``."""
         rows, rhs = (self.rows, self.rhs) if self.rhs.size else (np.zeros((1, self.rows.shape[1])), np.zeros(1))
-        return crown.Objective(rows[:, num_v:], rows[:, :num_v], rhs)
+        return alpha_crown.Objective(rows[:, num_v:], rows[:, :num_v], rhs)
 
 
 @dataclass
 class RootBounds:
     """Pre-activation bounds on the disjunct's whole region (shared by the disjuncts of one box)."""
 
-    relaxation: crown.Relaxation  # batch of one
+    relaxation: alpha_crown.Relaxation  # batch of one
     seconds: float
     interm_rows: list = field(default_factory=list)  # (layer, neurons, signs, slopes over all ReLUs)
 
 
 def root_bounds(
-    chain: ReluChain, region: crown.Region, options: SolverOptions, first, deadline: float | None = None,
+    chain: ReluChain, region: alpha_crown.Region, options: SolverOptions, first, deadline: float | None = None,
     record: list | None = None,
 ) -> RootBounds:
     """``first`` (layer bounds on the region's box: symbolic or DeepPoly) tightened by optimised
@@ -132,11 +133,11 @@ def root_bounds(
     With ``record`` (a list), the rows that tightened them and their slopes are kept in
     ``RootBounds.interm_rows`` (for certificates)."""
     started = time.monotonic()
-    pairs = [crown.ordered(lo, hi) for lo, hi in zip(first.pre_lower, first.pre_upper)]
-    relaxation = crown.Relaxation([lo.copy() for lo, _ in pairs], [hi.copy() for _, hi in pairs], size=region.lower.shape[0])
+    pairs = [alpha_crown.ordered(lo, hi) for lo, hi in zip(first.pre_lower, first.pre_upper)]
+    relaxation = alpha_crown.Relaxation([lo.copy() for lo, _ in pairs], [hi.copy() for _, hi in pairs], size=region.lower.shape[0])
     if len(chain.weights) > 2:
-        settings = crown.OptimiseSettings(iterations=INTERMEDIATE_ITERATIONS)
-        relaxation = crown.tighten_intermediate(chain, region, relaxation, settings, deadline=deadline, record=record)
+        settings = alpha_crown.OptimiseSettings(iterations=INTERMEDIATE_ITERATIONS)
+        relaxation = alpha_crown.tighten_intermediate(chain, region, relaxation, settings, deadline=deadline, record=record)
     return RootBounds(relaxation, time.monotonic() - started, record or [])
 
 
@@ -207,7 +208,7 @@ class _Pool:
         return sum(a.nbytes for a in self.arrays.values()) * self.size // capacity
 
 
-def _pack(relaxation: crown.Relaxation, params: crown.Parameters, values, depth, node) -> dict[str, np.ndarray]:
+def _pack(relaxation: alpha_crown.Relaxation, params: alpha_crown.Parameters, values, depth, node) -> dict[str, np.ndarray]:
     """Sub-problems as pool rows: bounds and splits (B, n_j), per target parameters (B, T, ...) and
     bounds ``values`` (B, T; +inf where the target is refuted), and ``value`` (B,), their minimum."""
     arrays = {"value": values.min(axis=1), "values": values, "depth": depth, "node": node}
@@ -221,14 +222,14 @@ def _pack(relaxation: crown.Relaxation, params: crown.Parameters, values, depth,
     return arrays
 
 
-def _unpack(arrays: dict[str, np.ndarray], layers: int) -> tuple[crown.Relaxation, crown.Parameters]:
-    relaxation = crown.Relaxation(
+def _unpack(arrays: dict[str, np.ndarray], layers: int) -> tuple[alpha_crown.Relaxation, alpha_crown.Parameters]:
+    relaxation = alpha_crown.Relaxation(
         [arrays[f"lower{j}"] for j in range(layers)],
         [arrays[f"upper{j}"] for j in range(layers)],
         [arrays[f"split{j}"] for j in range(layers)],
         arrays["value"].shape[0],
     )
-    params = crown.Parameters(
+    params = alpha_crown.Parameters(
         [arrays[f"alpha{j}"] for j in range(layers)],
         [arrays[f"beta{j}"] for j in range(layers)],
         arrays.get("gamma"),
@@ -266,10 +267,10 @@ class Items:
         return np.minimum.reduceat(values, self.first, axis=0)
 
 
-def _item_params(params: crown.Parameters, items: Items) -> crown.Parameters:
+def _item_params(params: alpha_crown.Parameters, items: Items) -> alpha_crown.Parameters:
     """Per item, its sub-problem's parameters for its target (S = 1)."""
     o, t = items.owner, items.target
-    return crown.Parameters(
+    return alpha_crown.Parameters(
         [a[o, t][:, None] for a in params.alpha],
         None if params.beta is None else [b[o, t][:, None] for b in params.beta],
         None if params.gamma is None else params.gamma[o, t][:, None],
@@ -277,7 +278,7 @@ def _item_params(params: crown.Parameters, items: Items) -> crown.Parameters:
     )
 
 
-def _scatter_params(target: crown.Parameters, items: Items, source: crown.Parameters) -> None:
+def _scatter_params(target: alpha_crown.Parameters, items: Items, source: alpha_crown.Parameters) -> None:
     """Write the items' parameters (S = 1) into their sub-problems' rows of ``target`` (B, T, ...)."""
     o, t = items.owner, items.target
     for a, b in zip(target.alpha, source.alpha):
@@ -290,7 +291,7 @@ def _scatter_params(target: crown.Parameters, items: Items, source: crown.Parame
     target.weights[o, t] = source.weights[:, 0]
 
 
-def _branch_scores(p: crown.Pass, relaxation: crown.Relaxation, earliest: bool = False) -> list[np.ndarray]:
+def _branch_scores(p: alpha_crown.Pass, relaxation: alpha_crown.Relaxation, earliest: bool = False) -> list[np.ndarray]:
     """Per hidden layer (B, n_j): each free unstable ReLU's relaxation gap (the triangle's height
     ``u (-l) / (u - l)``) times the magnitude of its coefficient; -inf for the others. With
     ``earliest``, only the first layer that has a free unstable ReLU (per sub-problem) has candidates.
@@ -305,8 +306,7 @@ def _branch_scores(p: crown.Pass, relaxation: crown.Relaxation, earliest: bool =
         if earliest:
             free &= ~below[:, None]
             below |= free.any(axis=1)
-        gap = np.where(free, hi * -lo / np.where(free, hi - lo, 1.0), 0.0)
-        scores.append(np.where(free, np.abs(p.nu[j][:, 0, :]) * gap, -np.inf))
+        scores.append(np.where(free, np.abs(p.nu[j][:, 0, :]) * triangle_height(lo, hi), -np.inf))
     return scores
 
 
@@ -331,10 +331,10 @@ class Branching:
 
 def choose_branch(
     chain: ReluChain,
-    region: crown.Region,
-    relaxation: crown.Relaxation,
-    params: crown.Parameters,
-    p: crown.Pass,
+    region: alpha_crown.Region,
+    relaxation: alpha_crown.Relaxation,
+    params: alpha_crown.Parameters,
+    p: alpha_crown.Pass,
     items: Items,
     candidates: int,
     margin: float,
@@ -369,13 +369,13 @@ def choose_branch(
     neuron_of = top[items.owner] - offsets[layer_of]
     # rank in float32 (twice as fast); a child that looks refuted is bounded again in float64, and
     # only float64 bounds refute anything
-    fast = crown.layer_terms(relaxation, region, np.float32)
+    fast = alpha_crown.layer_terms(relaxation, region, np.float32)
     ranking = _child_bounds(chain, region, relaxation, params, p, layer_of, neuron_of, valid, fast)
     suspect = np.any(ranking > margin - 1e-4 * (1.0 + np.abs(ranking)), axis=2) & valid
     exact = np.full(ranking.shape, -np.inf)
     if np.any(suspect):
         exact = _child_bounds(
-            chain, region, relaxation, params, p, layer_of, neuron_of, suspect, crown.layer_terms(relaxation, region)
+            chain, region, relaxation, params, p, layer_of, neuron_of, suspect, alpha_crown.layer_terms(relaxation, region)
         )
     dead = items.all_of(exact > margin) & implied  # (B, k, 2): refuted for every open target
     refuted = np.any(dead.all(axis=2), axis=1)
@@ -409,7 +409,7 @@ def _child_bounds(chain, region, relaxation, params, p, layer_of, neuron_of, mas
             beta = np.maximum(sub_params.beta[j][rows, 0, i], 0.0)
             const[:, 0] -= beta[:, 0] * np.minimum(relaxation.lower[j][b_idx, i], 0.0)
             const[:, 1] += beta[:, 1] * np.maximum(relaxation.upper[j][b_idx, i], 0.0)
-        child = crown.backward(
+        child = alpha_crown.backward(
             chain,
             region.take(b_idx),
             relaxation.take(b_idx),
@@ -421,13 +421,13 @@ def _child_bounds(chain, region, relaxation, params, p, layer_of, neuron_of, mas
             None if sub_params.beta is None else sub_params.beta[:j],
             sub_params.gamma,
             record=False,
-            terms=crown.take_terms(terms, b_idx),
+            terms=alpha_crown.take_terms(terms, b_idx),
         )
         values[b_idx, c_idx] = child.value
     return values
 
 
-def _fix(relaxation: crown.Relaxation, params: crown.Parameters, rows, layer, neuron, sign) -> None:
+def _fix(relaxation: alpha_crown.Relaxation, params: alpha_crown.Parameters, rows, layer, neuron, sign) -> None:
     """Split ``neuron`` of ``layer`` in sub-problems ``rows`` to phase ``sign`` (+1/-1), in place."""
     for j in np.unique(layer):
         sel = layer == j
@@ -438,13 +438,13 @@ def _fix(relaxation: crown.Relaxation, params: crown.Parameters, rows, layer, ne
         # the neuron's bound multipliers stay: with its bound clamped to 0 they weigh the split itself
 
 
-def _children(relaxation: crown.Relaxation, params: crown.Parameters, branching: Branching):
+def _children(relaxation: alpha_crown.Relaxation, params: alpha_crown.Parameters, branching: Branching):
     """Both children of every sub-problem (first all active ones, then all inactive ones), with the
     implied phases fixed in both."""
     batch = relaxation.batch
     both = np.concatenate([np.arange(batch), np.arange(batch)])
     child = relaxation.take(both)
-    child = crown.Relaxation(
+    child = alpha_crown.Relaxation(
         [a.copy() for a in child.lower], [a.copy() for a in child.upper], [a.copy() for a in child.split], child.batch
     )
     child_params = params.take(both).copy()
@@ -459,8 +459,8 @@ def _children(relaxation: crown.Relaxation, params: crown.Parameters, branching:
 
 
 def tighten_children(
-    chain: ReluChain, region: crown.Region, child: crown.Relaxation, split_layer: np.ndarray
-) -> tuple[crown.Relaxation, np.ndarray]:
+    chain: ReluChain, region: alpha_crown.Region, child: alpha_crown.Relaxation, split_layer: np.ndarray
+) -> tuple[alpha_crown.Relaxation, np.ndarray]:
     """Children's pre-activation bounds above ``split_layer`` (per child: its lowest newly fixed
     phase), re-computed by back-substitution (DeepPoly) over ``region``'s box (a batch of one; its
     first ``chain.input_size`` variables are the network's inputs) with their own bounds as known
@@ -484,19 +484,19 @@ def tighten_children(
         fresh = deeppoly_bounds(chain, np.repeat(box_lower, rows.size, axis=0), np.repeat(box_upper, rows.size, axis=0),
                                 known_lower, known_upper, first=int(layer) + 1)
         for j in range(int(layer) + 1, layers):
-            lo, hi = crown.ordered(np.maximum(known_lower[j], fresh.pre_lower[j]), np.minimum(known_upper[j], fresh.pre_upper[j]))
+            lo, hi = alpha_crown.ordered(np.maximum(known_lower[j], fresh.pre_lower[j]), np.minimum(known_upper[j], fresh.pre_upper[j]))
             lower[j][rows], upper[j][rows] = lo, hi
         empty[rows] = fresh.infeasible
-    tightened = crown.Relaxation(lower, upper, child.split, child.batch)
+    tightened = alpha_crown.Relaxation(lower, upper, child.split, child.batch)
     return tightened, empty | tightened.infeasible()
 
 
 def optimise_intermediate(
-    chain: ReluChain, region: crown.Region, relaxation: crown.Relaxation, iterations: int, deadline: float | None = None
-) -> tuple[crown.Relaxation, np.ndarray]:
+    chain: ReluChain, region: alpha_crown.Region, relaxation: alpha_crown.Relaxation, iterations: int, deadline: float | None = None
+) -> tuple[alpha_crown.Relaxation, np.ndarray]:
     """Sub-problems' unstable pre-activation bounds (every hidden layer but the first, whose bounds
     the box fixes) bounded again with optimised slopes and multipliers of every bound below, the
-    splits among them (:func:`crown.tighten_intermediate` with beta, ``iterations`` steps a layer),
+    splits among them (:func:`alpha_crown.tighten_intermediate` with beta, ``iterations`` steps a layer),
     intersected with theirs; and which sub-problems these bounds show empty. ``region`` has one
     row per sub-problem. Past ``deadline`` what is not re-bounded keeps its bounds.
 
@@ -509,21 +509,21 @@ def optimise_intermediate(
     The ascent starts from heuristic slopes and no multipliers every time, so its steps are larger
     than a warm-started one's (:data:`REOPTIMISE_LR_ALPHA`, :data:`REOPTIMISE_LR_BETA`).
     """
-    settings = crown.OptimiseSettings(iterations=iterations, lr_alpha=REOPTIMISE_LR_ALPHA, lr_beta=REOPTIMISE_LR_BETA,
+    settings = alpha_crown.OptimiseSettings(iterations=iterations, lr_alpha=REOPTIMISE_LR_ALPHA, lr_beta=REOPTIMISE_LR_BETA,
                                       restrict=True)
-    tightened = crown.tighten_intermediate(chain, region, relaxation, settings, layers=range(1, len(chain.weights) - 1),
+    tightened = alpha_crown.tighten_intermediate(chain, region, relaxation, settings, layers=range(1, len(chain.weights) - 1),
                                            with_beta=True, deadline=deadline)
     return tightened, tightened.infeasible()
 
 
-def _put(relaxation: crown.Relaxation, index: np.ndarray, part: crown.Relaxation) -> crown.Relaxation:
+def _put(relaxation: alpha_crown.Relaxation, index: np.ndarray, part: alpha_crown.Relaxation) -> alpha_crown.Relaxation:
     """``relaxation`` with sub-problems ``index`` replaced by ``part``'s (in place)."""
     for target, source in zip(relaxation.lower + relaxation.upper, part.lower + part.upper):
         target[index] = source
     return relaxation
 
 
-def phases_of(relaxation: crown.Relaxation, index: int) -> np.ndarray:
+def phases_of(relaxation: alpha_crown.Relaxation, index: int) -> np.ndarray:
     """Per ReLU in chain order: 1 active, 0 inactive (by split or bounds), -1 free, for sub-problem ``index``."""
     parts = []
     for lo, hi in zip(relaxation.lower, relaxation.upper):
@@ -539,7 +539,7 @@ class RootSolution:
     """The optimised bounds of the targets on their whole region (the search's first sub-problem)."""
 
     values: np.ndarray  # (T,)
-    params: crown.Parameters  # (1, T, ...)
+    params: alpha_crown.Parameters  # (1, T, ...)
     vertices: np.ndarray  # (T, n_v): per target the box point minimising its bound
 
     @property
@@ -547,13 +547,13 @@ class RootSolution:
         return float(self.values.min())
 
 
-def _objectives(targets: list[Disjunction], num_v: int) -> crown.Objective:
+def _objectives(targets: list[Disjunction], num_v: int) -> alpha_crown.Objective:
     """The targets' rows as one per-batch objective (entry ``t``: target ``t``)."""
-    return crown.Objective.stacked([t.objective(num_v) for t in targets])
+    return alpha_crown.Objective.stacked([t.objective(num_v) for t in targets])
 
 
 def bound_root(
-    chain: ReluChain, targets: list[Disjunction], region: crown.Region, root: RootBounds, options: SolverOptions
+    chain: ReluChain, targets: list[Disjunction], region: alpha_crown.Region, root: RootBounds, options: SolverOptions
 ) -> RootSolution:
     """Optimise every target's bound on the whole region (no splits), one item per target."""
     layers = len(chain.weights) - 1
@@ -561,22 +561,22 @@ def bound_root(
     objective = _objectives(targets, region.lower.shape[1])
     zeros = np.zeros(count, dtype=np.int64)
     relaxation, items_region = root.relaxation.take(zeros), region.take(zeros)
-    params = crown.initial_parameters(relaxation, 1, layers, items_region, with_beta=True)
-    params.weights = crown.uniform_weights(count, 1, objective)
+    params = alpha_crown.initial_parameters(relaxation, 1, layers, items_region, with_beta=True)
+    params.weights = alpha_crown.uniform_weights(count, 1, objective)
     settings = _settings(options, ROOT_ITERATIONS, root=True)
-    value, params, p = crown.optimise(chain, items_region, relaxation, objective, params, settings)
+    value, params, p = alpha_crown.optimise(chain, items_region, relaxation, objective, params, settings)
     gather = lambda a: None if a is None else a[:, 0][None]  # noqa: E731  (T, 1, ...) -> (1, T, ...)
-    joint = crown.Parameters(
+    joint = alpha_crown.Parameters(
         [gather(a) for a in params.alpha], None if params.beta is None else [gather(b) for b in params.beta],
         gather(params.gamma), gather(params.weights),
     )
     return RootSolution(value[:, 0].astype(np.float64), joint, p.vertex[:, 0, :].copy())
 
 
-def _settings(options: SolverOptions, iterations: int, root: bool = False) -> crown.OptimiseSettings:
+def _settings(options: SolverOptions, iterations: int, root: bool = False) -> alpha_crown.OptimiseSettings:
     """Step sizes: heuristic slopes at the root need large steps; warm-started children small ones
     (large Adam steps from a good start lose the bound for dozens of iterations)."""
-    return crown.OptimiseSettings(
+    return alpha_crown.OptimiseSettings(
         iterations=iterations,
         lr_alpha=LR_ALPHA * (10.0 if root else 1.0),
         lr_beta=LR_BETA,
@@ -589,7 +589,7 @@ def _settings(options: SolverOptions, iterations: int, root: bool = False) -> cr
 def relu_bab_search(
     chain: ReluChain,
     targets: list[Disjunction],
-    region: crown.Region,
+    region: alpha_crown.Region,
     root: RootBounds,
     options: SolverOptions,
     statistics: Statistics,
@@ -663,9 +663,9 @@ class _Search:
         # hidden layer's splits are the ones that count)
         self.earliest = deep
 
-    def batch_region(self, size: int) -> crown.Region:
+    def batch_region(self, size: int) -> alpha_crown.Region:
         r = self.region
-        return crown.Region(np.repeat(r.lower, size, axis=0), np.repeat(r.upper, size, axis=0), r.rows, r.rhs)
+        return alpha_crown.Region(np.repeat(r.lower, size, axis=0), np.repeat(r.upper, size, axis=0), r.rows, r.rhs)
 
     def check_time(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -758,7 +758,7 @@ class _Search:
         index = np.argpartition(key, batch - 1)[:batch] if batch < pool.size else np.arange(pool.size)
         return pool.pop(index)
 
-    def item_batch(self, relaxation: crown.Relaxation, items: Items):
+    def item_batch(self, relaxation: alpha_crown.Relaxation, items: Items):
         """The items' region, relaxation and objective (a batch of ``items.size``)."""
         return self.batch_region(items.size), relaxation.take(items.owner), self.objective.take(items.target)
 
@@ -771,7 +771,7 @@ class _Search:
         items = Items.of(open_targets)
         region, item_relaxation, objective = self.item_batch(relaxation, items)
         item_params = _item_params(params, items)
-        p = crown.bound(chain, region, item_relaxation, objective, item_params)
+        p = alpha_crown.bound(chain, region, item_relaxation, objective, item_params)
         branching = choose_branch(chain, region, item_relaxation, item_params, p, items, BRANCH_CANDIDATES,
                                   margin, implied=self.tree is None, earliest=self.earliest)
         child, child_params = _children(relaxation, params, branching)
@@ -832,13 +832,13 @@ class _Search:
             sub = Items.of(child_open[live])
             sub = Items(live[sub.owner], sub.target, sub.first)
             region, item_relaxation, objective = self.item_batch(child, sub)
-            value, item_params, cp = crown.optimise(chain, region, item_relaxation, objective, _item_params(child_params, sub), self.settings)
+            value, item_params, cp = alpha_crown.optimise(chain, region, item_relaxation, objective, _item_params(child_params, sub), self.settings)
             _scatter_params(child_params, sub, item_params)
             values[sub.owner, sub.target] = value[:, 0]
             vertices[sub.owner, sub.target] = cp.vertex[:, 0, :]
         self.settle(child, child_params, values, vertices, depth, node[keep])
 
-    def record_bound_leaves(self, nodes, relaxation: crown.Relaxation, params: crown.Parameters) -> None:
+    def record_bound_leaves(self, nodes, relaxation: alpha_crown.Relaxation, params: alpha_crown.Parameters) -> None:
         """Bound evidence: the parameters with which each leaf's own bound is positive (one target)."""
         k = relaxation.batch
         alpha = np.concatenate([a[:, 0, :] for a in params.alpha], axis=1) if params.alpha else np.zeros((k, 0))
@@ -971,7 +971,7 @@ def _attack_from_pool(chain, target, region, pool, index, t, layers, objective, 
     relaxation, params = _unpack(arrays, layers)
     items = Items(np.arange(k), np.full(k, t), np.arange(k))
     sub_region = region.take(np.zeros(k, dtype=np.int64))
-    p = crown.bound(chain, sub_region, relaxation, objective.take(items.target), _item_params(params, items))
+    p = alpha_crown.bound(chain, sub_region, relaxation, objective.take(items.target), _item_params(params, items))
     starts = p.vertex[:, 0, :]
     starts = starts + rng.normal(0.0, 0.05, starts.shape) * (region.upper - region.lower)
     lower, upper = region.lower[0], region.upper[0]

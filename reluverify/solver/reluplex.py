@@ -27,7 +27,8 @@ import numpy as np
 from reluverify import linear_ops
 from reluverify.network import ReluChain
 from reluverify.solver.bound_store import BoundStore
-from reluverify.solver.bounds import forward_bounds, row_lower_bounds
+from reluverify.solver.bounds.deeppoly import forward_bounds
+from reluverify.solver.bounds.rows import row_lower_bounds
 from reluverify.solver.options import SolverOptions
 from reluverify.solver.result import Statistics
 from reluverify.solver.tableau import BUDGET, FEASIBLE, INFEASIBLE, OUT_OF_TIME, Tableau

@@ -100,7 +100,7 @@ class ReluBranchAndBound:
     name = "relu-bab"
 
     def search(self, decider: "Decider", live: list[int]) -> Reports:
-        from reluverify.solver import crown
+        from reluverify.solver.bounds import alpha_crown
         from reluverify.solver.relu_bab import Disjunction, bound_root, relu_bab_search, root_bounds, searches_jointly
 
         query, options = decider.query, decider.options
@@ -110,7 +110,7 @@ class ReluBranchAndBound:
         starts = []
         for members in groups:
             d = query.disjuncts[members[0]]
-            region = crown.Region(
+            region = alpha_crown.Region(
                 d.lower[None, :], d.upper[None, :],
                 input_rows.matrix if input_rows.num_rows else None, input_rows.rhs if input_rows.num_rows else None,
             )

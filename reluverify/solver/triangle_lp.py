@@ -1,7 +1,7 @@
 """The LP over a sub-problem's triangle relaxation, decided by our own bounded simplex.
 
 A sub-problem (an input region, pre-activation bounds and ReLU splits, see
-:class:`~reluverify.solver.crown.Relaxation`) is relaxed exactly as an LP: every stable or
+:class:`~reluverify.solver.bounds.alpha_crown.Relaxation`) is relaxed exactly as an LP: every stable or
 split ReLU is linear (``h = z`` or ``h = 0``), and every other one, with bounds ``l < 0 < u``,
 is replaced by its triangle ``h >= 0, h >= z, h <= u (z - l) / (u - l)``. The LP asks for a point
 that also satisfies the disjunct's rows. When it has none, neither has the sub-problem: the
@@ -13,7 +13,7 @@ unstable ReLU are its non-basic columns; every stable ReLU is substituted into t
 (so a network's thousands of stable neurons never become columns); the rows are the two
 triangle sides per unstable ReLU, one sign row per split, the disjunct's rows and the input rows.
 
-This LP is at least as tight as the optimised linear bounds of :mod:`~reluverify.solver.crown`
+This LP is at least as tight as the optimised linear bounds of :mod:`~reluverify.solver.bounds.alpha_crown`
 for the same bounds (their parameters are its dual variables, reached only approximately by
 gradient ascent), which makes it the exact check for sub-problems the bounds cannot close.
 """
@@ -28,7 +28,8 @@ import numpy as np
 from reluverify import linear_ops as lops
 from reluverify.network import ReluChain
 from reluverify.solver.bound_store import BoundStore
-from reluverify.solver.crown import Region, Relaxation
+from reluverify.solver.bounds.alpha_crown import Region, Relaxation
+from reluverify.solver.bounds.relaxation import chord
 from reluverify.solver.tableau import BUDGET, FEASIBLE, INFEASIBLE, OUT_OF_TIME, Tableau
 
 REFUTED, CANDIDATE, UNDECIDED = "refuted", "candidate", "undecided"
@@ -118,11 +119,11 @@ def solve_triangle_lp(
             lo, hi = relaxation.lower[j][index, u], relaxation.upper[j][index, u]
             e = np.zeros((u.size, width))
             e[np.arange(u.size), column + np.arange(u.size)] = 1.0
-            slope = hi / (hi - lo)
+            slope, intercept = chord(lo, hi)
             # h - z >= 0 and slope (z - l) - h >= 0
             expr += [e - z, slope[:, None] * z - e]
             shift = np.zeros((u.size, width))
-            shift[:, one] = -slope * lo
+            shift[:, one] = intercept
             expr[-1] = expr[-1] + shift
             lower += [np.zeros(2 * u.size)]
             upper += [np.full(2 * u.size, np.inf)]

@@ -1,6 +1,6 @@
 """Linear bounds with optimised relaxations: alpha-CROWN slopes and beta-CROWN split multipliers.
 
-The bound engine shared by the branch-and-bound strategies. Everything is batched: ``B``
+The optimised bounds of the branch-and-bound strategies. Everything is batched: ``B``
 sub-problems (boxes, or one box with different ReLU splits) and ``S`` rows per sub-problem.
 
 **Region.** The input variables ``v`` (the chain's inputs ``x = v[:n_x]``, then auxiliaries) lie
@@ -34,6 +34,12 @@ bound through the *selected* relaxation (``z_hat``), which costs the same as the
 
 **Optimisation** (:func:`optimise`): projected Adam ascent on the bound, keeping the best
 parameters seen per row (the bound never gets worse than where it started).
+
+The ReLU lines themselves (chord, starting slopes) come from
+:mod:`~reluverify.solver.bounds.relaxation`. The passes, their gradients and the ascent stay in one
+module on purpose: they are one algorithm over one parameter layout (a change to what a pass records
+is a change to its gradient and to the ascent that reads both), and its users reach all of it
+through this one namespace.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import numpy as np
 
 from reluverify import linear_ops as lops
 from reluverify.network import ReluChain
+from reluverify.solver.bounds.relaxation import area_slope, chord
 
 
 # ---------------------------------------------------------------- regions and relaxations
@@ -123,11 +130,6 @@ def ordered(lower: np.ndarray, upper: np.ndarray, tolerance: float = 1e-9) -> tu
     larger crossing, an empty region, is left for :meth:`Relaxation.infeasible` to see."""
     crossed = (lower > upper) & (lower - upper <= tolerance * (1.0 + np.abs(lower) + np.abs(upper)))
     return np.where(crossed, upper, lower), np.where(crossed, lower, upper)
-
-
-def heuristic_alpha(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """The CROWN/DeepPoly starting slope: 1 where ``u > -l`` (the smaller triangle), else 0."""
-    return (upper > -lower).astype(np.float64)
 
 
 # ------------------------------------------------------------------------------ passes
@@ -228,14 +230,12 @@ def layer_terms(relaxation: Relaxation, region: Region, dtype=np.float64) -> Ter
     lowers, uppers, unstables, slopes, icpts = [], [], [], [], []
     for lo, hi in zip(relaxation.lower, relaxation.upper):
         lo, hi = lo[:, None, :], hi[:, None, :]
-        active, inactive = lo >= 0, hi <= 0
-        unstable = ~(active | inactive)
-        chord = np.where(unstable, hi / np.where(unstable, hi - lo, 1.0), 0.0)
+        slope, intercept = chord(lo, hi)
         lowers.append(lo.astype(dtype))
         uppers.append(hi.astype(dtype))
-        unstables.append(unstable)
-        slopes.append(np.where(active, 1.0, chord).astype(dtype))
-        icpts.append((-chord * lo).astype(dtype))
+        unstables.append((lo < 0) & (hi > 0))
+        slopes.append(slope.astype(dtype))
+        icpts.append(intercept.astype(dtype))
     signed = [np.stack([lo[:, 0], -hi[:, 0]], axis=-1).reshape(lo.shape[0], -1) for lo, hi in zip(lowers, uppers)]
     return Terms(
         np.dtype(dtype), lowers, uppers, unstables, slopes, icpts,
@@ -285,7 +285,7 @@ def backward(
         j = k - 1
         positive = nu >= 0
         if alpha is None or alpha[j] is None:
-            slope = _select(positive, heuristic_alpha(terms.lower[j], terms.upper[j]).astype(dtype), terms.upper_slope[j])
+            slope = _select(positive, area_slope(terms.lower[j], terms.upper[j]).astype(dtype), terms.upper_slope[j])
         else:  # alpha is free only on unstable neurons; stable ones take their exact line
             slope = _select(terms.unstable[j] & positive, np.clip(alpha[j], 0.0, 1.0), terms.upper_slope[j])
         icpt = terms.upper_icpt[j] * ~positive  # the chord's intercept counts where nu < 0
@@ -476,7 +476,7 @@ class Objective:
 def initial_parameters(relaxation: Relaxation, rows: int, layers: int, region: Region, with_beta: bool) -> Parameters:
     """Heuristic slopes, zero multipliers, for ``rows`` rows over hidden layers ``0..layers-1``."""
     alpha = [
-        np.repeat(heuristic_alpha(relaxation.lower[j], relaxation.upper[j])[:, None, :], rows, axis=1)
+        np.repeat(area_slope(relaxation.lower[j], relaxation.upper[j])[:, None, :], rows, axis=1)
         for j in range(layers)
     ]
     beta = [np.zeros(a.shape + (2,)) for a in alpha] if with_beta else None
