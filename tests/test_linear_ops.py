@@ -151,7 +151,7 @@ def test_dense_helpers_keep_the_ndarray_path(rng):
 
 
 def test_dense_is_refused_above_the_limit(monkeypatch):
-    monkeypatch.setattr(lo, "DENSE_LIMIT", 100)
+    monkeypatch.setattr(lo.base, "DENSE_LIMIT", 100)
     with pytest.raises(NetworkError, match="too large"):
         lo.identity(11).dense()
 

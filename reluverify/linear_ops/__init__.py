@@ -18,17 +18,14 @@ modules, each importing only those listed before it:
 * :mod:`.algebra` -- :func:`compose`, :func:`add`, :func:`vstack`, :func:`blocks`, ...: the
   simplest exact form of a product, sum or stack.
 
-The tunables :data:`DENSE_LIMIT`, :data:`SKIP_ZERO_COLUMNS` and :data:`FOLD_LIMIT` live in the
-module that reads them; reading or setting one here (as tests do with ``monkeypatch``) reads or
-sets it there, so the package behaves as the single module it was.
+The tunables :data:`DENSE_LIMIT` (:mod:`.base`), :data:`SKIP_ZERO_COLUMNS` (:mod:`.dispatch`) and
+:data:`FOLD_LIMIT` (:mod:`.algebra`) live in the module that reads them; reading one here reads it
+there (so a value patched there is the value seen here).
 
 IR level only: nothing here imports from ``reluverify.solver``.
 """
 
 from __future__ import annotations
-
-import sys
-import types
 
 from reluverify.linear_ops import algebra as _algebra
 from reluverify.linear_ops import base as _base
@@ -80,16 +77,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_TUNABLES))
-
-
-class _Package(types.ModuleType):
-    """The package's module type: setting a tunable sets it in the module that reads it."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in _TUNABLES:
-            setattr(_TUNABLES[name], name, value)
-        else:
-            super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
