@@ -41,11 +41,7 @@ class Decider:
     projected onto the others (:mod:`~reluverify.solver.projection`): ``self.query`` is that
     projection, ``self.original`` the query as given, on which every counterexample is confirmed.
 
-    What a strategy may use: ``query``, ``chain``, ``options``, ``stats``, ``deadline``, ``progress``,
-    ``targets`` (each disjunct's rows and right-hand sides, its input rows included), ``all_rows``
-    and ``all_rhs``, ``known`` (bounds from other runs), ``trees`` (proof trees), and the methods
-    :meth:`box_groups`, :meth:`layer_bounds`, :meth:`engine`, :meth:`leaf`, :meth:`try_confirm` and
-    :meth:`timed_out`."""
+    It is the :class:`~reluverify.solver.strategies.Context` its strategy searches with."""
 
     def __init__(self, query: Query, options: SolverOptions, facts=(), progress=None) -> None:
         self.original = query

@@ -6,8 +6,8 @@ reports as it goes: ``search(decider, live)`` yields ``(members, outcome)``, the
 query one search decided (query indices) and its :class:`~reluverify.solver.search.SearchOutcome`
 (whose ``disjunct``, for ``sat``, is a query index too). The decider settles every outcome the same
 way (:meth:`~reluverify.solver.decide.Decider.settle`) and stops at the first ``sat`` or ``timeout``.
-A strategy uses the decider's services: the query's targets, the boxes the disjuncts share, the
-bounds on a box, the Reluplex engine of a box, confirmation by onnxruntime, proof trees.
+A strategy uses only what :class:`Context` names: the query's targets, the boxes the disjuncts share,
+the bounds on a box, the Reluplex engine of a box, confirmation by onnxruntime, proof trees.
 
 * ``input-split`` -- branch and bound on the input box, Reluplex on residue boxes
   (:mod:`~reluverify.solver.input_split`);
@@ -23,17 +23,18 @@ branch and bound.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Iterator, Protocol
+from typing import Iterator, Protocol
 
 import numpy as np
 
+from reluverify.network import ReluChain
+from reluverify.query import Query
+from reluverify.solver.bounds.deeppoly import LayerBounds
 from reluverify.solver.options import STRATEGIES, SolverOptions
-from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN
+from reluverify.solver.progress import Throttle
+from reluverify.solver.reluplex import LeafOutcome, ReluplexEngine
+from reluverify.solver.result import SAT, TIMEOUT, Statistics
 from reluverify.solver.search import SearchOutcome
-
-if TYPE_CHECKING:
-    from reluverify.solver.decide import Decider
-    from reluverify.solver.reluplex import LeafOutcome
 
 ROOT_SHARE = 0.3
 """ReLU branch and bound: the root's optimised intermediate bounds may take this share of the time
@@ -46,14 +47,52 @@ than this (about 0.8 GB) is left to the search to split further rather than exha
 Reports = Iterator[tuple[list[int], SearchOutcome]]
 
 
+class Context(Protocol):
+    """What a strategy may use of the query being decided (:class:`~reluverify.solver.decide.Decider`
+    provides it): the query as searched (constant inputs folded), its chain, options, statistics and
+    deadline; per disjunct its rows and right-hand sides, input rows included (``targets``), and all
+    rows stacked (``all_rows``, ``all_rhs``); bounds known from other runs; proof trees by disjunct."""
+
+    query: Query
+    chain: ReluChain
+    options: SolverOptions
+    stats: Statistics
+    deadline: float | None
+    progress: Throttle
+    targets: list[tuple[np.ndarray, np.ndarray]]
+    all_rows: np.ndarray
+    all_rhs: np.ndarray
+    known: tuple[list, list] | None
+    trees: dict
+
+    def box_groups(self, members: list[int]) -> list[list[int]]:
+        """Disjuncts grouped by identical input box."""
+
+    def layer_bounds(self, lower: np.ndarray, upper: np.ndarray) -> LayerBounds:
+        """Layer bounds of the chain on one box (cached)."""
+
+    def engine(self, lower: np.ndarray, upper: np.ndarray) -> ReluplexEngine:
+        """The Reluplex engine of one input box (cached)."""
+
+    def leaf(self, engine: ReluplexEngine, k: int, lower: np.ndarray, upper: np.ndarray,
+             phases: np.ndarray | None = None) -> LeafOutcome:
+        """Reluplex on disjunct ``k`` in a box, its solution confirmed by onnxruntime."""
+
+    def try_confirm(self, inputs: np.ndarray, disjunct: int) -> bool:
+        """Confirm a candidate of disjunct ``disjunct`` with onnxruntime (and keep it)."""
+
+    def timed_out(self) -> bool:
+        """The deadline has passed."""
+
+
 class Strategy(Protocol):
     name: str
 
-    def search(self, decider: "Decider", live: list[int]) -> Reports:
+    def search(self, decider: Context, live: list[int]) -> Reports:
         """Search the disjuncts ``live``, yielding each search's members and outcome."""
 
 
-def _leaf_outcome(outcome: "LeafOutcome", disjunct: int) -> SearchOutcome:
+def _leaf_outcome(outcome: LeafOutcome, disjunct: int) -> SearchOutcome:
     return SearchOutcome(outcome.status, outcome.inputs, disjunct if outcome.status == SAT else None, outcome.reason)
 
 
@@ -62,7 +101,7 @@ class InputSplitting:
 
     name = "input-split"
 
-    def search(self, decider: "Decider", live: list[int]) -> Reports:
+    def search(self, decider: Context, live: list[int]) -> Reports:
         from reluverify.solver.input_split import Target, input_split_search
 
         query, options = decider.query, decider.options
@@ -99,7 +138,7 @@ class ReluBranchAndBound:
 
     name = "relu-bab"
 
-    def search(self, decider: "Decider", live: list[int]) -> Reports:
+    def search(self, decider: Context, live: list[int]) -> Reports:
         from reluverify.solver.bounds import alpha_crown
         from reluverify.solver.relu_bab import Disjunction, bound_root, relu_bab_search, root_bounds, searches_jointly
 
@@ -153,13 +192,12 @@ class ReluBranchAndBound:
             yield members, outcome
 
     @staticmethod
-    def reduced_leaf(decider: "Decider", k: int, disjunct, lower: np.ndarray, upper: np.ndarray,
-                     phases: np.ndarray) -> "LeafOutcome | None":
+    def reduced_leaf(decider: Context, k: int, disjunct, lower: np.ndarray, upper: np.ndarray,
+                     phases: np.ndarray) -> LeafOutcome | None:
         """A leaf decided by Reluplex on the network reduced to the leaf's free ReLUs
         (:mod:`~reluverify.solver.reduction`): its tableau never holds the stable neurons. None when
         even that tableau would exceed :data:`MAX_TABLEAU_ENTRIES`."""
         from reluverify.solver.reduction import reduced_chain, reduced_relus, tableau_entries
-        from reluverify.solver.reluplex import ReluplexEngine
 
         chain = decider.chain
         n_x = chain.input_size
@@ -179,7 +217,7 @@ class ReluSplitting:
 
     name = "relu-split"
 
-    def search(self, decider: "Decider", live: list[int]) -> Reports:
+    def search(self, decider: Context, live: list[int]) -> Reports:
         for k in live:
             d = decider.query.disjuncts[k]
             yield [k], _leaf_outcome(decider.leaf(decider.engine(d.lower, d.upper), k, d.lower, d.upper), k)
@@ -192,7 +230,7 @@ if set(REGISTRY) | {"auto"} != set(STRATEGIES):
     raise ImportError("solver.options.STRATEGIES and solver.strategies.REGISTRY name different strategies")
 
 
-def choose(decider: "Decider") -> Strategy:
+def choose(decider: Context) -> Strategy:
     """The strategy of ``options.strategy``, or for ``auto``: input splitting pays when inputs are few and
     ReLUs many (ACAS Xu: 5 and 300); a network with few ReLUs has at most 2^R phase combinations, which
     Reluplex settles quickly even when huge weights make box bounds useless; branch and bound over ReLU
