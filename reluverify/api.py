@@ -14,6 +14,8 @@ It mirrors the command line (``reluverify verify`` / ``reluverify max-delta`` / 
 Every check returns a :class:`~reluverify.properties.result.PropertyResult` (``verdict``,
 ``holds``, ``counterexample``, ``statistics``, ``seconds``, ``summary()``, ``to_dict()``) or, for
 :meth:`Verifier.max_delta`, a :class:`~reluverify.properties.max_delta.MaxDeltaResult`.
+:meth:`Verifier.check` checks any property of :mod:`reluverify.properties.registry` by its kind
+(``verifier.check("eps-local-robustness", point=point, delta=0.018, epsilon=0.03)``).
 
 Points are arrays (any shape with the network's input size, flattened in C order) or paths to
 ``.npy``/``.csv``/``.json`` files; domains are :class:`~reluverify.properties.inputs.Domain`
@@ -24,7 +26,6 @@ paths to domain files. A point JSON file that carries a ``"domain"`` uses it whe
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 
 import numpy as np
 
@@ -43,7 +44,8 @@ class Verifier:
     ``network`` is a path to an ONNX file or a :class:`~reluverify.network.Network`.
     ``options`` is a :class:`~reluverify.solver.SolverOptions` (default ones when None);
     ``timeout`` (seconds, None for no limit) and ``jobs`` (worker processes; disjuncts or
-    sub-domains run in parallel when > 1) are defaults every method can override.
+    sub-domains run in parallel when > 1) are defaults every method can override: each check runs
+    under ``options`` with its timeout and jobs set (``timeout``, ``parallel.jobs``).
     ``decision`` is how a label is read from the scores: ``"max"`` (classifiers) or ``"min"``
     (e.g. ACAS Xu, whose advisory is the lowest score).
     """
@@ -91,10 +93,39 @@ class Verifier:
             return point, self.domain(domain)
         return point, carried
 
-    def _settings(self, timeout, jobs):
-        return (self.timeout if timeout is ... else timeout), (self.jobs if jobs is None else int(jobs))
+    def _options(self, timeout=..., jobs: int | None = None):
+        """The options of one check: the verifier's, with this check's ``timeout`` and ``jobs`` (else the
+        verifier's) set once."""
+        from reluverify.properties.common import solver_options
+
+        return solver_options(self.options, self.timeout if timeout is ... else timeout,
+                              self.jobs if jobs is None else jobs)
 
     # ------------------------------------------------------------ properties
+    def check(self, kind: str, *, timeout: float | None = ..., jobs: int | None = None, proof=None,
+              exact: bool = False, **parameters) -> PropertyResult:
+        """Check the property registered as ``kind`` (:mod:`reluverify.properties.registry`: e.g.
+        ``"local-robustness"``) with ``parameters``, the keywords of its class after the network (and of
+        its ``check``, such as ``subdomain_timeout``). A point and a domain may be arrays or files, as
+        for the methods below; ``decision`` defaults to the verifier's. ``proof``, ``exact``: as for
+        :meth:`local_robustness`."""
+        from reluverify.properties.registry import property_kind
+
+        entry = property_kind(kind)
+        unknown = set(parameters) - set(entry.parameters) - set(entry.check_parameters)
+        if unknown:
+            raise TypeError(f"{kind} takes no parameter {sorted(unknown)[0]!r}")
+        values = dict(parameters)
+        if entry.scope == "point":
+            values["point"], values["domain"] = self._point_and_domain(values.get("point"), values.get("domain"))
+        else:
+            values["domain"] = self.domain(values.get("domain"))
+        if "decision" in entry.parameters:
+            values["decision"] = values.get("decision") or self.decision
+        extra = {name: values[name] for name in entry.check_parameters if name in values}
+        prop = entry.build(self.network, **values)
+        return self._check(prop, self._options(timeout, jobs), proof, exact, **extra)
+
     def local_robustness(self, point, delta: float, norm: str = "inf", domain=None, *, decision: str | None = None,
                          timeout: float | None = ..., jobs: int | None = None, proof=None,
                          exact: bool = False) -> PropertyResult:
@@ -103,38 +134,26 @@ class Verifier:
         ``proof`` (a path): for a ``robust`` answer, write a certificate there and the property's query
         as VNN-LIB beside it (see :mod:`reluverify.proofs`; ``result.proof`` says what was written).
         ``exact``: re-check a counterexample in exact arithmetic (``result.exact``)."""
-        from reluverify.properties.local import LocalRobustness
-
-        x0, dom = self._point_and_domain(point, domain)
-        prop = LocalRobustness(self.network, x0, delta, norm, dom, decision or self.decision)
-        return self._check(prop, timeout, jobs, proof, exact)
+        return self.check("local-robustness", point=point, delta=delta, norm=norm, domain=domain, decision=decision,
+                          timeout=timeout, jobs=jobs, proof=proof, exact=exact)
 
     def eps_robustness(self, point, delta: float, epsilon: float, norm: str = "inf", domain=None, *,
                        timeout: float | None = ..., jobs: int | None = None, proof=None,
                        exact: bool = False) -> PropertyResult:
         """Def. 3: does every score stay within ``epsilon`` of its value at ``point``, within ``delta``?
         (``proof``, ``exact``: as for :meth:`local_robustness`.)"""
-        from reluverify.properties.eps_local import EpsLocalRobustness
+        return self.check("eps-local-robustness", point=point, delta=delta, epsilon=epsilon, norm=norm, domain=domain,
+                          timeout=timeout, jobs=jobs, proof=proof, exact=exact)
 
-        x0, dom = self._point_and_domain(point, domain)
-        prop = EpsLocalRobustness(self.network, x0, delta, epsilon, norm, dom)
-        return self._check(prop, timeout, jobs, proof, exact)
-
-    def _check(self, prop, timeout, jobs, proof, exact) -> PropertyResult:
-        from reluverify.properties.common import solver_options
-
-        timeout, jobs = self._settings(timeout, jobs)
+    def _check(self, prop, options, proof, exact, **check_args) -> PropertyResult:
         if proof is None:
-            result = prop.check(self.options, jobs=jobs, timeout=timeout)
+            result = prop.check(options, **check_args)
         else:
             from reluverify.proofs import check_property_with_proof
 
-            result = check_property_with_proof(prop, solver_options(self.options, timeout), proof, jobs=jobs)
+            result = check_property_with_proof(prop, options, proof, **check_args)
         if exact and result.counterexample is not None:
-            from reluverify.exact import exact_check
-
-            cex = result.counterexample
-            result.exact = exact_check(prop.query(), cex.query_inputs, cex.disjunct).to_dict()
+            result.exact = prop.exact_check(result.counterexample)
         return result
 
     def global_robustness(self, domain, delta: float, epsilon: float, norm: str = "inf", partitions: int = 1, *,
@@ -145,11 +164,8 @@ class Verifier:
         ``partitions`` sub-domains (exact); with ``subdomain_timeout`` each gets that many seconds and
         the undecided ones are halved and retried.
         """
-        from reluverify.properties.global_robustness import GlobalRobustness
-
-        timeout, jobs = self._settings(timeout, jobs)
-        prop = GlobalRobustness(self.network, self.domain(domain), delta, epsilon, norm, partitions)
-        return prop.check(self.options, jobs=jobs, timeout=timeout, subdomain_timeout=subdomain_timeout)
+        return self.check("global-robustness", domain=domain, delta=delta, epsilon=epsilon, norm=norm,
+                          partitions=partitions, subdomain_timeout=subdomain_timeout, timeout=timeout, jobs=jobs)
 
     def max_delta(self, point, precision: float = 1e-3, norm: str = "inf", domain=None, *, upper: float | None = None,
                   decision: str | None = None, timeout: float | None = ..., probe_timeout: float | None = None,
@@ -158,9 +174,8 @@ class Verifier:
         from reluverify.properties.max_delta import max_delta
 
         x0, dom = self._point_and_domain(point, domain)
-        timeout, jobs = self._settings(timeout, jobs)
-        return max_delta(self.network, x0, precision, norm, dom, upper, decision or self.decision, self.options,
-                         timeout=timeout, probe_timeout=probe_timeout, jobs=jobs)
+        return max_delta(self.network, x0, precision, norm, dom, upper, decision or self.decision,
+                         self._options(timeout, jobs), probe_timeout=probe_timeout)
 
     def vnnlib(self, spec_path, *, timeout: float | None = ..., proof=None, exact: bool = False) -> PropertyResult:
         """Decide a VNN-LIB 1.0 specification (it describes a counterexample: ``holds`` means unsat).
@@ -172,9 +187,8 @@ class Verifier:
         from reluverify.solver import solve
         from reluverify.vnnlib import load_query
 
-        timeout, _ = self._settings(timeout, None)
         query = load_query(self.network, spec_path)
-        options = replace(self.options, timeout=timeout)
+        options = self.options.with_timeout(self.timeout if timeout is ... else timeout)
         proof_written = {}
         if proof is None:
             result = solve(query, options)

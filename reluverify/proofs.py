@@ -66,9 +66,12 @@ def solve_with_proof(query, options, network_path, spec_path, proof_path):
     return result, no_certificate(result.verdict, proof_path)
 
 
-def check_property_with_proof(prop, options, proof_path, jobs: int = 1):
-    """Decide a one-query property (Def. 1 or 3 at a point) and write its certificate.
+def check_property_with_proof(prop, options, proof_path, **check_args):
+    """Decide a property (a :class:`~reluverify.properties.base.Property`) and write its certificate.
 
+    A property whose query is a one-network VNN-LIB instance (Def. 1 or 3 at a point with an
+    L-infinity ball) is solved from that instance with a proof; any other is checked as usual
+    (``prop.check(options, **check_args)``) and the note says why there is no certificate.
     Returns the :class:`~reluverify.properties.result.PropertyResult` with ``proof`` filled in.
     """
     from reluverify.onnx_import import load_onnx
@@ -76,15 +79,19 @@ def check_property_with_proof(prop, options, proof_path, jobs: int = 1):
     from reluverify.vnnlib import load_query
     from reluverify.vnnlib_export import vnnlib_text
 
-    if getattr(prop, "label", 0) is None:  # a tie: no query runs
-        result = prop.check(options, jobs=jobs)
+    if prop.settled() is not None:  # a tie at the point: no query runs
+        result = prop.check(options, **check_args)
         result.proof = {"certificate": None, "note": "no certificate: the point's label is a tie, no query ran"}
+        return result
+    if prop.no_certificate:
+        result = prop.check(options, **check_args)
+        result.proof = {"certificate": None, "note": prop.no_certificate}
         return result
     query = prop.query()
     try:
         text = vnnlib_text(query)
     except ReluverifyError as exc:
-        result = prop.check(options, jobs=jobs)
+        result = prop.check(options, **check_args)
         result.proof = {"certificate": None, "note": f"no certificate is available for this property: {exc}"}
         return result
     network_path = network_file(prop.network)
@@ -100,6 +107,6 @@ def check_property_with_proof(prop, options, proof_path, jobs: int = 1):
     cex = solved.counterexample
     outcome = Outcome(solved.verdict, cex, 0 if cex is not None else None, solved.statistics, solved.seconds,
                       solved.reason, [list(solved.disjunct_verdicts)], 1)
-    result = prop.interpret(query, outcome)
+    result = prop.interpret([query], outcome)
     result.proof = proof
     return result

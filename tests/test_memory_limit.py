@@ -93,7 +93,7 @@ WORKERS = textwrap.dedent("""
         net = ReluChain((np.ones((2, 2)),), (np.zeros(2),)).to_network()
         query = box_query(net, np.zeros(2), np.ones(2), [[(np.array([1.0, 0.0]), -1.0)], [(np.array([0.0, 1.0]), -1.0)]])
         try:
-            runner.run_queries([query], SolverOptions(timeout=30), jobs=2, split_disjuncts=True)
+            runner.run_queries([query], SolverOptions(timeout=30).with_jobs(2), split_disjuncts=True)
         except MemoryLimitError as exc:
             print("ERROR", exc)
     else:  # a sweep's worker: its query gets an error row whose reason names the limit

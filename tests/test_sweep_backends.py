@@ -144,7 +144,7 @@ def test_the_first_violation_stops_the_other_disjuncts_within_a_second(tmp_path,
 
     monkeypatch.setattr(runner, "_solve", fake_solve)
     start = time.monotonic()
-    outcome = runner.run_queries([query], SolverOptions(timeout=120), jobs=3, split_disjuncts=True)
+    outcome = runner.run_queries([query], SolverOptions(timeout=120).with_jobs(3), split_disjuncts=True)
     returned = time.time()
     assert outcome.verdict == SAT and outcome.counterexample.disjunct == 0
     assert time.monotonic() - start < 10

@@ -31,11 +31,11 @@ def test_facts_reach_sub_domain_queries_and_never_a_sibling(jobs):
     overlapping = box_query(network, [0.4], [1.0], row)  # overlaps [0.5, 1] but is not inside it
     options = SolverOptions(timeout=20, falsify=False)
     for facts in ([wrong], [wrong.to_dict()]):  # as values or as the plain dicts workers receive
-        assert run_queries([inside], options, jobs=jobs, facts=facts, prioritize=False).verdict == "unsat"  # used
-        assert run_queries([sibling], options, jobs=jobs, facts=facts).verdict == "sat"  # ignored
-        assert run_queries([overlapping], options, jobs=jobs, facts=facts).verdict == "sat"  # ignored
+        assert run_queries([inside], options.with_jobs(jobs), facts=facts, prioritize=False).verdict == "unsat"  # used
+        assert run_queries([sibling], options.with_jobs(jobs), facts=facts).verdict == "sat"  # ignored
+        assert run_queries([overlapping], options.with_jobs(jobs), facts=facts).verdict == "sat"  # ignored
     for query in (inside, sibling, overlapping):
-        assert run_queries([query], options, jobs=jobs, facts=[]).verdict == "sat"
+        assert run_queries([query], options.with_jobs(jobs), facts=[]).verdict == "sat"
 
 
 def test_shared_facts_cover_every_sub_domain_and_fix_phases():
@@ -72,16 +72,16 @@ def test_sharing_true_facts_never_changes_a_verdict(seed):
     for delta, epsilon in ((0.02, 0.2), (0.1, 0.05)):
         prop = GlobalRobustness(network, DOMAIN, delta, epsilon, partitions=4)
         queries = prop.queries()
-        alone = run_queries(queries, options, jobs=1, facts=[])
-        shared = run_queries(queries, options, jobs=1)  # the hull's facts, by default
-        parallel = run_queries(queries, options, jobs=2)
+        alone = run_queries(queries, options, facts=[])
+        shared = run_queries(queries, options)  # the hull's facts, by default
+        parallel = run_queries(queries, options.with_jobs(2))
         assert alone.verdict == shared.verdict == parallel.verdict
         verdicts.add(alone.verdict)
         if alone.verdict == "unsat":
             assert alone.verdicts == shared.verdicts == parallel.verdicts
         # a parent's learned facts (Outcome.facts) passed on to its halves: same verdicts again
-        parent = run_queries([prop.query()], options, jobs=1)
+        parent = run_queries([prop.query()], options)
         assert parent.facts[0] is not None
-        halves = run_queries(queries, options, jobs=1, facts=[parent.facts[0]])
+        halves = run_queries(queries, options, facts=[parent.facts[0]])
         assert halves.verdict == alone.verdict
     assert verdicts <= {"sat", "unsat"}

@@ -73,11 +73,11 @@ def test_the_sub_domain_with_the_violation_runs_first():
     queries = prop.queries()
     assert order_queries(queries)[0] == 3  # [0.75, 1] holds the steep part
     options = SolverOptions(timeout=30)
-    ranked = run_queries(queries, options, jobs=1)  # prioritised by default with several queries
-    plain = run_queries(queries, options, jobs=1, prioritize=False)
+    ranked = run_queries(queries, options)  # prioritised by default with several queries
+    plain = run_queries(queries, options, prioritize=False)
     assert ranked.verdict == plain.verdict == "sat" and ranked.query_index == plain.query_index == 3
     assert ranked.tasks == 1 and plain.tasks == 4  # the first query tried was the violated one
-    parallel = run_queries(queries, options, jobs=2)
+    parallel = run_queries(queries, options.with_jobs(2))
     assert parallel.verdict == "sat" and parallel.query_index == 3
 
 
@@ -88,8 +88,8 @@ def test_prioritised_disjunct_groups_keep_verdicts_and_indices():
         prop = LocalRobustness(network, point, delta)
         query = prop.query()
         options = SolverOptions(timeout=30)
-        plain = run_queries([query], options, jobs=2, split_disjuncts=True, prioritize=False)
-        ranked = run_queries([query], options, jobs=2, split_disjuncts=True, prioritize=True)
+        plain = run_queries([query], options.with_jobs(2), split_disjuncts=True, prioritize=False)
+        ranked = run_queries([query], options.with_jobs(2), split_disjuncts=True, prioritize=True)
         assert plain.verdict == ranked.verdict
         if ranked.counterexample is not None:
             k = ranked.counterexample.disjunct

@@ -33,23 +33,22 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from reluverify.cli.verify import live_progress, report
+    from reluverify.cli.verify import command_options, live_progress, report
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
-    from reluverify.properties.max_delta import max_delta
     from reluverify.properties.inputs import check_in_domain, load_domain, load_point_and_domain
-    from reluverify.solver import SolverOptions
+    from reluverify.properties.max_delta import max_delta
 
     if args.jobs < 1:
         raise SpecError("--jobs must be >= 1")
+    options = command_options(args)
     network = load_onnx(args.network)
     point, domain = load_point_and_domain(args.point, network.input_size)
     if args.domain:
         domain = load_domain(args.domain, network.input_size)
         check_in_domain(point, domain, what=args.point)
     with live_progress(args):
-        result = max_delta(network, point, args.precision, args.norm, domain, args.upper, args.decision,
-                           SolverOptions(strategy=args.strategy), timeout=args.timeout,
-                           probe_timeout=args.probe_timeout, jobs=args.jobs)
+        result = max_delta(network, point, args.precision, args.norm, domain, args.upper, args.decision, options,
+                           probe_timeout=args.probe_timeout)
     report(result, args)
     return 0

@@ -91,12 +91,18 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
+def command_options(args):
+    """The command's solver options: ``--strategy``, ``--timeout`` and ``--jobs``, set once here."""
+    from reluverify.solver import SolverOptions
+
+    return SolverOptions(strategy=args.strategy).with_timeout(args.timeout).with_jobs(args.jobs)
+
+
 def run(args) -> int:
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
-    from reluverify.properties.common import solver_options
     from reluverify.properties.inputs import load_domain, load_point_and_domain
-    from reluverify.solver import SolverOptions
+    from reluverify.properties.registry import select
 
     if args.global_:
         if args.point or args.points:
@@ -111,12 +117,13 @@ def run(args) -> int:
         raise SpecError("give --point FILE (one point) or --points FILE (many), not both")
     if args.jobs < 1:
         raise SpecError("--jobs must be >= 1")
+    options = command_options(args)
     if not args.global_ and not args.point:
         if args.proof or args.exact:
             raise SpecError("--proof and --exact apply to one property (--point or --global), not to many points")
         from reluverify.cli.verify_points import run_points
 
-        return run_points(args)
+        return run_points(args, options)
     if args.verbose:
         raise SpecError("--verbose applies to many points (--points, or a model card's points)")
     if len(args.delta) > 1:
@@ -124,12 +131,8 @@ def run(args) -> int:
     args.delta = args.delta[0]
     args.decision = args.decision or "max"
     network = load_onnx(args.network)
-    options = solver_options(SolverOptions(strategy=args.strategy), args.timeout)
     if args.global_:
-        from reluverify.properties.global_robustness import GlobalRobustness
-
-        domain = load_domain(args.domain, network.input_size)
-        prop = GlobalRobustness(network, domain, args.delta, args.epsilon, args.norm, args.partitions)
+        point, domain = None, load_domain(args.domain, network.input_size)
     else:
         point, domain = load_point_and_domain(args.point, network.input_size)
         if args.domain:
@@ -137,33 +140,22 @@ def run(args) -> int:
 
             domain = load_domain(args.domain, network.input_size)
             check_in_domain(point, domain, what=args.point)
-        if args.epsilon is None:
-            from reluverify.properties.local import LocalRobustness
-
-            prop = LocalRobustness(network, point, args.delta, args.norm, domain, args.decision)
-        else:
-            from reluverify.properties.eps_local import EpsLocalRobustness
-
-            prop = EpsLocalRobustness(network, point, args.delta, args.epsilon, args.norm, domain)
+    values = {"point": point, "domain": domain, "delta": args.delta, "epsilon": args.epsilon, "norm": args.norm,
+              "decision": args.decision, "partitions": args.partitions}
+    kind = select("domain" if args.global_ else "point", **values)
+    prop = kind.build(network, **values)
     if args.global_ and args.subdomain_timeout is not None and not args.subdomain_timeout > 0:
         raise SpecError("--subdomain-timeout must be > 0 seconds")
+    extra = {"subdomain_timeout": args.subdomain_timeout} if "subdomain_timeout" in kind.check_parameters else {}
     with live_progress(args):
-        if args.global_:
-            result = prop.check(options, jobs=args.jobs, subdomain_timeout=args.subdomain_timeout)
-        elif args.proof:
+        if args.proof:
             from reluverify.proofs import check_property_with_proof
 
-            result = check_property_with_proof(prop, options, args.proof, jobs=args.jobs)
+            result = check_property_with_proof(prop, options, args.proof, **extra)
         else:
-            result = prop.check(options, jobs=args.jobs)
-    if args.proof and args.global_:
-        result.proof = {"certificate": None, "note": "no certificate is available for global robustness: its query "
-                        "has two network copies, not a VNN-LIB instance of one network"}
+            result = prop.check(options, **extra)
     if args.exact and result.counterexample is not None:
-        from reluverify.exact import exact_check
-
-        cex = result.counterexample
-        result.exact = exact_check(prop.query(), cex.query_inputs, cex.disjunct).to_dict()
+        result.exact = prop.exact_check(result.counterexample)
     report(result, args)
     return 0
 

@@ -77,9 +77,12 @@ def _point_line(outcome) -> str:
     return line.rstrip()
 
 
-def run_points(args) -> int:
+def run_points(args, options) -> int:
+    """Check every point (see the module docstring); ``options`` are the command's solver options: its
+    ``parallel.jobs`` worker processes each run one point's query, within ``timeout`` seconds."""
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
+    from reluverify.properties.registry import select
     from reluverify.sweep.accuracy import network_labels, robust_accuracy
     from reluverify.sweep.backends import LocalBackend
     from reluverify.sweep.plan import NetworkRef, make_plan
@@ -89,7 +92,7 @@ def run_points(args) -> int:
 
     if getattr(args, "vnncomp_out", None):
         raise SpecError("--vnncomp-out writes the result of one point: use it with --point FILE")
-    if args.timeout is not None and args.timeout <= 0:
+    if options.timeout is not None and options.timeout <= 0:
         raise SpecError("--timeout must be positive")
     if args.cex_out and os.path.exists(args.cex_out) and not os.path.isdir(args.cex_out):
         raise SpecError(f"--cex-out {args.cex_out}: with many points this is a folder (one file per refuted point), "
@@ -102,10 +105,10 @@ def run_points(args) -> int:
     ref = NetworkRef(os.path.abspath(args.network), network.source_sha256, network.input_size)
     bounds = None if domain is None else (domain.lower, domain.upper)
     jobs = make_plan([ref], evaluation.points, args.delta, [args.epsilon], args.norm, decision, bounds)
-    backend = LocalBackend(args.jobs, timeout=args.timeout)
+    backend = LocalBackend(options.parallel.jobs, timeout=options.timeout)
     with tempfile.TemporaryDirectory(prefix="reluverify-verify-") as folder:
         with ResultStore(os.path.join(folder, "points.sqlite")) as store:
-            run_sweep(jobs, store, backend, {"strategy": args.strategy}, progress=None)
+            run_sweep(jobs, store, backend, {"strategy": options.strategy}, progress=None)
             rows = store.rows([j.key for j in jobs])
     labels = network_labels(network.evaluate(evaluation.points), decision)
     table, outcomes = robust_accuracy(rows, labels, evaluation.labels)
@@ -120,14 +123,14 @@ def run_points(args) -> int:
         if not refuted:
             print(f"reluverify: no counterexample to write to {args.cex_out} (no point was refuted)", file=sys.stderr)
 
-    prop = "delta-local robustness (Def. 1)" if args.epsilon is None else \
-        f"(delta, eps)-local robustness (Def. 3), eps {args.epsilon:g}"
+    kind = select("point", point=evaluation.points, delta=args.delta, epsilon=args.epsilon)
+    prop = f"{kind.title} ({kind.definition})" + ("" if args.epsilon is None else f", eps {args.epsilon:g}")
     if args.json:
         payload = {
             "network": args.network,
             "points": {"file": evaluation.file, "card": evaluation.card, "count": len(evaluation.points),
                        "labels": evaluation.labels is not None, "description": evaluation.description},
-            "property": "local-robustness" if args.epsilon is None else "eps-local-robustness",
+            "property": kind.name,
             "norm": args.norm,
             "epsilon": args.epsilon,
             "decision": decision if args.epsilon is None else None,

@@ -1,9 +1,8 @@
-"""Helpers shared by the property modules: options, network identity, counterexamples."""
+"""Helpers shared by the property modules: options, network identity, points, counterexamples."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 
 import numpy as np
 
@@ -12,20 +11,23 @@ from reluverify.errors import SpecError
 from reluverify.network import AffineNode, Network
 from reluverify.properties.ball import distance
 from reluverify.properties.inputs import Domain, check_in_domain, check_point
-from reluverify.properties.result import PropertyCounterexample, PropertyResult, robustness_verdict
-from reluverify.properties.runner import Outcome, run_queries
+from reluverify.properties.result import PropertyCounterexample
+from reluverify.properties.runner import Outcome
 from reluverify.query import Query
 
 DECISIONS = ("max", "min")
 
 
-def solver_options(options=None, timeout: float | None = ...):
-    """``options`` (a ``SolverOptions``; default ones when None) with ``timeout`` if one is given."""
+def solver_options(options=None, timeout: float | None = ..., jobs: int | None = None):
+    """``options`` (a ``SolverOptions``; default ones when None) with ``timeout`` and ``jobs``
+    (``parallel.jobs``) where they are given: the one place where those keywords become option fields."""
     from reluverify.solver.options import SolverOptions
 
     options = options or SolverOptions()
     if timeout is not ...:
-        options = replace(options, timeout=timeout)
+        options = options.with_timeout(timeout)
+    if jobs is not None:
+        options = options.with_jobs(jobs)
     return options
 
 
@@ -122,27 +124,4 @@ def pair_counterexample(
         query_inputs=v.copy(),
         slack=float(cex.slack),
         subdomain=subdomain,
-    )
-
-
-def decide(queries: list[Query], options, jobs: int, split_disjuncts: bool | int) -> Outcome:
-    return run_queries(queries, options, jobs=jobs, split_disjuncts=split_disjuncts)
-
-
-def base_result(kind: str, description: str, parameters: dict, network: Network, outcome: Outcome,
-                query: Query) -> PropertyResult:
-    """A :class:`PropertyResult` for the robustness ``outcome`` of ``query`` (no counterexample yet)."""
-    return PropertyResult(
-        kind=kind,
-        verdict=robustness_verdict(outcome.verdict),
-        description=description,
-        parameters=parameters,
-        solver_verdict=outcome.verdict,
-        statistics=outcome.statistics.to_dict(),
-        seconds=outcome.seconds,
-        reason=outcome.reason,
-        queries=outcome.tasks,
-        disjunct_verdicts=list(outcome.verdicts[0]) if len(outcome.verdicts) == 1 else [],
-        disjunct_labels=[d.label for d in query.disjuncts],
-        network=network_info(network),
     )

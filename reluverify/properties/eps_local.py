@@ -22,16 +22,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from reluverify.network import Network
-from reluverify.properties.ball import NORM_NAMES, ball_region, check_norm, check_radius
-from reluverify.properties.common import base_result, decide, pair_counterexample, prepare_point, solver_options
+from reluverify.properties.ball import NORM_NAMES
+from reluverify.properties.base import BallProperty
+from reluverify.properties.common import solver_options
 from reluverify.properties.inputs import Domain
 from reluverify.properties.result import PropertyResult
-from reluverify.query import Disjunct, LinearConstraints, Query
+from reluverify.query import Query
 
 
 @dataclass(frozen=True, eq=False)
-class EpsLocalRobustness:
+class EpsLocalRobustness(BallProperty):
     """Def. 3 at ``point`` with radius ``delta`` in ``norm`` and output tolerance ``epsilon``."""
+
+    kind = "eps-local-robustness"
 
     network: Network
     point: np.ndarray
@@ -42,24 +45,12 @@ class EpsLocalRobustness:
     _scores: np.ndarray = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        x0, dom = prepare_point(self.network, self.point, self.domain)
-        object.__setattr__(self, "point", x0)
-        object.__setattr__(self, "domain", dom)
-        object.__setattr__(self, "delta", check_radius(self.delta, "delta"))
-        object.__setattr__(self, "epsilon", check_radius(self.epsilon, "epsilon"))
-        object.__setattr__(self, "norm", check_norm(self.norm))
-        object.__setattr__(self, "_scores", np.asarray(self.network.evaluate(x0), dtype=np.float64))
-
-    @property
-    def scores(self) -> np.ndarray:
-        """``c = C(x0, .)`` by reluverify's float64 IR: the constants of the query."""
-        return self._scores.copy()
+        self._prepare("epsilon")
 
     def describe(self) -> str:
-        where = " in the domain" if self.domain is not None else ""
         return (
             f"(delta, eps)-local robustness (Def. 3) at the point, {NORM_NAMES[self.norm]} delta {self.delta:g}, "
-            f"eps {self.epsilon:g}{where}"
+            f"eps {self.epsilon:g}{self.where()}"
         )
 
     def parameters(self) -> dict:
@@ -68,57 +59,26 @@ class EpsLocalRobustness:
             "delta": self.delta,
             "epsilon": self.epsilon,
             "norm": self.norm,
-            "domain": None if self.domain is None else self.domain.to_dict(),
+            "domain": self.domain_dict(),
             "scores": self._scores.tolist(),
         }
 
     def query(self) -> Query:
-        n, m = self.network.input_size, self.network.output_size
-        lower, upper = (None, None) if self.domain is None else (self.domain.lower, self.domain.upper)
-        region = ball_region(self.point, self.delta, self.norm, lower, upper)
-        width = n + region.num_auxiliary + m
+        """The negated property: one disjunct per label and sign (the point's scores are its constants)."""
+        m = self.network.output_size
         c, eps = self._scores, self.epsilon
-        disjuncts = []
+        rows = []
         for l in range(m):
             for sign, words in ((1.0, "higher"), (-1.0, "lower")):
                 # sign * (y_l - c_l) >= eps   <=>   -sign * y_l <= -eps - sign * c_l
-                row = np.zeros((1, width))
-                row[0, width - m + l] = -sign
-                text = f"label {l} scores >= eps {words} than at the point"
-                constraints = LinearConstraints(row, np.array([-eps - sign * c[l]]), (text,))
-                disjuncts.append(Disjunct(region.lower, region.upper, constraints, text))
-        return Query(
-            (self.network,),
-            region.lower,
-            region.upper,
-            tuple(disjuncts),
-            region.constraints,
-            region.num_auxiliary,
-            description=self.describe(),
-        )
-
-    def check(self, options=None, jobs: int = 1, split_disjuncts: bool | int | None = None,
-              timeout: float | None = ...) -> PropertyResult:
-        """Decide the property; ``jobs > 1`` shares the query's search among that many worker processes
-        (:mod:`reluverify.solver.sharing`), stopping them all at the first counterexample.
-
-        ``split_disjuncts=k`` instead splits the disjuncts into ``k`` groups decided in parallel
-        (``True``: one task per disjunct; see :mod:`reluverify.properties.runner`).
-        """
-        query = self.query()
-        split = False if split_disjuncts is None else split_disjuncts
-        outcome = decide([query], solver_options(options, timeout), jobs, split)
-        return self.interpret(query, outcome)
-
-    def interpret(self, query: Query, outcome) -> PropertyResult:
-        result = base_result("eps-local-robustness", self.describe(), self.parameters(), self.network, outcome, query)
-        if outcome.counterexample is not None:
-            text = query.disjuncts[outcome.counterexample.disjunct].label
-            result.counterexample = pair_counterexample(query, outcome, self.norm, text, self.network, point=self.point)
-        return result
+                coefficients = np.zeros(m)
+                coefficients[l] = -sign
+                rows.append((coefficients, -eps - sign * c[l], f"label {l} scores >= eps {words} than at the point"))
+        return self.ball_query(rows)
 
 
 def eps_local_robustness(network: Network, point, delta: float, epsilon: float, norm: str = "inf", domain=None,
-                         options=None, jobs: int = 1, timeout: float | None = ...) -> PropertyResult:
-    """Check Def. 3 (see :class:`EpsLocalRobustness`)."""
-    return EpsLocalRobustness(network, point, delta, epsilon, norm, domain).check(options, jobs=jobs, timeout=timeout)
+                         options=None, jobs: int | None = None, timeout: float | None = ...) -> PropertyResult:
+    """Check Def. 3 (see :class:`EpsLocalRobustness`); ``jobs`` and ``timeout`` replace the options' own."""
+    prop = EpsLocalRobustness(network, point, delta, epsilon, norm, domain)
+    return prop.check(solver_options(options, timeout, jobs))

@@ -37,16 +37,17 @@ shrinks the box of ``x2``: the solver's own splitting treats ``x1`` and ``x2`` a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from reluverify.errors import SpecError
 from reluverify.network import Network
 from reluverify.properties.ball import NORM_NAMES, check_norm, check_radius, pair_rows
-from reluverify.properties.common import base_result, decide, pair_counterexample, solver_options
+from reluverify.properties.base import Property, violated
+from reluverify.properties.common import pair_counterexample, solver_options
 from reluverify.properties.inputs import Domain
-from reluverify.properties.result import PropertyResult
+from reluverify.properties.result import PropertyCounterexample, PropertyResult
 from reluverify.properties.runner import Outcome, merge_verdict, run_queries
 from reluverify.query import Disjunct, LinearConstraints, Query
 from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Statistics
@@ -78,8 +79,12 @@ def partition(domain: Domain, parts: int) -> list[Domain]:
 
 
 @dataclass(frozen=True, eq=False)
-class GlobalRobustness:
+class GlobalRobustness(Property):
     """Def. 2 on ``domain`` with radius ``delta`` in ``norm``, tolerance ``epsilon``, ``partitions`` sub-domains."""
+
+    kind = "global-robustness"
+    no_certificate = ("no certificate is available for global robustness: its query has two network copies, "
+                      "not a VNN-LIB instance of one network")
 
     network: Network
     domain: Domain
@@ -157,26 +162,24 @@ class GlobalRobustness:
         """The unpartitioned query (x1 and x2 both over the whole domain)."""
         return self.query_for(self.domain)
 
-    def check(self, options=None, jobs: int = 1, split_disjuncts: bool | int = False,
+    def check(self, options=None, jobs: int | None = None, split_disjuncts: bool | int = False,
               timeout: float | None = ..., subdomain_timeout: float | None = None,
               max_subdomains: int = MAX_SUBDOMAINS) -> PropertyResult:
-        """Decide the property: sub-domain queries in order, or ``jobs`` at a time, stopping at a violation.
+        """Decide the property: sub-domain queries in order, or ``options.parallel.jobs`` at a time, stopping
+        at a violation (``jobs`` and ``timeout``: as for :meth:`Property.check`).
 
         With ``subdomain_timeout`` set, undecided sub-domains are halved and retried (see the module
         docstring).
         """
-        options = solver_options(options, timeout)
-        subs = self.subdomains()
         if subdomain_timeout is None:
-            queries = [self._query(sub, i, len(subs)) for i, sub in enumerate(subs)]
-            outcome = decide(queries, options, jobs, split_disjuncts)
-            return self.interpret(queries, outcome, subs)
-        return self._refine(subs, options, jobs, split_disjuncts, float(subdomain_timeout), max_subdomains)
+            return super().check(options, jobs, split_disjuncts, timeout)
+        options = solver_options(options, timeout, jobs)
+        return self._refine(self.subdomains(), options, split_disjuncts, float(subdomain_timeout), max_subdomains)
 
     def _query(self, sub: Domain, index: int, count: int) -> Query:
         return self.query_for(sub, f"{self.describe()}: sub-domain {index}" if count > 1 else "")
 
-    def _refine(self, pending: list[Domain], options, jobs, split_disjuncts, subdomain_timeout, max_subdomains):
+    def _refine(self, pending: list[Domain], options, split_disjuncts, subdomain_timeout, max_subdomains):
         start = time.monotonic()
         deadline = None if options.timeout is None else start + options.timeout
         leaves: list[tuple[Domain, str]] = []
@@ -190,7 +193,8 @@ class GlobalRobustness:
                 break
             rounds += 1
             queries = [self.query_for(d) for d in pending]
-            out = run_queries(queries, replace(options, timeout=left), jobs, split_disjuncts, task_timeout=subdomain_timeout)
+            out = run_queries(queries, options.with_timeout(left), split_disjuncts=split_disjuncts,
+                              task_timeout=subdomain_timeout)
             stats.merge(out.statistics)
             tasks += out.tasks
             after: list[Domain] = []
@@ -232,14 +236,13 @@ class GlobalRobustness:
         result.parameters = {**result.parameters, "subdomain_timeout": subdomain_timeout, "rounds": rounds}
         return result
 
-    def interpret(self, queries, outcome, subdomains: list[Domain] | None = None) -> PropertyResult:
-        """The property's result; ``queries`` maps (or lists) query index -> query, at least the violated one."""
-        if isinstance(queries, list):
-            first = queries[0]
-        else:
-            first = next(iter(queries.values()), None) or self.query()
-        result = base_result("global-robustness", self.describe(), self.parameters(), self.network, outcome, first)
+    def interpret(self, queries, outcome: Outcome, subdomains: list[Domain] | None = None) -> PropertyResult:
+        """The property's result; ``queries`` maps (or lists) query index -> query, at least the violated one;
+        ``subdomains`` (default: the partition's) are listed with their verdicts."""
+        result = super().interpret(queries, outcome)
         result.subdomain_verdicts = [merge_verdict(v) for v in outcome.verdicts]
+        if subdomains is None and isinstance(queries, list):
+            subdomains = self.subdomains()
         if subdomains is not None:
             result.subdomains = [
                 {"lower": d.lower.tolist(), "upper": d.upper.tolist(), "verdict": v}
@@ -247,18 +250,17 @@ class GlobalRobustness:
             ]
         if len(outcome.verdicts) > 1:
             result.disjunct_verdicts = []
-        if outcome.counterexample is not None:
-            qi = outcome.query_index
-            query = queries[qi]
-            text = query.disjuncts[outcome.counterexample.disjunct].label
-            sub = qi if len(outcome.verdicts) > 1 else None
-            result.counterexample = pair_counterexample(query, outcome, self.norm, text, self.network, subdomain=sub)
         return result
+
+    def counterexample(self, query: Query, outcome: Outcome) -> PropertyCounterexample:
+        """The pair ``(x1, x2)``, naming the sub-domain whose query found it when there are several."""
+        sub = outcome.query_index if len(outcome.verdicts) > 1 else None
+        return pair_counterexample(query, outcome, self.norm, violated(query, outcome), self.network, subdomain=sub)
 
 
 def global_robustness(network: Network, domain, delta: float, epsilon: float, norm: str = "inf",
-                      partitions: int = 1, options=None, jobs: int = 1, timeout: float | None = ...,
+                      partitions: int = 1, options=None, jobs: int | None = None, timeout: float | None = ...,
                       symmetric: bool = True, subdomain_timeout: float | None = None) -> PropertyResult:
-    """Check Def. 2 (see :class:`GlobalRobustness`)."""
+    """Check Def. 2 (see :class:`GlobalRobustness`); ``jobs`` and ``timeout`` replace the options' own."""
     prop = GlobalRobustness(network, domain, delta, epsilon, norm, partitions, symmetric)
-    return prop.check(options, jobs=jobs, timeout=timeout, subdomain_timeout=subdomain_timeout)
+    return prop.check(solver_options(options, timeout, jobs), subdomain_timeout=subdomain_timeout)

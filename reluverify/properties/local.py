@@ -29,27 +29,22 @@ import numpy as np
 
 from reluverify.errors import SpecError
 from reluverify.network import Network
-from reluverify.properties.ball import NORM_NAMES, ball_region, check_norm, check_radius
-from reluverify.properties.common import (
-    base_result,
-    check_decision,
-    decide,
-    network_info,
-    pair_counterexample,
-    prepare_point,
-    solver_options,
-)
+from reluverify.properties.base import BallProperty
+from reluverify.properties.ball import NORM_NAMES
+from reluverify.properties.common import check_decision, network_info, solver_options
 from reluverify.properties.inputs import Domain
 from reluverify.properties.result import TIE, PropertyResult
-from reluverify.query import Disjunct, LinearConstraints, Query
+from reluverify.query import Query
 
 DEFAULT_TIE_TOLERANCE = 1e-6
 """Relative slack under which two scores at the point count as tied (the solver's confirm tolerance)."""
 
 
 @dataclass(frozen=True, eq=False)
-class LocalRobustness:
+class LocalRobustness(BallProperty):
     """Def. 1 at ``point`` with radius ``delta`` in ``norm`` (``"inf"`` or ``"1"``), within ``domain``."""
+
+    kind = "local-robustness"
 
     network: Network
     point: np.ndarray
@@ -61,22 +56,12 @@ class LocalRobustness:
     _scores: np.ndarray = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        x0, dom = prepare_point(self.network, self.point, self.domain)
-        object.__setattr__(self, "point", x0)
-        object.__setattr__(self, "domain", dom)
-        object.__setattr__(self, "delta", check_radius(self.delta, "delta"))
-        object.__setattr__(self, "norm", check_norm(self.norm))
+        self._prepare()
         object.__setattr__(self, "decision", check_decision(self.decision))
-        object.__setattr__(self, "_scores", np.asarray(self.network.evaluate(x0), dtype=np.float64))
         if self.network.output_size < 2:
             raise SpecError("local robustness needs a network with at least two outputs (labels)")
 
     # ------------------------------------------------------------ the point
-    @property
-    def scores(self) -> np.ndarray:
-        """``C(x0, l)`` for every label, by reluverify's float64 IR."""
-        return self._scores.copy()
-
     def _preference(self) -> np.ndarray:
         """Scores turned so that larger is preferred."""
         return self._scores if self.decision == "max" else -self._scores
@@ -97,12 +82,11 @@ class LocalRobustness:
         return None if self.ties else int(np.argmax(self._preference()))
 
     def describe(self) -> str:
-        where = " in the domain" if self.domain is not None else ""
         label = f"label {self.label}" if self.label is not None else f"tie between labels {list(self.ties)}"
         rule = "" if self.decision == "max" else ", label = lowest score"
         return (
             f"delta-local robustness (Def. 1) at the point ({label}{rule}), "
-            f"{NORM_NAMES[self.norm]} delta {self.delta:g}{where}"
+            f"{NORM_NAMES[self.norm]} delta {self.delta:g}{self.where()}"
         )
 
     def parameters(self) -> dict:
@@ -110,7 +94,7 @@ class LocalRobustness:
             "point": self.point.tolist(),
             "delta": self.delta,
             "norm": self.norm,
-            "domain": None if self.domain is None else self.domain.to_dict(),
+            "domain": self.domain_dict(),
             "decision": self.decision,
             "scores": self._scores.tolist(),
         }
@@ -121,67 +105,43 @@ class LocalRobustness:
         label = self.label
         if label is None:
             raise SpecError(f"the point's label is ambiguous: labels {list(self.ties)} share the top score")
-        n, m = self.network.input_size, self.network.output_size
-        lower, upper = (None, None) if self.domain is None else (self.domain.lower, self.domain.upper)
-        region = ball_region(self.point, self.delta, self.norm, lower, upper)
-        width = n + region.num_auxiliary + m
+        m = self.network.output_size
         pref = self._preference()
         others = sorted((l for l in range(m) if l != label), key=lambda l: pref[label] - pref[l])
         relation = ">=" if self.decision == "max" else "<="
-        disjuncts = []
+        sign = 1.0 if self.decision == "max" else -1.0
+        rows = []
         for l in others:
-            row = np.zeros((1, width))
-            sign = 1.0 if self.decision == "max" else -1.0
-            row[0, width - m + label] = sign
-            row[0, width - m + l] = -sign
-            text = f"label {l} scores {relation} label {label}"
-            disjuncts.append(Disjunct(region.lower, region.upper, LinearConstraints(row, np.zeros(1), (text,)), text))
-        return Query(
-            (self.network,),
-            region.lower,
-            region.upper,
-            tuple(disjuncts),
-            region.constraints,
-            region.num_auxiliary,
-            description=self.describe(),
-        )
+            coefficients = np.zeros(m)
+            coefficients[label], coefficients[l] = sign, -sign
+            rows.append((coefficients, 0.0, f"label {l} scores {relation} label {label}"))
+        return self.ball_query(rows)
 
     # -------------------------------------------------------------- solving
-    def check(self, options=None, jobs: int = 1, split_disjuncts: bool | int | None = None,
-              timeout: float | None = ...) -> PropertyResult:
-        """Decide the property; ``jobs > 1`` shares the query's search among that many worker processes
-        (:mod:`reluverify.solver.sharing`), stopping them all at the first counterexample.
+    def settled(self) -> PropertyResult | None:
+        """A tie at the point: the verdict ``tie``, and no query runs."""
+        if self.label is not None:
+            return None
+        return PropertyResult(
+            kind=self.kind,
+            verdict=TIE,
+            description=self.describe(),
+            parameters=self.parameters(),
+            ties=self.ties,
+            reason=f"labels {', '.join(map(str, self.ties))} share the top score at the point, so N(x0) "
+            "is ambiguous; no label is guessed",
+            network=network_info(self.network),
+        )
 
-        ``split_disjuncts=k`` instead splits the disjuncts into ``k`` groups decided in parallel
-        (``True``: one task per disjunct; see :mod:`reluverify.properties.runner`).
-        """
-        if self.label is None:
-            return PropertyResult(
-                kind="local-robustness",
-                verdict=TIE,
-                description=self.describe(),
-                parameters=self.parameters(),
-                ties=self.ties,
-                reason=f"labels {', '.join(map(str, self.ties))} share the top score at the point, so N(x0) "
-                "is ambiguous; no label is guessed",
-                network=network_info(self.network),
-            )
-        query = self.query()
-        split = False if split_disjuncts is None else split_disjuncts
-        outcome = decide([query], solver_options(options, timeout), jobs, split)
-        return self.interpret(query, outcome)
-
-    def interpret(self, query: Query, outcome) -> PropertyResult:
-        result = base_result("local-robustness", self.describe(), self.parameters(), self.network, outcome, query)
+    def interpret(self, queries, outcome) -> PropertyResult:
+        result = super().interpret(queries, outcome)
         result.label = self.label
-        if outcome.counterexample is not None:
-            text = query.disjuncts[outcome.counterexample.disjunct].label
-            result.counterexample = pair_counterexample(query, outcome, self.norm, text, self.network, point=self.point)
         return result
 
 
 def local_robustness(network: Network, point, delta: float, norm: str = "inf", domain=None,
-                     decision: str = "max", options=None, jobs: int = 1, timeout: float | None = ...) -> PropertyResult:
-    """Check Def. 1 (see :class:`LocalRobustness`)."""
+                     decision: str = "max", options=None, jobs: int | None = None,
+                     timeout: float | None = ...) -> PropertyResult:
+    """Check Def. 1 (see :class:`LocalRobustness`); ``jobs`` and ``timeout`` replace the options' own."""
     prop = LocalRobustness(network, point, delta, norm, domain, decision)
-    return prop.check(options, jobs=jobs, timeout=timeout)
+    return prop.check(solver_options(options, timeout, jobs))

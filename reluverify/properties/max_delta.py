@@ -140,11 +140,15 @@ def max_delta(
     options=None,
     timeout: float | None = ...,
     probe_timeout: float | None = None,
-    jobs: int = 1,
+    jobs: int | None = None,
 ) -> MaxDeltaResult:
-    """Binary search for the largest delta at which Def. 1 holds (see the module docstring)."""
+    """Binary search for the largest delta at which Def. 1 holds (see the module docstring).
+
+    ``options`` (a ``SolverOptions``) hold the budget of the whole search (``timeout``) and the worker
+    processes of each probe (``parallel.jobs``); ``timeout`` and ``jobs``, when given, replace them.
+    """
     start = time.monotonic()
-    options = solver_options(options, timeout)
+    options = solver_options(options, timeout, jobs)
     x0, dom = prepare_point(network, point, domain)
     norm = check_norm(norm)
     precision = check_radius(precision, "precision")
@@ -183,7 +187,7 @@ def max_delta(
             break
         budget = left if probe_timeout is None else (probe_timeout if left is None else min(left, probe_timeout))
         prop = LocalRobustness(network, x0, probe, norm, dom, decision)
-        outcome = prop.check(options, jobs=jobs, timeout=budget)
+        outcome = prop.check(options.with_timeout(budget))
         stats.merge(Statistics(**outcome.statistics))
         record = {"delta": probe, "verdict": outcome.verdict, "seconds": outcome.seconds}
         if outcome.verdict == ROBUST:

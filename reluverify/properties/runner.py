@@ -8,19 +8,21 @@ sub-domain). :func:`run_queries` decides them all and merges the answers into on
 * ``unsat`` when every query is ``unsat``;
 * otherwise ``timeout`` if some query ran out of time, else ``unknown`` (with the reasons).
 
-With ``jobs > 1`` each task runs in its own process (:func:`reluverify.parallel.run_tasks`),
-killed if it overruns; a worker that runs out of memory ends the whole run with its
-:class:`~reluverify.errors.MemoryLimitError` (the others would hit the same limit). A single
+The options' ``parallel.jobs`` says how many worker processes the property may use. With
+``jobs > 1`` each task runs in its own process (:func:`reluverify.parallel.run_tasks`) under options
+with ``jobs = 1``, killed if it overruns; a worker that runs out of memory ends the whole run with
+its :class:`~reluverify.errors.MemoryLimitError` (the others would hit the same limit). A single
 query that is not split into disjunct groups runs in this process instead, its search shared
-among ``jobs`` worker processes (``SolverOptions.parallel.jobs``, :mod:`reluverify.solver.sharing`). Splitting a query's disjuncts across workers is the paper's "disjuncts
-in parallel": ``split_disjuncts=True`` makes one task per disjunct (``query.with_disjuncts([d])``),
-in the order of the disjuncts, so the property lists the likeliest violations first;
-``split_disjuncts=k`` (an int) makes ``k`` tasks, disjunct ``i`` going to group ``i mod k``. Groups
-keep what the solver shares between disjuncts of one box (its input-split search bounds them
-together), so ``k = jobs`` is usually faster than one task per disjunct.
+among the ``jobs`` worker processes (:mod:`reluverify.solver.sharing`). Splitting a query's
+disjuncts across workers is the paper's "disjuncts in parallel": ``split_disjuncts=True`` makes
+one task per disjunct (``query.with_disjuncts([d])``), in the order of the disjuncts, so the
+property lists the likeliest violations first; ``split_disjuncts=k`` (an int) makes ``k`` tasks,
+disjunct ``i`` going to group ``i mod k``. Groups keep what the solver shares between disjuncts
+of one box (its input-split search bounds them together), so ``k = jobs`` is usually faster than
+one task per disjunct.
 
-``timeout`` is the wall-clock budget for the whole property: every task gets what is left of
-it when it starts.
+The options' ``timeout`` is the wall-clock budget for the whole property: every task gets what
+is left of it when it starts.
 
 **Prioritisation** (``prioritize``; by default on when there are several queries, i.e.
 sub-domains): :mod:`reluverify.properties.priority` scores every disjunct by sampling and a short
@@ -130,11 +132,13 @@ def disjunct_groups(count: int, split: bool | int) -> list[tuple[int, ...] | Non
     return [tuple(range(g, count, groups)) for g in range(groups)]
 
 
-def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: bool | int = False,
-                task_timeout: float | None = None, *, facts=None, prioritize: bool | None = None) -> Outcome:
-    """Decide every query (see the module docstring); ``options`` is a ``SolverOptions``.
+def run_queries(queries: list[Query], options, *, split_disjuncts: bool | int = False,
+                task_timeout: float | None = None, facts=None, prioritize: bool | None = None) -> Outcome:
+    """Decide every query (see the module docstring); ``options`` is a ``SolverOptions`` (its ``timeout``
+    the budget of the whole run, its ``parallel.jobs`` the worker processes).
 
-    ``task_timeout`` caps the seconds of each task (within the overall ``options.timeout``).
+    ``split_disjuncts``: split each query's disjuncts into groups, one task each. ``task_timeout`` caps
+    the seconds of each task (within the overall ``options.timeout``).
     ``facts``: ``PhaseFacts`` (or their dicts) for every task; None shares :func:`shared_facts`
     when there are several queries. ``prioritize``: order the work by
     :mod:`~reluverify.properties.priority`; None does so when there are several queries.
@@ -185,10 +189,11 @@ def run_queries(queries: list[Query], options, jobs: int = 1, split_disjuncts: b
         if result.verdict in (UNKNOWN, TIMEOUT) and result.reason:
             reasons.append(result.reason)
 
+    jobs = options.parallel.jobs
     if jobs > 1 and len(queries) == 1 and not split_disjuncts:
-        # one query: its search shares the work among the processes (solver/sharing.py)
-        options = options.with_jobs(jobs)
-        jobs = 1
+        jobs = 1  # one query: its search shares the work among the processes (solver/sharing.py)
+    else:
+        options = options.with_jobs(1)  # one process per task
     if jobs <= 1:
         for qi in order:
             query = queries[qi]

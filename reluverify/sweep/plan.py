@@ -67,6 +67,7 @@ class Job:
             "network_sha256": self.network_sha256,
             "point_index": self.point_index,
             "point": list(self.point),
+            "kind": self.kind,
             "delta": self.delta,
             "epsilon": self.epsilon,
             "norm": self.norm,

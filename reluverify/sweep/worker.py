@@ -84,7 +84,7 @@ def warm_up() -> None:
     import importlib
 
     for name in ("scipy.linalg", "threadpoolctl", "onnxruntime", "reluverify.onnx_runtime",
-                 "reluverify.properties.local", "reluverify.properties.eps_local", "reluverify.solver.decide"):
+                 "reluverify.properties.registry", "reluverify.solver.decide"):
         try:
             importlib.import_module(name)
         except ImportError:  # the worker will say what is missing
@@ -131,31 +131,31 @@ def _test_hooks(key: str) -> None:
 
 
 def job_property(network, job: dict):
-    """The property a job checks: Def. 1 (no epsilon) or Def. 3, on ``network``."""
+    """The property a job (or a row) checks on ``network``: the registered property of its kind (Def. 1
+    or Def. 3), from the job's point, delta, epsilon, norm, decision rule and domain."""
+    from reluverify.properties.registry import property_kind
+
     domain = None if job.get("domain") is None else tuple(job["domain"])
-    if job.get("epsilon") is None:
-        from reluverify.properties.local import LocalRobustness
+    return property_kind(job["kind"]).build(network, **{**job, "domain": domain})
 
-        return LocalRobustness(network, job["point"], job["delta"], job["norm"], domain, job.get("decision") or "max")
-    from reluverify.properties.eps_local import EpsLocalRobustness
 
-    return EpsLocalRobustness(network, job["point"], job["delta"], job["epsilon"], job["norm"], domain)
+def job_options(settings: dict):
+    """The solver options of a job: the sweep's strategy and per-query timeout, one process (the sweep
+    runs the queries in parallel), BLAS left alone (the worker limits it once)."""
+    from reluverify.solver.options import ParallelOptions, SolverOptions
+
+    options = SolverOptions(strategy=settings.get("strategy", "auto"), parallel=ParallelOptions(blas_threads=None))
+    return options.with_timeout(settings.get("timeout"))
 
 
 def run_job(job: dict, settings: dict, network_data: bytes | None = None) -> dict:
     """Check one job's property (Def. 1 or Def. 3) and return its answer as plain data."""
-    from reluverify.properties.common import solver_options
-    from reluverify.solver.options import ParallelOptions, SolverOptions
-
     _test_hooks(job["key"])
     if settings.get("max_memory") and current_limit() is None:  # a Ray worker; forked ones inherit it
         set_limit(settings["max_memory"])
     one_blas_thread()
     network = load_network(job["network"], job["network_sha256"], network_data)
-    # BLAS threads are limited above, for the whole worker
-    options = SolverOptions(strategy=settings.get("strategy", "auto"), parallel=ParallelOptions(blas_threads=None))
-    options = solver_options(options, settings.get("timeout"))
-    result = job_property(network, job).check(options, jobs=1)
+    result = job_property(network, job).check(job_options(settings))
     return {
         "verdict": result.verdict,
         "solver_verdict": result.solver_verdict or None,
