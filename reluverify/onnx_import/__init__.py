@@ -1,0 +1,32 @@
+"""ONNX import: trace an ONNX graph into a :class:`~reluverify.network.Network`.
+
+Every tensor of the graph is traced either as a constant (a numpy array) or as an affine
+function of the outputs of earlier nonlinear IR nodes (the network input, activations,
+products), held densely or structured (:mod:`.values` explains the two forms and the
+size rule between them). Linear operators (MatMul, Gemm, Add/Sub, Mul/Div by constants,
+Flatten, Reshape, Transpose, Conv, BatchNormalization, Pad, AveragePool, Slice, Concat,
+...) transform that function; a nonlinear operator (Relu, Sigmoid, Tanh, the product of
+two traced tensors) closes it into an IR affine node followed by the nonlinear node. So
+input normalisation (Sub/Div before the first layer) and chains of linear operators fold
+into single affine layers by construction. MaxPool is lowered exactly to ReLUs
+(:func:`.pooling.op_maxpool`).
+
+The modules:
+
+* :mod:`.values` -- the constant, :class:`~.values.Affine` and :class:`~.values.Linear`
+  forms of a traced value and the algebra operators build on (add, multiply, move, ...);
+* :mod:`.registry` -- each operator registered once with the attributes it accepts;
+* :mod:`.tracer` -- :func:`load_onnx` and the graph walk;
+* one module per operator family: :mod:`.arithmetic`, :mod:`.shapes`, :mod:`.convolution`,
+  :mod:`.pooling`, :mod:`.activations`.
+
+Adding an operator is one function in its family's module, registered with
+``@operator("Name", attributes=(...))``, and one test. Anything else is refused with
+:class:`~reluverify.errors.NetworkError`, one line that names the node and the problem.
+"""
+
+from reluverify.onnx_import import activations, arithmetic, convolution, pooling, shapes  # noqa: F401 - registers
+from reluverify.onnx_import.tracer import load_onnx
+from reluverify.onnx_import.values import DENSE_LIMIT
+
+__all__ = ["DENSE_LIMIT", "load_onnx"]

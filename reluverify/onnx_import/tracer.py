@@ -1,0 +1,252 @@
+"""The tracer: reads an ONNX file and walks its graph once, node by node, into a Network.
+
+:func:`load_onnx` checks the file, decodes the initializers (an external data file must lie
+inside the model's folder), traces the one graph input as the identity of an
+:class:`~reluverify.network.InputNode`, then runs every node through the operator that
+:mod:`~reluverify.onnx_import.registry` holds for its type, and closes the graph output
+into the last affine node. :class:`Tracer` is what operators receive: it appends IR nodes
+(:meth:`Tracer.close` an affine function into an :class:`~reluverify.network.AffineNode`,
+:meth:`Tracer.fresh` a nonlinear node) and applies the size rule that picks a value's form
+(:meth:`Tracer.normalise`, :meth:`Tracer.structured`). Every problem is one
+:class:`~reluverify.errors.NetworkError` line naming the node.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from reluverify import linear_ops as lo
+from reluverify import onnx_proto
+from reluverify.errors import NetworkError
+from reluverify.network import AffineNode, InputNode, Network, Node, file_sha256
+from reluverify.onnx_import.registry import lookup
+from reluverify.onnx_import.values import (
+    DENSE_LIMIT,
+    MAX_TENSOR_ELEMENTS,
+    Affine,
+    Linear,
+    Value,
+    to_affine,
+    to_linear,
+    traced,
+)
+
+MAX_TRACE_ELEMENTS = 400_000_000  # refuse traces whose coefficient arrays would exceed ~3 GB
+
+
+class Tracer:
+    """Walks the ONNX graph once, building IR nodes; one instance per import."""
+
+    def __init__(self, model, path: str, dense_limit: int = DENSE_LIMIT) -> None:
+        self.model = model
+        self.path = path
+        self.limit = int(dense_limit)
+        self.nodes: list[Node] = []
+        self.values: dict[str, Value] = {}
+        self.opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
+
+    # ----------------------------------------------------------- IR building
+    def close(self, value: Affine | Linear, where: str) -> int:
+        """Materialise ``value`` as an IR affine node over its sources; return the node index."""
+        if isinstance(value, Linear):
+            bias = np.array(value.bias, dtype=np.float64).reshape(-1)
+            weights = [w for _, _, w in value.terms]
+        else:
+            bias, weights = value.blocks()
+            bias = bias.copy()
+        for w in weights:
+            if not lo.finite(w):
+                raise NetworkError(f"{where}: the folded weights contain NaN or infinity")
+        if not np.all(np.isfinite(bias)):
+            raise NetworkError(f"{where}: the folded bias contains NaN or infinity")
+        weights = tuple(np.ascontiguousarray(w) if isinstance(w, np.ndarray) else w for w in weights)
+        self.nodes.append(AffineNode(tuple(node for node, _ in value.sources), weights, bias))
+        return len(self.nodes) - 1
+
+    def fresh(self, node: Node, shape: tuple[int, ...]) -> Affine | Linear:
+        """Append a nonlinear node and return the identity function of its output."""
+        self.nodes.append(node)
+        return self.identity(len(self.nodes) - 1, node.size, shape)
+
+    def identity(self, index: int, size: int, shape: tuple[int, ...]) -> Affine | Linear:
+        """The value of node ``index`` itself: a dense identity table when small, else structured."""
+        if (1 + size) * size > self.limit:
+            return Linear.of_node(index, size, shape)
+        table = np.concatenate([np.zeros((1, size)), np.eye(size)], axis=0).reshape((1 + size,) + shape)
+        return Affine(((index, size),), table)
+
+    def normalise(self, value: Value, where: str) -> Value:
+        """The representation rule: structured exactly when the dense table would exceed the limit."""
+        if isinstance(value, Affine):
+            if value.table.size > self.limit:
+                return to_linear(value)
+        elif isinstance(value, Linear):
+            if value.size > MAX_TENSOR_ELEMENTS:
+                raise NetworkError(f"{where}: the traced tensor is too large ({value.size} elements)")
+            if value.table_size() <= self.limit:
+                return to_affine(value)
+        return value
+
+    def structured(self, value: Affine | Linear, elements: int, where: str) -> bool:
+        """True when an operator giving ``elements`` elements should work on the structured form."""
+        if elements > MAX_TENSOR_ELEMENTS:
+            raise NetworkError(f"{where}: the traced tensor would be too large ({elements} elements)")
+        return isinstance(value, Linear) or value.table_size(elements) > self.limit
+
+    # --------------------------------------------------------------- tracing
+    def run(self) -> Network:
+        graph = self.model.graph
+        initialisers = _initialisers(graph, self.path)
+        self.values.update(initialisers)
+        graph_input, input_shape = _graph_input(graph, initialisers)
+        self.nodes.append(InputNode(math.prod(input_shape)))
+        self.values[graph_input.name] = self.identity(0, math.prod(input_shape), input_shape)
+
+        for position, node in enumerate(graph.node):
+            where = f"node {node.name!r} ({node.op_type})" if node.name else f"node #{position} ({node.op_type})"
+            self.trace_node(node, where)
+
+        out_name = graph.output[0].name
+        if out_name not in self.values:
+            raise NetworkError(f"the graph output {out_name!r} is not produced by any node")
+        output = self.values[out_name]
+        if not traced(output):
+            raise NetworkError(f"the graph output {out_name!r} does not depend on the input")
+        self.close(output, f"output {out_name!r}")
+        # nodes that the output does not depend on are harmless; keep the graph as traced.
+        return Network(
+            tuple(self.nodes),
+            input_shape=input_shape,
+            output_shape=output.shape,
+            input_name=graph_input.name,
+            output_name=out_name,
+            source_path=os.path.abspath(self.path) if self.path else None,
+            source_sha256=file_sha256(self.path) if self.path else None,
+        )
+
+    def trace_node(self, node, where: str) -> None:
+        """Run one graph node through its registered operator and store its outputs."""
+        inputs: list[Value | None] = []
+        for name in node.input:
+            if name == "":
+                inputs.append(None)
+            elif name in self.values:
+                inputs.append(self.values[name])
+            else:
+                raise NetworkError(f"{where}: input {name!r} is not produced by any node, initializer or graph input")
+        if node.domain not in ("", "ai.onnx"):
+            raise NetworkError(f"{where}: operator domain {node.domain!r} is not supported")
+        entry = lookup(node.op_type, (a.name for a in node.attribute), where)
+        try:
+            attrs = {a.name: onnx_proto.attribute_value(a) for a in node.attribute}
+            attrs["_outputs"] = len(node.output)
+            outputs = entry.function(self, inputs, attrs, where)
+        except NetworkError:
+            raise
+        except KeyError as exc:
+            raise NetworkError(f"{where}: the required attribute {exc.args[0]!r} is missing") from None
+        except (ValueError, IndexError, TypeError, ArithmeticError, AttributeError) as exc:
+            raise NetworkError(f"{where}: shape mismatch or bad argument: {_first_line(exc)}") from None
+        for name, value in zip(node.output, outputs):
+            if name:
+                if isinstance(value, Affine) and value.table.size > MAX_TRACE_ELEMENTS:
+                    raise NetworkError(f"{where}: the traced tensor is too large to fold ({value.table.size} elements)")
+                self.values[name] = self.normalise(value, where)
+
+
+def _initialisers(graph, path: str) -> dict[str, np.ndarray]:
+    """The graph's initializers as arrays (finite where they are floats)."""
+    initialisers = {}
+    folder = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
+    for init in graph.initializer:
+        if init.data_location == onnx_proto.schema().TensorProto.EXTERNAL:
+            _check_external_data(init, folder)
+        try:
+            array = onnx_proto.to_array(init, base_dir=folder)
+        except MemoryError:
+            raise
+        except KeyError:
+            raise NetworkError(f"initializer {init.name!r} has the unknown data type {init.data_type}") from None
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is a malformed file
+            raise NetworkError(f"initializer {init.name!r} cannot be decoded: {_first_line(exc)}") from None
+        if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+            raise NetworkError(f"initializer {init.name!r} contains NaN or infinity")
+        initialisers[init.name] = array
+    return initialisers
+
+
+def _graph_input(graph, initialisers: dict) -> tuple[object, tuple[int, ...]]:
+    """The one graph input that is not an initializer, and its shape (free dimensions as 1)."""
+    real_inputs = [i for i in graph.input if i.name not in initialisers]
+    if len(real_inputs) != 1:
+        names = ", ".join(repr(i.name) for i in real_inputs) or "none"
+        raise NetworkError(f"the network must have exactly one input tensor, found {len(real_inputs)} ({names})")
+    if len(graph.output) != 1:
+        raise NetworkError(f"the network must have exactly one output tensor, found {len(graph.output)}")
+    graph_input = real_inputs[0]
+    ttype = graph_input.type.tensor_type
+    types = onnx_proto.schema().TensorProto
+    if ttype.elem_type not in (types.FLOAT, types.DOUBLE, types.FLOAT16):
+        raise NetworkError(f"input {graph_input.name!r} has a non-float element type")
+    dims = []
+    for d in ttype.shape.dim:
+        dims.append(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1)
+    if not ttype.HasField("shape"):
+        raise NetworkError(f"input {graph_input.name!r} has no shape")
+    input_shape = tuple(dims)
+    size = math.prod(input_shape)
+    if size > MAX_TENSOR_ELEMENTS:
+        raise NetworkError(f"input {graph_input.name!r} of shape {input_shape} has {size} values: too many to trace "
+                           f"(at most {MAX_TENSOR_ELEMENTS})")
+    return graph_input, input_shape
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0] or type(exc).__name__
+
+
+def _check_external_data(init, folder: str) -> None:
+    """An initializer's external data file must be a file inside the model's folder."""
+    location = next((entry.value for entry in init.external_data if entry.key == "location"), "")
+    if not location or "\0" in location:
+        raise NetworkError(f"initializer {init.name!r}: its external data has no valid file name")
+    target = os.path.realpath(os.path.join(folder, location))
+    if os.path.isabs(location) or os.path.commonpath([target, os.path.realpath(folder)]) != os.path.realpath(folder):
+        raise NetworkError(f"initializer {init.name!r}: its external data file {location[:100]!r} lies outside "
+                           "the model's folder")
+    if not os.path.isfile(target):
+        raise NetworkError(f"initializer {init.name!r}: its external data file {location[:100]!r} does not exist "
+                           "beside the model")
+
+
+def load_onnx(path: str | os.PathLike, dense_limit: int = DENSE_LIMIT) -> Network:
+    """Load an ONNX file as a :class:`Network`; any problem is a one-line NetworkError.
+
+    ``dense_limit``: traced values whose dense table would hold more numbers are kept
+    structured (see :mod:`reluverify.onnx_import.values`); 0 keeps every value structured.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise NetworkError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise NetworkError(f"{path}: is a directory, not an ONNX file")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise NetworkError(f"{path}: cannot read: {exc.strerror}") from None
+    if not data:
+        raise NetworkError(f"{path}: the file is empty")
+    try:
+        model = onnx_proto.parse_model(data)
+    except Exception:  # noqa: BLE001 - protobuf raises several types for broken files
+        raise NetworkError(f"{path}: not a valid ONNX file (truncated or corrupt protobuf)") from None
+    if not model.HasField("graph") or not model.graph.node:
+        raise NetworkError(f"{path}: the ONNX file holds no graph")
+    try:
+        return Tracer(model, path, dense_limit).run()
+    except NetworkError as exc:
+        raise NetworkError(f"{path}: {exc}") from None
