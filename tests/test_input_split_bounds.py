@@ -90,7 +90,7 @@ def test_parameter_layout_round_trip():
     """A box's ascent parameters packed for its children come back as they were (float32), the
     target's row weights padded to the widest target's."""
     from reluverify.solver.bounds import alpha_crown as crown
-    from reluverify.solver.input_split import _ParameterLayout
+    from reluverify.solver.input_split.parameters import ParameterLayout as _ParameterLayout
 
     rng = np.random.default_rng(7)
     sizes, k, r = [4, 3, 5], 6, 2
