@@ -42,6 +42,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from reluverify.solver.bounds.relaxation import chord, lower_slope
+
 SAFETY = 1e-12
 """Relative margin added to every relaxation line (see the module docstring)."""
 
@@ -224,7 +226,8 @@ def _margin(slope, offset, reach, extra=0.0):
 
 # ------------------------------------------------------------------ ReLU
 def relu_relaxation(l: np.ndarray, u: np.ndarray, lower_point: np.ndarray | None = None) -> Relaxation:
-    """The triangle relaxation: the chord above; below ``alpha z``, ``alpha`` in {0, 1}.
+    """The triangle relaxation (the lines of :mod:`reluverify.solver.bounds.relaxation`): the chord above;
+    below ``alpha z``, ``alpha`` in {0, 1}; open intervals and the safety margin handled here.
 
     ``alpha = 1`` where ``lower_point > 0`` when it is given, else where ``u > -l`` (the smaller area).
     """
@@ -233,13 +236,13 @@ def relu_relaxation(l: np.ndarray, u: np.ndarray, lower_point: np.ndarray | None
         l, u, lower_point = np.broadcast_arrays(l, u, np.asarray(lower_point, dtype=np.float64))
     active, inactive = l >= 0, u <= 0
     unstable = ~active & ~inactive
-    with np.errstate(invalid="ignore", divide="ignore"):
-        chord = np.where(unstable & np.isfinite(u) & np.isfinite(l), u / np.where(unstable, u - l, 1.0), 0.0)
-    steep = (u > -l) if lower_point is None else (lower_point > 0)
-    lo_slope = np.where(active, 1.0, np.where(unstable & steep, 1.0, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):  # the chord of an open interval is replaced below
+        hi_slope, hi_off = chord(l, u)
+    if lower_point is None:
+        lo_slope = lower_slope(l, u)
+    else:
+        lo_slope = np.where(active, 1.0, np.where(unstable & (lower_point > 0), 1.0, 0.0))
     lo_off = np.zeros_like(l)
-    hi_slope = np.where(active, 1.0, np.where(unstable, chord, 0.0))
-    hi_off = np.where(unstable, -chord * np.where(np.isfinite(l), l, 0.0), 0.0)
     # an infinite end: relu(z) <= z - l (l finite) or <= max(u, 0) (u finite) or no finite line
     open_end = unstable & ~(np.isfinite(l) & np.isfinite(u))
     if np.any(open_end):
