@@ -93,10 +93,12 @@ def bound_with_evidence(problem: Problem, boxes: Boxes, recorder: ProofRecorder)
 
 def refute_residues(problem: Problem, bounded: Bounded, residue: np.ndarray, recorder: ProofRecorder,
                     statistics: Statistics, deadline: float | None,
-                    left_open: Callable[[int, np.ndarray | None], None]) -> None:
+                    left_open: Callable[[int, np.ndarray | None], None]) -> np.ndarray:
     """The triangle LP on each residue box, per alive target; a target it refutes is dead on the box (a
     Farkas leaf). A box with no unstable ReLU that the LP does not refute has no certificate: the target
-    goes to ``left_open(position, the LP's inputs or None)`` and is dead on the box."""
+    goes to ``left_open(position, the LP's inputs or None)`` and is dead on the box. Returns the mask of
+    the boxes whose every alive target the LP refuted."""
+    refuted = np.zeros(len(bounded.boxes), dtype=bool)
     boxes, layer_bounds, tolerances = bounded.boxes, bounded.layer, problem.options.tolerances
     rows_in, rhs_in = problem.input_rows if problem.input_rows is not None else (None, None)
     for b in np.flatnonzero(residue):
@@ -104,6 +106,7 @@ def refute_residues(problem: Problem, bounded: Bounded, residue: np.ndarray, rec
         relaxation = alpha_crown.Relaxation([a[b : b + 1] for a in layer_bounds.pre_lower],
                                             [a[b : b + 1] for a in layer_bounds.pre_upper], size=1)
         linear = relaxation.unstable_counts()[0] == 0
+        refuted[b] = True
         for position in np.flatnonzero(boxes.alive[b]):
             target = problem.targets[position]
             outcome = triangle_lp.solve_triangle_lp(problem.chain, region, relaxation, 0, target.rows, target.rhs,
@@ -113,6 +116,9 @@ def refute_residues(problem: Problem, bounded: Bounded, residue: np.ndarray, rec
             if outcome.status == triangle_lp.REFUTED and outcome.farkas is not None:
                 recorder.lp_leaf(position, int(boxes.node[b, position]), outcome.farkas)
                 boxes.alive[b, position] = False
-            elif linear:
+                continue
+            refuted[b] = False
+            if linear:
                 left_open(int(position), outcome.inputs)
                 boxes.alive[b, position] = False
+    return refuted
