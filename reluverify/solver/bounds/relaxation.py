@@ -1,7 +1,8 @@
 """The ReLU relaxation: the lines that bound ``relu(z)`` for ``l <= z <= u``, the one definition that
 DeepPoly (:mod:`~reluverify.solver.bounds.deeppoly`), the row bounds
-(:mod:`~reluverify.solver.bounds.rows`), the optimised bounds (:mod:`~reluverify.solver.bounds.alpha_crown`)
-and the triangle LP (:mod:`~reluverify.solver.triangle_lp`) use.
+(:mod:`~reluverify.solver.bounds.rows`), the optimised bounds (:mod:`~reluverify.solver.bounds.alpha_crown`),
+the triangle LP (:mod:`~reluverify.solver.triangle_lp`), branching's scores and the nonlinear engine's
+ReLU (:mod:`~reluverify.solver.nonlinear.relaxations`) use.
 
 A neuron is *active* when ``l >= 0`` (``relu(z) = z``), *inactive* when ``u <= 0`` (``relu(z) = 0``) and
 *unstable* otherwise; on an unstable neuron the convex hull of ``relu`` over ``[l, u]`` is the
