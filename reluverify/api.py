@@ -44,13 +44,14 @@ class Verifier:
     ``network`` is a path to an ONNX file or a :class:`~reluverify.network.Network`.
     ``options`` is a :class:`~reluverify.solver.SolverOptions` (default ones when None);
     ``timeout`` (seconds, None for no limit) and ``jobs`` (worker processes; disjuncts or
-    sub-domains run in parallel when > 1) are defaults every method can override: each check runs
-    under ``options`` with its timeout and jobs set (``timeout``, ``parallel.jobs``).
+    sub-domains run in parallel when > 1; default: the options' ``parallel.jobs``) are defaults every
+    method can override: each check runs under ``options`` with its timeout and jobs set
+    (``timeout``, ``parallel.jobs``).
     ``decision`` is how a label is read from the scores: ``"max"`` (classifiers) or ``"min"``
     (e.g. ACAS Xu, whose advisory is the lowest score).
     """
 
-    def __init__(self, network, options=None, *, timeout: float | None = 60.0, jobs: int = 1,
+    def __init__(self, network, options=None, *, timeout: float | None = 60.0, jobs: int | None = None,
                  decision: str = "max") -> None:
         from reluverify.properties.common import check_decision, solver_options
 
@@ -64,7 +65,7 @@ class Verifier:
             raise TypeError("network must be a path to an ONNX file or a reluverify Network")
         self.options = solver_options(options)
         self.timeout = timeout
-        self.jobs = int(jobs)
+        self.jobs = self.options.parallel.jobs if jobs is None else int(jobs)
         self.decision = check_decision(decision)
 
     def __repr__(self) -> str:
