@@ -137,18 +137,8 @@ class Decider:
         return True
 
     def result(self, verdict: str, reason: str = "") -> Result:
-        if verdict == SAT:
-            self.verdicts[self.found.disjunct] = SAT
-        return Result(
-            verdict=verdict,
-            counterexample=self.found if verdict == SAT else None,
-            statistics=self.stats,
-            seconds=time.monotonic() - self.start,
-            reason=reason,
-            disjunct_verdicts=list(self.verdicts),
-            facts=self.facts,
-            certificate=self.certificate() if verdict == UNSAT and self.options.proof else None,
-        )
+        return Result.of_run(verdict, self.found, self.stats, self.start, reason, self.verdicts, facts=self.facts,
+                             certificate=self.certificate() if verdict == UNSAT and self.options.proof else None)
 
     def certificate(self) -> Certificate:
         """The proof trees, in the original query's terms: input splits of the projection name the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -97,6 +98,17 @@ class Result:
             raise ValueError(f"unknown verdict {self.verdict!r}")
         if (self.verdict == SAT) != (self.counterexample is not None):
             raise ValueError("a sat verdict needs a counterexample, and only a sat verdict has one")
+
+    @staticmethod
+    def of_run(verdict: str, found: Counterexample | None, statistics: Statistics, started: float, reason: str,
+               verdicts: list[str], **extra) -> "Result":
+        """The result of a run started at ``started`` (``time.monotonic()``) whose disjuncts' verdicts are
+        ``verdicts``: ``found`` is its counterexample, reported (and its disjunct marked ``sat`` in
+        ``verdicts``) when the verdict is ``sat``; ``extra`` fills the other fields."""
+        if verdict == SAT:
+            verdicts[found.disjunct] = SAT
+        return Result(verdict=verdict, counterexample=found if verdict == SAT else None, statistics=statistics,
+                      seconds=time.monotonic() - started, reason=reason, disjunct_verdicts=list(verdicts), **extra)
 
     def to_dict(self) -> dict:
         return {

@@ -62,17 +62,6 @@ def violations(network: Network, points: np.ndarray, rows: np.ndarray, rhs: np.n
     return margins(network, points, network.evaluate_all(points)[-1], rows, rhs).max(axis=1)
 
 
-def uniform_samples(rng: np.random.Generator, lower: np.ndarray, upper: np.ndarray, count: int) -> np.ndarray:
-    """The box's centre, its corners when there are at most 8 dimensions, and ``count`` uniform points."""
-    n = lower.shape[0]
-    parts = [0.5 * (lower + upper)[None, :]]
-    if n <= 8:
-        corners = np.array(np.meshgrid(*[[0.0, 1.0]] * n)).reshape(n, -1).T
-        parts.append(lower + corners * (upper - lower))
-    parts.append(rng.uniform(lower, upper, size=(count, n)))
-    return np.concatenate(parts, axis=0)
-
-
 def pgd(
     network: Network,
     starts: np.ndarray,

@@ -55,7 +55,8 @@ import numpy as np
 
 from reluverify.query import Query
 from reluverify.solver.confirm import confirm
-from reluverify.solver.nonlinear.attack import pgd, relative_violations, stack_rows, uniform_samples
+from reluverify.solver.falsify import random_samples
+from reluverify.solver.nonlinear.attack import pgd, relative_violations, stack_rows
 from reluverify.solver.nonlinear.bounds import Layout, linearised_row_bounds, node_bounds
 from reluverify.solver.nonlinear.options import NonlinearOptions
 from reluverify.solver.nonlinear.problem import Problem, Target, build_problem
@@ -125,16 +126,7 @@ class _Search:
         return False
 
     def result(self, verdict: str, reason: str = "") -> Result:
-        if verdict == SAT:
-            self.verdicts[self.found.disjunct] = SAT
-        return Result(
-            verdict=verdict,
-            counterexample=self.found if verdict == SAT else None,
-            statistics=self.stats,
-            seconds=time.monotonic() - self.start,
-            reason=reason,
-            disjunct_verdicts=list(self.verdicts),
-        )
+        return Result.of_run(verdict, self.found, self.stats, self.start, reason, self.verdicts)
 
     # ---------------------------------------------------------------- falsification
     def falsify(self, targets: list[Target]) -> bool:
@@ -143,7 +135,7 @@ class _Search:
             return False
         n = self.network.input_size
         for target in targets:
-            samples = uniform_samples(self.rng, target.lower, target.upper, opts.random_samples)
+            samples = random_samples(self.rng, target.lower, target.upper, opts.random_samples)
             self.stats.falsification_samples += samples.shape[0]
             if self.confirm_best(samples, np.zeros(len(samples), dtype=int), [target]):
                 return True
