@@ -368,7 +368,7 @@ def test_reoptimised_intermediate_bounds_hold_on_their_constrained_region(seed, 
     its new bounds, the bounds are never looser, they tighten something, and a sub-problem is called
     empty only when no sample meets its splits. With splits in the first layer only (``top`` 0), the
     second layer has no multipliers in the third layer's ascent (its beta is None)."""
-    from reluverify.solver.relu_bab import optimise_intermediate
+    from reluverify.solver.relu_bab.children import optimise_intermediate
 
     rng = np.random.default_rng(900 + seed)
     chain, lower, upper, subs = _unsplit_subproblems(rng, batch=6)
@@ -383,7 +383,7 @@ def test_tightened_children_bounds_hold_on_their_constrained_region(seed):
     """Children re-bounded above their split layer (relu_bab.tighten_children): every sampled input that
     meets a child's splits lies inside its new bounds, the bounds are never looser, and a child is called
     empty only when no sample meets its splits."""
-    from reluverify.solver.relu_bab import tighten_children
+    from reluverify.solver.relu_bab.children import tighten_children
 
     rng = np.random.default_rng(300 + seed)
     chain, lower, upper, children = _unsplit_subproblems(rng, batch=6)

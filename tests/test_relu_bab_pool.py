@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reluverify.solver.relu_bab import _Pool
+from reluverify.solver.relu_bab.pool import Pool as _Pool
 
 
 def test_the_pool_keeps_every_row_whole_through_random_pushes_and_pops():

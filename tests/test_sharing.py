@@ -124,7 +124,7 @@ def test_an_unsat_shared_search_has_refuted_its_whole_tree(monkeypatch):
     """The share of the tree refuted (a sub-problem ``d`` splits deep weighs ``2^-d``) adds up to 1
     when two processes prove MNIST 256x4 prop 9, as when one does; a search that refuted less than
     all of it ends ``unknown`` (:func:`input_split.exhausted`), never ``unsat``."""
-    from reluverify.solver import relu_bab
+    from reluverify.solver.relu_bab import search as relu_bab
     from reluverify.solver.search import exhausted
 
     shares = []
