@@ -160,10 +160,6 @@ class ReluBranchAndBound:
                     decider.deadline - time.monotonic()
                 )
                 roots[key] = root_bounds(decider.chain, region, options, first, until, record=[] if options.proof else None)
-            if options.proof:
-                decider.trees[members[0]].bounds_at = "root"
-                for rows in roots[key].interm_rows:
-                    decider.trees[members[0]].add_interm_rows(*rows)
             targets = [Disjunction(*decider.targets[k]) for k in members]
             starts.append((members, region, roots[key], targets,
                            bound_root(decider.chain, targets, region, roots[key], options)))

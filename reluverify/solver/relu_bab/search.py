@@ -141,6 +141,7 @@ class _Search(ShareableSearch):
 
     # ------------------------------------------------------------------ the search
     def run(self, root: RootBounds, start: RootSolution | None) -> SearchOutcome:
+        self.recorder.root(root)
         relaxation = root.relaxation
         if relaxation.infeasible()[0]:
             return SearchOutcome("unsat")
