@@ -6,9 +6,16 @@ Each subcommand lives in its own module under :mod:`reluverify.cli` and exposes
 (torch, ray, the solver) inside their handlers so that ``--help`` stays instant.
 
 Exit statuses: 0 success (for verification commands: a verdict was reached and
-reported), 1 a certificate that ``check-proof`` rejects, 2 bad input or not enough memory (one
-line on stderr), 3 an internal error (one line on stderr; ``--debug`` shows the traceback), 130
+reported), 1 a certificate that ``check-proof`` rejects, a wrong answer in ``bench``, or -- asked
+for with ``--fail-on-violation`` / ``--fail-on-unknown`` (``verify``, ``vnnlib``, ``sweep``; see
+:func:`reluverify.cli.common.verdict_status`) -- a violation or an undecided answer, 2 bad input
+(an argument error included) or not enough memory (one line on stderr), 3 an internal error (one
+line on stderr; ``--debug`` shows the traceback), 4 a ``vnnlib --cross-check`` disagreement, 130
 interrupted.
+
+An argument error (a missing or unknown option, a value argparse refuses) is one line
+``reluverify: error: MESSAGE (see reluverify COMMAND --help)``, not the usage block
+(:class:`OneLineParser`); ``--help`` prints the usage as usual.
 
 The long-running commands take ``--max-memory SIZE`` (:mod:`reluverify.memory`): the limit is
 set before the handler runs, and an allocation beyond it -- here or in a worker process -- ends
@@ -39,8 +46,20 @@ SUBCOMMAND_MODULES = (
 )
 
 
+class ArgumentsError(ReluverifyError):
+    """An argument error, raised by :meth:`OneLineParser.error` and printed as one line by :func:`main`."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (:class:`ArgumentsError`) instead of the usage block
+    and ``SystemExit``; the subcommands' parsers are of this class too (argparse makes them so)."""
+
+    def error(self, message: str):
+        raise ArgumentsError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="reluverify",
         description="Prove or refute robustness properties of ReLU neural networks given as ONNX files.",
     )
@@ -55,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except ArgumentsError as exc:
+        print(f"reluverify: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 2
