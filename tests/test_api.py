@@ -29,6 +29,7 @@ def test_the_documented_example_runs_as_written():
     assert lines[4] == "robust"
     assert lines[5].startswith("certified 0.0") and "counterexample at 0.0" in lines[5]
     assert lines[6].startswith("robust ")
+    assert "(10/10)" in lines[7] and "(9/10)" in lines[8] and lines[9] == "9 9 1 0 0 10 0.9"
 
 
 def test_package_import_stays_light_and_exports_the_verifier():
@@ -86,6 +87,7 @@ def test_vnnlib_mirrors_the_cli(test_bench_dir):
     from reluverify import Verifier
 
     sat = Verifier(test_bench_dir / "test_sat.onnx").vnnlib(test_bench_dir / "test_prop.vnnlib")
-    assert sat.verdict == "violated" and sat.solver_verdict == "sat" and sat.counterexample is not None
+    assert sat.verdict == "sat" and sat.solver_verdict == "sat" and sat.counterexample is not None
+    assert sat.holds is False
     unsat = Verifier(test_bench_dir / "test_unsat.onnx").vnnlib(test_bench_dir / "test_prop.vnnlib")
-    assert unsat.verdict == "holds" and unsat.holds is True
+    assert unsat.verdict == "unsat" and unsat.holds is True

@@ -1,18 +1,23 @@
 """What a property check returns: a verdict in the property's words, with its evidence.
 
-A property is violated exactly when its query is ``sat``, so the solver's verdicts map as
+One vocabulary, the same in the command line's text, its ``--json`` and the Python API. A
+property is violated exactly when its query is ``sat``, so the solver's verdicts map as
 
 ==================  =====================  ==================================================
 solver              robustness property    VNN-LIB specification (describes a counterexample)
 ==================  =====================  ==================================================
-``unsat``           ``robust``             ``holds``
-``sat``             ``not robust``         ``violated``
+``unsat``           ``robust``             ``unsat`` (the property holds)
+``sat``             ``not robust``         ``sat`` (a counterexample exists: it is violated)
 ``unknown``         ``unknown``            ``unknown``
 ``timeout``         ``timeout``            ``timeout``
 ==================  =====================  ==================================================
 
 plus ``tie`` for Def. 1 at a point whose top score is shared by several labels: ``N(x0)`` is then
 ambiguous, so no label is guessed and no query is run (see :mod:`reluverify.properties.local`).
+A VNN-LIB file states the condition a counterexample meets, so its answer keeps the solver's words:
+``sat`` -- the condition can be met, a counterexample exists (the property is violated); ``unsat``
+-- it cannot (the property holds). :attr:`PropertyResult.holds` says the same as a boolean for
+every kind.
 
 A ``not robust`` verdict carries a :class:`PropertyCounterexample`: the pair of points (for local
 properties, the counterexample and the fixed point; for global robustness, the two points), their
@@ -27,17 +32,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 ROBUST, NOT_ROBUST, TIE, UNKNOWN, TIMEOUT = "robust", "not robust", "tie", "unknown", "timeout"
-HOLDS, VIOLATED = "holds", "violated"
+SAT, UNSAT = "sat", "unsat"
 
-_ROBUSTNESS = {"unsat": ROBUST, "sat": NOT_ROBUST, "unknown": UNKNOWN, "timeout": TIMEOUT}
-_SPEC = {"unsat": HOLDS, "sat": VIOLATED, "unknown": UNKNOWN, "timeout": TIMEOUT}
+_ROBUSTNESS = {UNSAT: ROBUST, SAT: NOT_ROBUST, UNKNOWN: UNKNOWN, TIMEOUT: TIMEOUT}
+_SPEC = {UNSAT: UNSAT, SAT: SAT, UNKNOWN: UNKNOWN, TIMEOUT: TIMEOUT}
 
 
 def robustness_verdict(solver_verdict: str) -> str:
+    """A robustness property's verdict for its query's: ``unsat`` -> ``robust``, ``sat`` -> ``not robust``."""
     return _ROBUSTNESS[solver_verdict]
 
 
 def spec_verdict(solver_verdict: str) -> str:
+    """A VNN-LIB specification's verdict for its query's: the same word (checked)."""
     return _SPEC[solver_verdict]
 
 
@@ -144,15 +151,17 @@ class PropertyResult:
 
     @property
     def holds(self) -> bool | None:
-        """True when the property is proven, False when it is refuted (or a tie), None when undecided."""
-        if self.verdict in (ROBUST, HOLDS):
+        """Whether the property holds: True for ``robust`` (a VNN-LIB specification: ``unsat``), False for
+        ``not robust`` or a ``tie`` (``sat``), None when undecided (``unknown``, ``timeout``)."""
+        if self.verdict in (ROBUST, UNSAT):
             return True
-        if self.verdict in (NOT_ROBUST, VIOLATED, TIE):
+        if self.verdict in (NOT_ROBUST, SAT, TIE):
             return False
         return None
 
     @property
     def robust(self) -> bool | None:
+        """The same as :attr:`holds`."""
         return self.holds
 
     @property
@@ -188,7 +197,7 @@ class PropertyResult:
         """A few lines for people: the verdict (alone on the first line), time, splits, the violated disjunct."""
         s = self.statistics
         lines = [self.verdict, f"property  {self.description}"]
-        if self.solver_verdict:
+        if self.solver_verdict and self.solver_verdict != self.verdict:
             lines.append(f"query     {self.solver_verdict} (sat = a counterexample exists)")
         lines.append(
             f"time      {self.seconds:.3f} s   queries {self.queries}   splits {self.splits} "
