@@ -114,7 +114,7 @@ def test_without_points_the_error_names_the_three_ways(tmp_path):
     "args, fragment",
     [
         (["--point", "{points}", "--points", "{points}", "--delta", "0.1"], "not both"),
-        (["--point", "{point}", "--delta", "0.1", "0.2"], "several deltas need many points"),
+        (["--point", "{point}", "--delta", "0.1", "0.2", "--vnncomp-out", "x.txt"], "give one --delta"),
         (["--point", "{point}", "--delta", "0.1", "--verbose"], "--verbose applies to many points"),
         (["--points", "{points}", "--delta", "0.1", "--vnncomp-out", "x.txt"], "use it with --point FILE"),
         (["--points", "{points}", "--delta", "-0.1"], "delta must be a finite number >= 0"),

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import numpy as np
+
+VIOLATIONS = ("not robust", "tie", "sat")
+"""Verdicts that make ``--fail-on-violation`` exit 1: a refuted robustness property (a tie at the point
+included: its label is not unique), a satisfiable VNN-LIB specification."""
+UNDECIDED = ("unknown", "timeout", "error")
+"""Verdicts that make ``--fail-on-unknown`` exit 1."""
 
 
 def add_memory_argument(parser) -> None:
@@ -23,6 +30,61 @@ def add_memory_argument(parser) -> None:
     parser.add_argument("--max-memory", metavar="SIZE", type=size,
                         help="memory limit per process, e.g. 512M, 1G or 2.5G: a query that needs more ends with "
                         "one error line naming the limit (default: no limit)")
+
+
+def parse_numbers(values, flag: str) -> list[float]:
+    """The numbers of ``--delta 0.01 0.03``, ``--delta 0.01,0.03`` or both mixed, in order (blank parts
+    between commas skipped); a part that is not a number is an :class:`argparse.ArgumentTypeError` naming
+    it. The range (finite, >= 0) is checked where the value is used, by the property or the sweep's plan."""
+    out = []
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                out.append(float(part))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{part[:30]!r} is not a number") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"{flag} needs at least one number")
+    return out
+
+
+class _Numbers(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            setattr(namespace, self.dest, parse_numbers(values, option_string or self.dest))
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+
+
+def add_numbers_argument(parser, flag: str, help: str, metavar: str, required: bool = False) -> None:
+    """``flag`` takes one number or several, as separate words or comma-separated (:func:`parse_numbers`),
+    the same in every command; the parsed value is a list of floats (None when the flag is absent)."""
+    parser.add_argument(flag, nargs="+", action=_Numbers, required=required, metavar=metavar, help=help)
+
+
+def add_exit_status_arguments(parser, violation: str, undecided: str = "unknown or timeout") -> None:
+    """``--fail-on-violation`` and ``--fail-on-unknown``, read by :func:`verdict_status`."""
+    parser.add_argument("--fail-on-violation", action="store_true",
+                        help=f"exit status 1 when {violation}; unknown and timeout still exit 0 (see "
+                        "--fail-on-unknown). Without it a reached verdict exits 0, whatever it is")
+    parser.add_argument("--fail-on-unknown", action="store_true",
+                        help=f"exit status 1 when an answer is {undecided}")
+
+
+def verdict_status(verdicts, args, violated: bool = False) -> int:
+    """The exit status for the verdicts a command reached: 1 when ``--fail-on-violation`` is given and one
+    of them is a violation (:data:`VIOLATIONS`, or ``violated``: a violation the verdicts do not show, such
+    as a misclassified point), or when ``--fail-on-unknown`` is given and one is undecided
+    (:data:`UNDECIDED`); else 0."""
+    found = set(verdicts)
+    if getattr(args, "fail_on_violation", False) and (violated or found & set(VIOLATIONS)):
+        return 1
+    if getattr(args, "fail_on_unknown", False) and found & set(UNDECIDED):
+        return 1
+    return 0
 
 
 def print_summary(query, result, check=None, file=None) -> None:

@@ -11,7 +11,9 @@ likeliest violations first; each finished query is one row of ``--db`` (SQLite, 
 running the same command again runs only the queries that have no row yet (``--retry error``
 also re-runs those that ended in error). A progress bar with an ETA goes to stderr, a summary
 table to stdout at the end, and ``--plot FILE.png`` draws the verdict per point and delta.
-Exit status 0 when the sweep ran to its end (whatever the verdicts), 2 for bad input.
+Exit status 0 when the sweep ran to its end (whatever the verdicts), 2 for bad input; with
+``--fail-on-violation`` 1 when a query of the plan is ``not robust`` or a ``tie``, with
+``--fail-on-unknown`` 1 when one is ``unknown``, ``timeout`` or ``error``.
 """
 
 from __future__ import annotations
@@ -23,23 +25,8 @@ from reluverify.solver.options import STRATEGIES
 RETRYABLE = ("error", "timeout", "unknown")
 
 
-def _numbers(values: list[str], what: str) -> list[float]:
-    from reluverify.errors import SpecError
-
-    out = []
-    for value in values:
-        for part in str(value).split(","):
-            if not part.strip():
-                continue
-            try:
-                out.append(float(part))
-            except ValueError:
-                raise SpecError(f"--{what}: {part.strip()!r} is not a number") from None
-    return out
-
-
 def register(subparsers) -> None:
-    from reluverify.cli.common import add_memory_argument
+    from reluverify.cli.common import add_exit_status_arguments, add_memory_argument, add_numbers_argument
 
     parser = subparsers.add_parser(
         "sweep",
@@ -51,10 +38,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("networks", nargs="+", metavar="NETWORK", help="ONNX file(s)")
     parser.add_argument("--points", metavar="FILE", required=True, help="the points (.npy, .csv or .json)")
-    parser.add_argument("--delta", nargs="+", required=True, metavar="D",
-                        help="radius or radii of the ball (several values, or comma-separated)")
-    parser.add_argument("--epsilon", nargs="+", metavar="E",
-                        help="output tolerance(s): checks Def. 3 instead of Def. 1")
+    add_numbers_argument(parser, "--delta", required=True, metavar="D",
+                         help="radius or radii of the ball (several values, or comma-separated: 0.01,0.03)")
+    add_numbers_argument(parser, "--epsilon", metavar="E",
+                         help="output tolerance(s): checks Def. 3 instead of Def. 1 (as --delta)")
     parser.add_argument("--norm", choices=("inf", "1"), default="inf", help="distance: L-infinity (default) or L1")
     parser.add_argument("--decision", choices=("max", "min"), default="max",
                         help="Def. 1: the label is the top score (max, default) or the lowest (min, e.g. ACAS Xu)")
@@ -82,12 +69,15 @@ def register(subparsers) -> None:
                         help="seconds to wait for a database another process has locked (default 10)")
     parser.add_argument("--plot", metavar="FILE.png", help="draw the verdict per point and delta")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
+    add_exit_status_arguments(parser, "a query of the sweep (this run's or an earlier one's row) is not robust or a "
+                              "tie", "unknown, timeout or error")
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
     import os
 
+    from reluverify.cli.common import verdict_status
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
     from reluverify.properties.inputs import load_domain
@@ -111,8 +101,8 @@ def run(args) -> int:
         folder = os.path.dirname(os.path.abspath(args.plot))
         if not os.path.isdir(folder):
             raise SpecError(f"--plot {args.plot}: the folder {folder} does not exist")
-    deltas = _numbers(args.delta, "delta")
-    epsilons = _numbers(args.epsilon, "epsilon") if args.epsilon else [None]
+    deltas = args.delta
+    epsilons = args.epsilon or [None]
     networks = []
     for path in args.networks:
         network = load_onnx(path)
@@ -160,4 +150,4 @@ def run(args) -> int:
             raise SpecError(f"--plot {args.plot}: cannot write the picture: {exc.strerror or exc}") from None
         if not args.quiet:
             print(f"picture   {args.plot}")
-    return 0
+    return verdict_status([row["verdict"] for row in rows], args)

@@ -1,17 +1,27 @@
 """``reluverify verify``: robustness properties at a point (Def. 1, Def. 3), at many points, or over a domain (Def. 2).
 
-    reluverify verify NETWORK.onnx --point FILE --delta D [--norm inf|1] [--epsilon E] [--domain FILE]
+    reluverify verify NETWORK.onnx --point FILE --delta D [D ...] [--norm inf|1] [--epsilon E [E ...]]
+                      [--domain FILE]
     reluverify verify NETWORK.onnx [--points FILE] --delta D [D ...] [--epsilon E] [--verbose]
-    reluverify verify NETWORK.onnx --global --domain FILE --delta D --epsilon E [--partitions N]
-                      [--subdomain-timeout S]
+    reluverify verify NETWORK.onnx --global --domain FILE --delta D [D ...] --epsilon E [E ...]
+                      [--partitions N] [--subdomain-timeout S]
+    ... [--fail-on-violation] [--fail-on-unknown]
 
 Without ``--epsilon`` a point check is Def. 1 (the label stays the same); with it, Def. 3 (every
 score moves by less than eps). ``--global`` checks Def. 2 on the domain. Prints the verdict
 (robust / not robust / tie / unknown / timeout), the time, the splits and the violated disjunct;
 ``--json`` prints the result as JSON instead. ``--cex-out FILE`` writes a counterexample as JSON
 to FILE and as .npz beside it (FILE's .json suffix replaced by .npz, or FILE.npz);
-``--vnncomp-out FILE`` writes the VNN-COMP result file. Exit status 0 when a verdict was
-reached (whatever it is), 2 for bad input.
+``--vnncomp-out FILE`` writes the VNN-COMP result file.
+
+``--delta`` (and ``--epsilon``) take one value or several, as separate words or comma-separated
+(``--delta 0.01 0.03``, ``--delta 0.01,0.03``). Several at one point (or with ``--global``) check
+each (delta, epsilon) in turn: one line each, a JSON list with ``--json``, and ``--cex-out DIR``
+a folder with one counterexample per refuted check (:mod:`reluverify.cli.verify_each`).
+
+Exit status 0 when a verdict was reached (whatever it is), 2 for bad input; with
+``--fail-on-violation`` 1 when a check is ``not robust`` or a ``tie`` (or, with many points, a
+point is misclassified), with ``--fail-on-unknown`` 1 when one is ``unknown`` or ``timeout``.
 
 With neither ``--point`` nor ``--global``, the property is checked at every evaluation point --
 ``--points FILE``, else those the network's model card names -- and the certified robust
@@ -24,7 +34,7 @@ import json
 import sys
 from contextlib import contextmanager
 
-from reluverify.cli.common import add_memory_argument
+from reluverify.cli.common import add_exit_status_arguments, add_memory_argument, add_numbers_argument, verdict_status
 from reluverify.solver.options import STRATEGIES
 
 
@@ -53,7 +63,8 @@ def register(subparsers) -> None:
         "(Def. 2, with --global) of an ONNX network (ReLU, or SRU with sigmoids and products), for the L-infinity or L1 distance. "
         "Points: .npy, .csv or .json (a JSON point may carry its domain). Without --point (and without --global) "
         "the property is checked at every point of --points FILE, or of the network's model card NAME.json, and the "
-        "certified robust accuracy is printed per delta.",
+        "certified robust accuracy is printed per delta. Verdicts: robust, not robust (with a counterexample), tie "
+        "(the point's top score is shared), unknown, timeout.",
     )
     parser.add_argument("network", help="ONNX file")
     parser.add_argument("--point", metavar="FILE", help="the point x0 (.npy, .csv or .json)")
@@ -61,9 +72,12 @@ def register(subparsers) -> None:
                         help="check every point of FILE (as 'sweep --points'; a JSON file may carry 'labels') and "
                         "print the certified robust accuracy; without --point, --points or --global: the points "
                         "the network's model card NAME.json names")
-    parser.add_argument("--delta", type=float, nargs="+", required=True, metavar="D",
-                        help="radius of the ball (>= 0); several radii with --points (one line each)")
-    parser.add_argument("--epsilon", type=float, help="output tolerance: checks Def. 3 (point) or Def. 2 (--global)")
+    add_numbers_argument(parser, "--delta", required=True, metavar="D",
+                         help="radius of the ball (>= 0); several radii (--delta 0.01 0.03 or --delta 0.01,0.03) "
+                         "are checked one by one, one line each")
+    add_numbers_argument(parser, "--epsilon", metavar="E",
+                         help="output tolerance: checks Def. 3 (point) or Def. 2 (--global); several values at "
+                         "one point or with --global, as for --delta")
     parser.add_argument("--global", dest="global_", action="store_true",
                         help="(delta, eps)-global robustness on --domain (two network copies)")
     parser.add_argument("--partitions", type=int, default=1,
@@ -76,7 +90,8 @@ def register(subparsers) -> None:
                         "lowest (min, e.g. ACAS Xu)")
     add_common_arguments(parser, timeout_help="seconds for the whole check, or per point with many points (default 60)",
                          cex_help="write a counterexample as JSON to FILE and as .npz beside it (FILE's .json suffix "
-                         "replaced by .npz, else FILE.npz); with many points FILE is a folder, one file per refuted point")
+                         "replaced by .npz, else FILE.npz); with many points or several deltas FILE is a folder, one "
+                         "file per refuted check (point3_delta0.05.json)")
     parser.add_argument("--vnncomp-out", metavar="FILE", help="write the VNN-COMP result file")
     parser.add_argument("--verbose", action="store_true", help="many points: one line per point and delta")
     parser.add_argument("--proof", metavar="FILE",
@@ -87,6 +102,8 @@ def register(subparsers) -> None:
     parser.add_argument("--exact", action="store_true",
                         help="--point/--global: re-evaluate a counterexample in exact rational arithmetic on the "
                         "network's weights (does the violation hold exactly, or only within the tolerance?)")
+    add_exit_status_arguments(parser, "a check is not robust or a tie (with many points: also a point the "
+                              "network misclassifies)")
     add_memory_argument(parser)
     parser.set_defaults(handler=run)
 
@@ -118,17 +135,24 @@ def run(args) -> int:
     if args.jobs < 1:
         raise SpecError("--jobs must be >= 1")
     options = command_options(args)
+    epsilons = args.epsilon or [None]
     if not args.global_ and not args.point:
         if args.proof or args.exact:
             raise SpecError("--proof and --exact apply to one property (--point or --global), not to many points")
+        if len(epsilons) > 1:
+            raise SpecError("several --epsilon values apply to one --point or --global; with many points give one "
+                            "(or use 'reluverify sweep', which takes several)")
+        args.epsilon = epsilons[0]
         from reluverify.cli.verify_points import run_points
 
         return run_points(args, options)
     if args.verbose:
         raise SpecError("--verbose applies to many points (--points, or a model card's points)")
-    if len(args.delta) > 1:
-        raise SpecError("several deltas need many points (--points FILE); --point and --global take one")
-    args.delta = args.delta[0]
+    checks = list(dict.fromkeys((delta, epsilon) for delta in args.delta for epsilon in epsilons))  # repeats once
+    if len(checks) > 1:
+        from reluverify.cli.verify_each import check_arguments
+
+        check_arguments(args)
     args.decision = args.decision or "max"
     network = load_onnx(args.network)
     if args.global_:
@@ -140,13 +164,27 @@ def run(args) -> int:
 
             domain = load_domain(args.domain, network.input_size)
             check_in_domain(point, domain, what=args.point)
-    values = {"point": point, "domain": domain, "delta": args.delta, "epsilon": args.epsilon, "norm": args.norm,
-              "decision": args.decision, "partitions": args.partitions}
-    kind = select("domain" if args.global_ else "point", **values)
-    prop = kind.build(network, **values)
+    props = []
+    for delta, epsilon in checks:
+        values = {"point": point, "domain": domain, "delta": delta, "epsilon": epsilon, "norm": args.norm,
+                  "decision": args.decision, "partitions": args.partitions}
+        kind = select("domain" if args.global_ else "point", **values)
+        props.append(kind.build(network, **values))
     if args.global_ and args.subdomain_timeout is not None and not args.subdomain_timeout > 0:
         raise SpecError("--subdomain-timeout must be > 0 seconds")
     extra = {"subdomain_timeout": args.subdomain_timeout} if "subdomain_timeout" in kind.check_parameters else {}
+    results = [check_one(prop, options, args, extra) for prop in props]
+    if len(results) == 1:
+        report(results[0], args)
+    else:
+        from reluverify.cli.verify_each import report_each
+
+        report_each(results, kind, args)
+    return verdict_status([result.verdict for result in results], args)
+
+
+def check_one(prop, options, args, extra: dict):
+    """Check one property as the command asks (live progress, ``--proof``, ``--exact``); its result."""
     with live_progress(args):
         if args.proof:
             from reluverify.proofs import check_property_with_proof
@@ -156,8 +194,7 @@ def run(args) -> int:
             result = prop.check(options, **extra)
     if args.exact and result.counterexample is not None:
         result.exact = prop.exact_check(result.counterexample)
-    report(result, args)
-    return 0
+    return result
 
 
 @contextmanager

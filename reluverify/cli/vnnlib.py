@@ -1,4 +1,11 @@
-"""``reluverify vnnlib NETWORK.onnx SPEC.vnnlib``: decide a VNN-LIB 1.0 specification."""
+"""``reluverify vnnlib NETWORK.onnx SPEC.vnnlib``: decide a VNN-LIB 1.0 specification.
+
+The verdict is the same word in the text, in ``--json`` and in ``Verifier.vnnlib``: ``sat`` (the
+specification's condition can be met: a counterexample exists, the property is violated),
+``unsat`` (it cannot: the property holds), ``unknown`` or ``timeout`` (:data:`MEANING`).
+Exit status 0 when a verdict was reached, 2 for bad input, 4 when ``--cross-check`` disagrees;
+with ``--fail-on-violation`` 1 for ``sat``, with ``--fail-on-unknown`` 1 for ``unknown`` or ``timeout``.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +15,20 @@ import sys
 from reluverify.cli.common import add_quiet_argument
 from reluverify.solver.options import STRATEGIES
 
+MEANING = ("sat = the specification's condition can be met: a counterexample exists (the property is violated); "
+           "unsat = it cannot (the property holds); unknown / timeout = not decided within the budget")
+
 
 def register(subparsers) -> None:
-    from reluverify.cli.common import add_memory_argument
+    from reluverify.cli.common import add_exit_status_arguments, add_memory_argument
 
     parser = subparsers.add_parser(
         "vnnlib",
         help="decide a VNN-LIB 1.0 specification (sat = violated, with a counterexample; unsat = holds)",
         description="Decides whether SPEC (a VNN-LIB 1.0 file describing a counterexample) is satisfiable on "
-        "NETWORK. Prints the verdict and a summary; --out writes the VNN-COMP result file "
-        "(sat with ((X_0 v) ... (Y_0 v) ...), unsat, unknown or timeout).",
+        f"NETWORK. Verdicts, the same in the text, --json and the Python API: {MEANING}. Prints the verdict "
+        "and a summary; --out writes the VNN-COMP result file (sat with ((X_0 v) ... (Y_0 v) ...), unsat, "
+        "unknown or timeout).",
     )
     parser.add_argument("network", help="ONNX file")
     parser.add_argument("spec", help="VNN-LIB 1.0 file")
@@ -38,11 +49,12 @@ def register(subparsers) -> None:
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="worker processes sharing the search (boxes or sub-problems); all stop at the first "
                         "confirmed counterexample (default 1)")
+    add_exit_status_arguments(parser, "the answer is sat (a counterexample exists)")
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    from reluverify.cli.common import print_summary, run_cross_check
+    from reluverify.cli.common import print_summary, run_cross_check, verdict_status
     from reluverify.onnx_import import load_onnx
     from reluverify.solver import SolverOptions, solve
     from reluverify.vnncomp import format_result
@@ -69,11 +81,11 @@ def run(args) -> int:
         from reluverify.exact import exact_check
 
         exact = exact_check(query, result.counterexample.inputs, result.counterexample.disjunct).to_dict()
-    status = 0
+    status = verdict_status([result.verdict], args)
     check = None
     if args.cross_check:
         check = run_cross_check(query, result, args.timeout)
-        status = 4 if check["disagreement"] else 0
+        status = 4 if check["disagreement"] else status
     if args.out:
         with open(args.out, "w") as handle:
             handle.write(format_result(result))
