@@ -32,3 +32,10 @@ print(f"certified {search.certified:.4f}, counterexample at {search.refuted:.4f}
 acas = Verifier("networks/acas_like.onnx")
 result = acas.global_robustness(([0.09] * 5, [0.11] * 5), delta=0.005, epsilon=0.5)
 print(result.verdict, f"{result.seconds:.2f} s")  # robust
+
+# the certified robust accuracy on ten held-out digits with their true labels, per delta (as
+# `reluverify verify networks/digits_mlp.onnx --points networks/digits_points10.json --delta 0.01 0.05`)
+accuracy = verifier.certified_accuracy("networks/digits_points10.json", deltas=[0.01, 0.05], domain=(0, 1))
+print(accuracy.summary())  # delta 0.01 ... 100.0% (10/10) ... / delta 0.05 ... 90.0% (9/10) ...
+at = accuracy.at(0.05)
+print(at.certified, at.robust, at.not_robust, at.misclassified, at.unknown, at.total, at.accuracy)  # 9 9 1 0 0 10 0.9

@@ -13,7 +13,12 @@ It mirrors the command line (``reluverify verify`` / ``reluverify max-delta`` / 
 
 Every check returns a :class:`~reluverify.properties.result.PropertyResult` (``verdict``,
 ``holds``, ``counterexample``, ``statistics``, ``seconds``, ``summary()``, ``to_dict()``) or, for
-:meth:`Verifier.max_delta`, a :class:`~reluverify.properties.max_delta.MaxDeltaResult`.
+:meth:`Verifier.max_delta`, a :class:`~reluverify.properties.max_delta.MaxDeltaResult`. The verdicts
+are the command line's words: ``robust`` / ``not robust`` / ``tie`` / ``unknown`` / ``timeout`` for
+robustness properties, ``sat`` / ``unsat`` / ``unknown`` / ``timeout`` for a VNN-LIB specification
+(``sat``: a counterexample exists); ``holds`` is the same as a boolean (None when undecided).
+:meth:`Verifier.certified_accuracy` gives the certified robust accuracy over many points per delta
+(a :class:`~reluverify.sweep.certified.CertifiedAccuracy`), as ``reluverify verify --points`` does.
 :meth:`Verifier.check` checks any property of :mod:`reluverify.properties.registry` by its kind
 (``verifier.check("eps-local-robustness", point=point, delta=0.018, epsilon=0.03)``).
 
@@ -178,10 +183,78 @@ class Verifier:
         return max_delta(self.network, x0, precision, norm, dom, upper, decision or self.decision,
                          self._options(timeout, jobs), probe_timeout=probe_timeout)
 
-    def vnnlib(self, spec_path, *, timeout: float | None = ..., proof=None, exact: bool = False) -> PropertyResult:
-        """Decide a VNN-LIB 1.0 specification (it describes a counterexample: ``holds`` means unsat).
+    def certified_accuracy(self, points, labels=None, deltas=None, norm: str = "inf", domain=None, *,
+                           epsilon=None, decision: str | None = None, timeout: float | None = ...,
+                           jobs: int | None = None):
+        """The certified robust accuracy on ``points`` per delta: the numbers ``reluverify verify NETWORK
+        --points FILE --delta D ...`` prints, computed by the same code (:func:`reluverify.sweep.certified.certify`).
 
-        ``proof`` (a path): for ``holds``, write a certificate there (``result.proof`` says what was
+        ``points``: an array of ``k`` points (shape ``(k, n)``, or ``(k, ...)`` holding ``n`` values each) or
+        a points file (``.npy``, ``.csv``, ``.json``; a JSON object's ``"labels"`` are used when ``labels``
+        is None). ``labels``: the true label of each point, or None (then a point counts when it is
+        robust). ``deltas``: one radius or several. Each point x delta is Def. 1 (or Def. 3 with
+        ``epsilon``, one value or several), in ``jobs`` worker processes with ``timeout`` seconds per
+        point. A point is certified when its verdict is ``robust`` and the network gives it its true label.
+
+        Returns a :class:`~reluverify.sweep.certified.CertifiedAccuracy`: ``per_delta`` (per delta:
+        ``certified``, ``robust``, ``not_robust``, ``tie``, ``unknown``, ``timeout``, ``misclassified``,
+        ``total``, ``accuracy``), ``points`` (each point's outcome), ``at(delta)``, ``summary()``, ``to_dict()``.
+        """
+        from reluverify.properties.common import check_decision
+        from reluverify.properties.inputs import check_in_domain
+        from reluverify.sweep.certified import certify
+
+        if deltas is None:
+            raise TypeError("certified_accuracy needs deltas (one radius or several)")
+        array, carried = self._points(points)
+        true = carried if labels is None else self._labels(labels, len(array))
+        dom = None if domain is None else self.domain(domain)
+        if dom is not None:
+            for index, point in enumerate(array):
+                check_in_domain(point, dom, what=f"point {index}")
+        options = self._options(timeout, jobs)
+        return certify(self.network, array, _values(deltas), _values(epsilon), true_labels=true, norm=norm,
+                       decision=check_decision(decision or self.decision), domain=dom, jobs=options.parallel.jobs,
+                       timeout=options.timeout, strategy=options.strategy, progress=False)
+
+    def _points(self, points) -> tuple[np.ndarray, np.ndarray | None]:
+        """Many points as a checked ``(k, n)`` array, with the labels a points file carries (else None)."""
+        from reluverify.errors import SpecError
+        from reluverify.properties.inputs import check_point
+
+        size = self.network.input_size
+        if _is_path(points):
+            from reluverify.sweep.evaluation import from_file
+
+            found = from_file(points, size)
+            return found.points, found.labels
+        array = np.asarray(points, dtype=np.float64)
+        rows = array.reshape(1, -1) if array.ndim == 1 else array.reshape(len(array), -1)
+        if rows.shape[0] == 0 or rows.shape[1] != size:
+            raise SpecError(f"points of shape {array.shape}: expected k points of {size} values each")
+        return np.stack([check_point(row, size, what=f"point {i}") for i, row in enumerate(rows)]), None
+
+    def _labels(self, labels, count: int) -> np.ndarray:
+        """``labels`` checked: one integer label of the network per point."""
+        from reluverify.errors import SpecError
+
+        values = list(labels.reshape(-1)) if isinstance(labels, np.ndarray) else list(labels)
+        if len(values) != count:
+            raise SpecError(f"{len(values)} labels for {count} points")
+        classes = self.network.output_size
+        for index, value in enumerate(values):
+            if not (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+                    and 0 <= value < classes):
+                shown = value.item() if isinstance(value, np.generic) else value
+                raise SpecError(f"labels: entry {index} is {shown!r}; a label is an integer 0 .. {classes - 1}")
+        return np.asarray(values, dtype=np.int64)
+
+    def vnnlib(self, spec_path, *, timeout: float | None = ..., proof=None, exact: bool = False) -> PropertyResult:
+        """Decide a VNN-LIB 1.0 specification, as ``reluverify vnnlib`` does: the verdict is ``sat`` (the
+        specification's condition can be met: a counterexample exists, the property is violated), ``unsat``
+        (it cannot: the property holds), ``unknown`` or ``timeout``; ``result.holds`` is True for unsat.
+
+        ``proof`` (a path): for ``unsat``, write a certificate there (``result.proof`` says what was
         written; ``reluverify check-proof NETWORK SPEC PROOF`` checks it). ``exact``: re-check a
         counterexample in exact rational arithmetic (``result.exact``)."""
         from reluverify.properties.common import network_info
@@ -206,8 +279,16 @@ class Verifier:
         return out
 
 
+def _values(value) -> list:
+    """One number or several as a list (None as ``[None]``: Def. 1 for an absent epsilon)."""
+    if value is None:
+        return [None]
+    return [value] if np.ndim(value) == 0 else list(np.asarray(value, dtype=np.float64).reshape(-1))
+
+
 def vnnlib_result(query, result, spec: str, network: dict) -> PropertyResult:
-    """A solver result on a VNN-LIB query as a :class:`PropertyResult` (``holds`` / ``violated``)."""
+    """A solver result on a VNN-LIB query as a :class:`PropertyResult` (verdict ``sat`` / ``unsat`` /
+    ``unknown`` / ``timeout``, as the solver's)."""
     from reluverify.properties.result import PropertyCounterexample
 
     cex = None

@@ -10,11 +10,11 @@ card's domain and decision rule unless ``--domain`` / ``--decision`` are given).
 a one-line error names ``--point``, ``--points`` and ``--global --domain``.
 
 Every point x delta is one query of a sweep plan (Def. 1, or Def. 3 with ``--epsilon``), run by
-the sweep's own backend and loop (:class:`~reluverify.sweep.backends.LocalBackend` with
-``--jobs`` worker processes, :func:`~reluverify.sweep.run.run_sweep`) into a temporary results
-store; ``--timeout`` is per query. The rows are then summarised by
-:mod:`reluverify.sweep.accuracy`: one line per delta with the certified robust accuracy
-(certified / total; with known labels a misclassified point is never certified).
+the sweep's own backend and loop (:func:`reluverify.sweep.certified.certify`, as
+``Verifier.certified_accuracy`` runs them, with ``--jobs`` worker processes); ``--timeout`` is per
+query. The rows are then summarised by :mod:`reluverify.sweep.accuracy`: one line per delta with
+the certified robust accuracy (certified / total; with known labels a misclassified point is never
+certified). ``--fail-on-violation`` exits 1 when a point is not robust, tied or misclassified.
 ``--verbose`` adds one line per point, ``--json`` prints everything as JSON instead, and
 ``--cex-out DIR`` writes one counterexample (JSON and ``.npz``, as ``verify --cex-out``) per
 refuted query, named ``point{i}_delta{d}.json``.
@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 
 NORM_WORDS = {"inf": "L-inf", "1": "L1"}
 
@@ -57,16 +56,6 @@ def _domain(args, evaluation, size):
     return domain, where
 
 
-def _deltas_line(acc, labels_known: bool) -> str:
-    order = ("robust", "not robust", "tie", "unknown", "timeout", "error")
-    verdicts = ", ".join(f"{v} {acc.counts[v]}" for v in order if acc.counts.get(v))
-    line = (f"delta {acc.delta:<7g} certified robust accuracy {acc.accuracy:6.1%} ({acc.certified}/{acc.total})"
-            f"   {verdicts}")
-    if labels_known:
-        line += f", misclassified {acc.misclassified}"
-    return line + f"   {acc.seconds:.1f} s"
-
-
 def _point_line(outcome) -> str:
     truth = "" if outcome.true_label is None else f" (true {outcome.true_label})"
     label = "tie" if outcome.label is None else str(outcome.label)
@@ -80,15 +69,11 @@ def _point_line(outcome) -> str:
 def run_points(args, options) -> int:
     """Check every point (see the module docstring); ``options`` are the command's solver options: its
     ``parallel.jobs`` worker processes each run one point's query, within ``timeout`` seconds."""
+    from reluverify.cli.common import verdict_status
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
     from reluverify.properties.registry import select
-    from reluverify.sweep.accuracy import network_labels, robust_accuracy
-    from reluverify.sweep.backends import LocalBackend
-    from reluverify.sweep.plan import NetworkRef, make_plan
-    from reluverify.sweep.run import run_sweep
-    from reluverify.sweep.store import ResultStore
-    from reluverify.sweep.worker import remember_network
+    from reluverify.sweep.certified import certify
 
     if getattr(args, "vnncomp_out", None):
         raise SpecError("--vnncomp-out writes the result of one point: use it with --point FILE")
@@ -98,20 +83,14 @@ def run_points(args, options) -> int:
         raise SpecError(f"--cex-out {args.cex_out}: with many points this is a folder (one file per refuted point), "
                         "and a file of that name exists")
     network = load_onnx(args.network)
-    remember_network(network)
     evaluation = _points(args, network)
     domain, domain_source = _domain(args, evaluation, network.input_size)
     decision = args.decision or evaluation.decision or "max"
-    ref = NetworkRef(os.path.abspath(args.network), network.source_sha256, network.input_size)
-    bounds = None if domain is None else (domain.lower, domain.upper)
-    jobs = make_plan([ref], evaluation.points, args.delta, [args.epsilon], args.norm, decision, bounds)
-    backend = LocalBackend(options.parallel.jobs, timeout=options.timeout)
-    with tempfile.TemporaryDirectory(prefix="reluverify-verify-") as folder:
-        with ResultStore(os.path.join(folder, "points.sqlite")) as store:
-            run_sweep(jobs, store, backend, {"strategy": options.strategy}, progress=None)
-            rows = store.rows([j.key for j in jobs])
-    labels = network_labels(network.evaluate(evaluation.points), decision)
-    table, outcomes = robust_accuracy(rows, labels, evaluation.labels)
+    found = certify(network, evaluation.points, args.delta, [args.epsilon], true_labels=evaluation.labels,
+                    norm=args.norm, decision=decision, domain=domain, jobs=options.parallel.jobs,
+                    timeout=options.timeout, strategy=options.strategy)
+    table, outcomes, rows = found.per_delta, found.points, found.rows
+    status = verdict_status([o.verdict for o in outcomes], args, violated=any(o.misclassified for o in outcomes))
 
     files = []
     refuted = [r for r in rows if r.get("counterexample") is not None]
@@ -140,18 +119,18 @@ def run_points(args, options) -> int:
             "files": files,
         }
         print(json.dumps(payload, indent=2))
-        return 0
+        return status
     labelled = "with their true labels" if evaluation.labels is not None else "no labels (accuracy = robust / total)"
     print(f"points    {len(evaluation.points)} from {evaluation.source}, {labelled}")
     rule = "" if args.epsilon is not None or decision == "max" else ", label = lowest score"
     inside = "" if domain is None else f", balls cut to {domain_source}"
     print(f"property  {prop}, {NORM_WORDS[args.norm]}{rule}{inside}")
     for acc in table:
-        print(_deltas_line(acc, evaluation.labels is not None))
+        print(acc.line(evaluation.labels is not None))
         if args.verbose:
             for outcome in outcomes:
                 if outcome.delta == acc.delta:
                     print(_point_line(outcome))
     if files:
         print(f"wrote     {len(files) // 2} counterexamples to {args.cex_out}")
-    return 0
+    return status

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 ROBUST = "robust"
+VERDICT_ORDER = ("robust", "not robust", "tie", "unknown", "timeout", "error")
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,42 @@ class RobustAccuracy:
 
     @property
     def accuracy(self) -> float:
+        """``certified / total`` (0 without points)."""
         return self.certified / self.total if self.total else 0.0
+
+    @property
+    def robust(self) -> int:
+        """Points whose query is ``robust`` (misclassified ones included)."""
+        return self.counts.get("robust", 0)
+
+    @property
+    def not_robust(self) -> int:
+        return self.counts.get("not robust", 0)
+
+    @property
+    def tie(self) -> int:
+        return self.counts.get("tie", 0)
+
+    @property
+    def unknown(self) -> int:
+        return self.counts.get("unknown", 0)
+
+    @property
+    def timeout(self) -> int:
+        return self.counts.get("timeout", 0)
+
+    @property
+    def error(self) -> int:
+        return self.counts.get("error", 0)
+
+    def line(self, labels_known: bool) -> str:
+        """One line for people: ``delta 0.05  certified robust accuracy  90.0% (9/10)  robust 9, ...``."""
+        verdicts = ", ".join(f"{v} {self.counts[v]}" for v in VERDICT_ORDER if self.counts.get(v))
+        delta = f"delta {self.delta:<7g}" + ("" if self.epsilon is None else f" eps {self.epsilon:<7g}")
+        line = f"{delta} certified robust accuracy {self.accuracy:6.1%} ({self.certified}/{self.total})   {verdicts}"
+        if labels_known:
+            line += f", misclassified {self.misclassified}"
+        return line + f"   {self.seconds:.1f} s"
 
     def to_dict(self) -> dict:
         return {"delta": self.delta, "epsilon": self.epsilon, "total": self.total, "certified": self.certified,

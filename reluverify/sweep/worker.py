@@ -68,10 +68,14 @@ def load_network(path: str, sha256: str | None = None, data: bytes | None = None
     return network
 
 
-def remember_network(network) -> None:
-    """Cache a network loaded elsewhere (the command line loads each once to check the points)."""
-    if network.source_sha256:
-        _NETWORKS[network.source_sha256] = network
+def remember_network(network) -> str:
+    """Cache a network loaded elsewhere (the command line loads each once to check the points); the key
+    it is found by: its file's sha256, or for an in-memory network the hash of its weights."""
+    from reluverify.properties.common import network_hash
+
+    key = network_hash(network)
+    _NETWORKS[key] = network
+    return key
 
 
 def warm_up() -> None:
