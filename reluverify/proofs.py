@@ -44,8 +44,8 @@ def write_certificate(result, network_path, spec_path, proof_path) -> dict:
 
 
 def no_certificate(verdict: str, proof_path) -> dict:
-    return {"certificate": None, "note": f"no certificate written to {os.fspath(proof_path)} (verdict {verdict}: "
-            "certificates prove unsat answers only)"}
+    return {"certificate": None, "note": f"no certificate written to {os.fspath(proof_path)} (the query is {verdict}: "
+            "certificates prove unsat queries only, that is robust properties and unsat specifications)"}
 
 
 def network_file(network) -> str:
