@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from fuzz_contract import ErrorLine, clean, fuzz_settings, run_cli, run_main
 from reluverify.properties.inputs import load_domain, load_point_and_domain
-from reluverify.sweep.point_sets import read_points
+from reluverify.properties.inputs import read_point_set
 
 SIZE = 3
 KEYS = ["point", "x", "input", "domain", "lower", "upper", "points", "other"]
@@ -123,7 +123,7 @@ def _check_readers(path) -> None:
     domain = clean(load_domain, path, SIZE)
     if not isinstance(domain, ErrorLine):
         assert domain.lower.shape == (SIZE,) and np.all(np.isfinite(domain.lower)) and np.all(domain.lower <= domain.upper)
-    points = clean(read_points, path, SIZE)
+    points = clean(lambda *a: read_point_set(*a).points, path, SIZE)
     if not isinstance(points, ErrorLine):
         assert points.ndim == 2 and points.shape[1] == SIZE and points.shape[0] >= 1 and np.all(np.isfinite(points))
 

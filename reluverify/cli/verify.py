@@ -1,8 +1,8 @@
 """``reluverify verify``: robustness properties at a point (Def. 1, Def. 3), at many points, or over a domain (Def. 2).
 
-    reluverify verify NETWORK.onnx --point FILE --delta D [--norm inf|1] [--epsilon E] [--domain FILE]
-    reluverify verify NETWORK.onnx [--points FILE] --delta D [D ...] [--epsilon E] [--verbose]
-    reluverify verify NETWORK.onnx --global --domain FILE --delta D --epsilon E [--partitions N]
+    reluverify verify NETWORK.onnx --point FILE --delta D [--norm inf|1] [--epsilon E] [--domain LO:HI|FILE]
+    reluverify verify NETWORK.onnx [--points FILE] [--labels FILE] --delta D [D ...] [--epsilon E] [--verbose]
+    reluverify verify NETWORK.onnx --global --domain LO:HI|FILE --delta D --epsilon E [--partitions N]
                       [--subdomain-timeout S]
 
 Without ``--epsilon`` a point check is Def. 1 (the label stays the same); with it, Def. 3 (every
@@ -12,6 +12,9 @@ score moves by less than eps). ``--global`` checks Def. 2 on the domain. Prints 
 to FILE and as .npz beside it (FILE's .json suffix replaced by .npz, or FILE.npz);
 ``--vnncomp-out FILE`` writes the VNN-COMP result file. Exit status 0 when a verdict was
 reached (whatever it is), 2 for bad input.
+
+The domain is ``--domain`` when given, else the one the point file carries (see
+:mod:`reluverify.cli.inputs`); without one, a warning says the ball is not cut to an input range.
 
 With neither ``--point`` nor ``--global``, the property is checked at every evaluation point --
 ``--points FILE``, else those the network's model card names -- and the certified robust
@@ -25,13 +28,14 @@ import sys
 from contextlib import contextmanager
 
 from reluverify.cli.common import add_memory_argument
+from reluverify.cli.inputs import LABELS_HELP, add_domain_argument
 from reluverify.solver.options import STRATEGIES
 
 
 def add_common_arguments(parser, timeout_help: str = "seconds for the whole check (default 60)",
                          timeout_default: float = 60.0, cex_help: str | None = None) -> None:
     parser.add_argument("--norm", choices=("inf", "1"), default="inf", help="distance: L-infinity (default) or L1")
-    parser.add_argument("--domain", metavar="FILE", help="box domain (.json/.npy/.csv with lower and upper bounds)")
+    add_domain_argument(parser)
     parser.add_argument("--timeout", type=float, default=timeout_default, help=timeout_help)
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes: one query's search shared among them, or sub-domains and points in parallel")
@@ -51,16 +55,17 @@ def register(subparsers) -> None:
         description="Check delta-local robustness (Def. 1; the label of the point is computed), "
         "(delta, eps)-local robustness (Def. 3, with --epsilon) or (delta, eps)-global robustness "
         "(Def. 2, with --global) of an ONNX network (ReLU, or SRU with sigmoids and products), for the L-infinity or L1 distance. "
-        "Points: .npy, .csv or .json (a JSON point may carry its domain). Without --point (and without --global) "
-        "the property is checked at every point of --points FILE, or of the network's model card NAME.json, and the "
-        "certified robust accuracy is printed per delta.",
+        "Points: .npy, .csv, .json or .npz (a JSON point may carry its domain, which --domain replaces). Without "
+        "--point (and without --global) the property is checked at every point of --points FILE, or of the network's "
+        "model card NAME.json, and the certified robust accuracy is printed per delta.",
     )
     parser.add_argument("network", help="ONNX file")
-    parser.add_argument("--point", metavar="FILE", help="the point x0 (.npy, .csv or .json)")
+    parser.add_argument("--point", metavar="FILE", help="the point x0 (.npy, .csv, .json or .npz)")
     parser.add_argument("--points", metavar="FILE",
-                        help="check every point of FILE (as 'sweep --points'; a JSON file may carry 'labels') and "
-                        "print the certified robust accuracy; without --point, --points or --global: the points "
-                        "the network's model card NAME.json names")
+                        help="check every point of FILE (as 'sweep --points'; a JSON file may carry 'labels' and "
+                        "'domain') and print the certified robust accuracy; without --point, --points or --global: "
+                        "the points the network's model card NAME.json names")
+    parser.add_argument("--labels", metavar="FILE", help="many points: " + LABELS_HELP)
     parser.add_argument("--delta", type=float, nargs="+", required=True, metavar="D",
                         help="radius of the ball (>= 0); several radii with --points (one line each)")
     parser.add_argument("--epsilon", type=float, help="output tolerance: checks Def. 3 (point) or Def. 2 (--global)")
@@ -101,20 +106,24 @@ def command_options(args):
 def run(args) -> int:
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
-    from reluverify.properties.inputs import load_domain, load_point_and_domain
+    from reluverify.cli.inputs import check_points_in, choose_domain, warn_no_domain
+    from reluverify.properties.inputs import read_domain, read_point
     from reluverify.properties.registry import select
 
     if args.global_:
         if args.point or args.points:
             raise SpecError("--global checks a domain, not points: drop --point/--points")
         if not args.domain:
-            raise SpecError("--global needs --domain FILE")
+            raise SpecError("--global needs --domain FILE (or --domain LO:HI)")
         if args.epsilon is None:
             raise SpecError("--global needs --epsilon")
     elif args.partitions != 1 or args.subdomain_timeout is not None:
         raise SpecError("--partitions and --subdomain-timeout apply to --global only")
     if args.point and args.points:
         raise SpecError("give --point FILE (one point) or --points FILE (many), not both")
+    if args.labels and (args.point or args.global_):
+        raise SpecError("--labels gives the true labels of many points: use it with --points FILE (or a model "
+                        "card's points)")
     if args.jobs < 1:
         raise SpecError("--jobs must be >= 1")
     options = command_options(args)
@@ -132,14 +141,11 @@ def run(args) -> int:
     args.decision = args.decision or "max"
     network = load_onnx(args.network)
     if args.global_:
-        point, domain = None, load_domain(args.domain, network.input_size)
+        point, domain = None, read_domain(args.domain, network.input_size)
     else:
-        point, domain = load_point_and_domain(args.point, network.input_size)
-        if args.domain:
-            from reluverify.properties.inputs import check_in_domain
-
-            domain = load_domain(args.domain, network.input_size)
-            check_in_domain(point, domain, what=args.point)
+        point, carried = read_point(args.point, network.input_size)
+        domain, _ = choose_domain(args.domain, network.input_size, (carried, f"the domain in {args.point}"))
+        check_points_in([point], domain, args.point)
     values = {"point": point, "domain": domain, "delta": args.delta, "epsilon": args.epsilon, "norm": args.norm,
               "decision": args.decision, "partitions": args.partitions}
     kind = select("domain" if args.global_ else "point", **values)
@@ -147,6 +153,8 @@ def run(args) -> int:
     if args.global_ and args.subdomain_timeout is not None and not args.subdomain_timeout > 0:
         raise SpecError("--subdomain-timeout must be > 0 seconds")
     extra = {"subdomain_timeout": args.subdomain_timeout} if "subdomain_timeout" in kind.check_parameters else {}
+    if domain is None:
+        warn_no_domain(args)
     with live_progress(args):
         if args.proof:
             from reluverify.proofs import check_property_with_proof
@@ -192,6 +200,8 @@ def report(result, args) -> None:
     if args.json:
         payload = result.to_dict()
         payload["files"] = files
+        if getattr(args, "warnings", None):
+            payload["warnings"] = list(args.warnings)
         print(json.dumps(payload, indent=2))
     else:
         print(result.summary())
