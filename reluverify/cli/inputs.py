@@ -32,7 +32,7 @@ def choose_domain(option: str | None, size: int, *carried):
     else the first ``(domain, words)`` of ``carried`` that has a domain, else ``(None, "")``."""
     from reluverify.properties.domains import read_domain
 
-    if option:
+    if option is not None:
         return read_domain(option, size), f"--domain {option}"
     for domain, words in carried:
         if domain is not None:

@@ -133,7 +133,7 @@ def run(args) -> int:
     outputs = min(network.output_size for network in loaded)
     found = read_point_set(args.points, size, outputs)
     points = found.points
-    labels = read_labels(args.labels, len(points), outputs) if args.labels else found.labels
+    labels = read_labels(args.labels, len(points), outputs) if args.labels is not None else found.labels
     dom, _ = choose_domain(args.domain, size, (found.domain, f"the domain in {args.points}"))
     check_points_in(points, dom, args.points)
     domain = None if dom is None else (dom.lower, dom.upper)

@@ -121,7 +121,7 @@ def run(args) -> int:
         raise SpecError("--partitions and --subdomain-timeout apply to --global only")
     if args.point and args.points:
         raise SpecError("give --point FILE (one point) or --points FILE (many), not both")
-    if args.labels and (args.point or args.global_):
+    if args.labels is not None and (args.point or args.global_):
         raise SpecError("--labels gives the true labels of many points: use it with --points FILE (or a model "
                         "card's points)")
     if args.jobs < 1:

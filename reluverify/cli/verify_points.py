@@ -50,7 +50,7 @@ def _labels(args, evaluation, outputs: int):
     """The true labels (``--labels`` first, else the points file's) and where they come from, in words."""
     from reluverify.properties.inputs import read_labels
 
-    if args.labels:
+    if args.labels is not None:
         return read_labels(args.labels, len(evaluation.points), outputs), f"from {args.labels}"
     return evaluation.labels, ""
 
