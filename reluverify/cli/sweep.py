@@ -191,4 +191,4 @@ def print_accuracy(rows, networks, points, labels, args) -> None:
         name = os.path.basename(network.source_path or "")
         for acc in table:
             eps = "" if acc.epsilon is None else f"eps {acc.epsilon:g} "
-            print(f"{name} {eps}{accuracy_line(acc, True)}")
+            print(f"  {name} {eps}{accuracy_line(acc, True)}")
