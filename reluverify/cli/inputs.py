@@ -5,8 +5,8 @@ One rule in every command (``verify`` at a point or at many points, ``max-delta`
 domain is ``--domain`` when given (a file or the ``LO:HI`` shorthand, see
 :mod:`reluverify.properties.domains`), else the one the point or points file carries (``"domain"``
 in JSON, ``lower``/``upper`` in ``.npz``), else the model card's; the points are checked inside it.
-Without any, the query runs on the whole ball and :func:`warn_no_domain` says so once on stderr (and
-in the JSON output). The true labels are ``--labels FILE`` when given, else the points file's.
+Without any, the query runs on the whole ball, and one warning says so on stderr after the results
+(and in the JSON output). The true labels are ``--labels FILE`` when given, else the points file's.
 """
 
 from __future__ import annotations
@@ -50,10 +50,16 @@ def check_points_in(points, domain, file: str) -> None:
         check_in_domain(point, domain, what=file if len(points) == 1 else f"{file}: point {index}")
 
 
-def warn_no_domain(args) -> None:
-    """Say once, on stderr, that the queries run without a domain; ``args.warnings`` keeps it for ``--json``."""
+def note_no_domain(args) -> None:
+    """Note that the queries run without a domain: ``args.warnings`` keeps it for ``--json`` and
+    :func:`print_warnings`."""
     warnings = getattr(args, "warnings", None) or []
-    if NO_DOMAIN in warnings:
-        return
-    print(f"reluverify: warning: {NO_DOMAIN}", file=sys.stderr, flush=True)
-    args.warnings = [*warnings, NO_DOMAIN]
+    if NO_DOMAIN not in warnings:
+        args.warnings = [*warnings, NO_DOMAIN]
+
+
+def print_warnings(args) -> None:
+    """Each noted warning once on stderr, after the command's results (so an error that ends the command
+    earlier stays its only line)."""
+    for warning in getattr(args, "warnings", None) or []:
+        print(f"reluverify: warning: {warning}", file=sys.stderr, flush=True)

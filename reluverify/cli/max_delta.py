@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from reluverify.cli.inputs import check_points_in, choose_domain, warn_no_domain
+    from reluverify.cli.inputs import check_points_in, choose_domain, note_no_domain
     from reluverify.cli.verify import command_options, live_progress, report
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
@@ -50,7 +50,7 @@ def run(args) -> int:
     domain, _ = choose_domain(args.domain, network.input_size, (carried, f"the domain in {args.point}"))
     check_points_in([point], domain, args.point)
     if domain is None:
-        warn_no_domain(args)
+        note_no_domain(args)
     with live_progress(args):
         result = max_delta(network, point, args.precision, args.norm, domain, args.upper, args.decision, options,
                            probe_timeout=args.probe_timeout)

@@ -97,7 +97,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import os
 
-    from reluverify.cli.inputs import check_points_in, choose_domain, warn_no_domain
+    from reluverify.cli.inputs import check_points_in, choose_domain, note_no_domain, print_warnings
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
     from reluverify.properties.inputs import read_labels, read_point_set
@@ -143,7 +143,7 @@ def run(args) -> int:
     else:
         backend = LocalBackend(args.jobs or 1, timeout=args.timeout, kill_grace=args.kill_grace)
     if dom is None:
-        warn_no_domain(args)
+        note_no_domain(args)
     with ResultStore(args.db, lock_timeout=args.lock_timeout) as store:
         done = len(store.verdicts([j.key for j in jobs]))
         shape = f"{len(networks)} network{'s' if len(networks) > 1 else ''} x {len(points)} points x " \
@@ -172,6 +172,7 @@ def run(args) -> int:
             raise SpecError(f"--plot {args.plot}: cannot write the picture: {exc.strerror or exc}") from None
         if not args.quiet:
             print(f"picture   {args.plot}")
+    print_warnings(args)
     return 0
 
 

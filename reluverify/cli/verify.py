@@ -106,7 +106,7 @@ def command_options(args):
 def run(args) -> int:
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
-    from reluverify.cli.inputs import check_points_in, choose_domain, warn_no_domain
+    from reluverify.cli.inputs import check_points_in, choose_domain, note_no_domain
     from reluverify.properties.inputs import read_domain, read_point
     from reluverify.properties.registry import select
 
@@ -154,7 +154,7 @@ def run(args) -> int:
         raise SpecError("--subdomain-timeout must be > 0 seconds")
     extra = {"subdomain_timeout": args.subdomain_timeout} if "subdomain_timeout" in kind.check_parameters else {}
     if domain is None:
-        warn_no_domain(args)
+        note_no_domain(args)
     with live_progress(args):
         if args.proof:
             from reluverify.proofs import check_property_with_proof
@@ -183,7 +183,8 @@ def live_progress(args):
 
 
 def report(result, args) -> None:
-    """Write the files asked for and print the result (summary or JSON)."""
+    """Write the files asked for and print the result (summary or JSON), then the warnings on stderr."""
+    from reluverify.cli.inputs import print_warnings
     from reluverify.properties.export import vnncomp_text, write_counterexample
 
     files = []
@@ -207,3 +208,4 @@ def report(result, args) -> None:
         print(result.summary())
         if files:
             print(f"wrote     {', '.join(files)}")
+    print_warnings(args)

@@ -79,7 +79,7 @@ def _point_line(outcome) -> str:
 def run_points(args, options) -> int:
     """Check every point (see the module docstring); ``options`` are the command's solver options: its
     ``parallel.jobs`` worker processes each run one point's query, within ``timeout`` seconds."""
-    from reluverify.cli.inputs import check_points_in, choose_domain, warn_no_domain
+    from reluverify.cli.inputs import check_points_in, choose_domain, note_no_domain, print_warnings
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
     from reluverify.properties.registry import select
@@ -110,7 +110,7 @@ def run_points(args, options) -> int:
     jobs = make_plan([ref], evaluation.points, args.delta, [args.epsilon], args.norm, decision, bounds)
     backend = LocalBackend(options.parallel.jobs, timeout=options.timeout)
     if domain is None:
-        warn_no_domain(args)
+        note_no_domain(args)
     with tempfile.TemporaryDirectory(prefix="reluverify-verify-") as folder:
         with ResultStore(os.path.join(folder, "points.sqlite")) as store:
             run_sweep(jobs, store, backend, {"strategy": options.strategy}, progress=None)
@@ -149,6 +149,7 @@ def run_points(args, options) -> int:
         if getattr(args, "warnings", None):
             payload["warnings"] = list(args.warnings)
         print(json.dumps(payload, indent=2))
+        print_warnings(args)
         return 0
     labelled = f"with their true labels{' ' + labels_source if labels_source else ''}" if true_labels is not None \
         else "no labels (accuracy = robust / total)"
@@ -164,4 +165,5 @@ def run_points(args, options) -> int:
                     print(_point_line(outcome))
     if files:
         print(f"wrote     {len(files) // 2} counterexamples to {args.cex_out}")
+    print_warnings(args)
     return 0

@@ -170,7 +170,8 @@ def _from_json(path: str, size: int) -> tuple[np.ndarray, object, str, object]:
         if "points" in entry and single is not None:
             raise SpecError(f"{path}: give 'points' (many) or {single!r} (one), not both")
         if "points" not in entry and single is None:
-            raise SpecError(f"{path}: expected a list of numbers, or an object with a 'point' list (one point) or a 'points' list")
+            raise SpecError(f"{path}: expected a list of numbers, or an object with a 'point' list (one point) "
+                            "or a 'points' list")
         if "labels" in entry and "label" in entry:
             raise SpecError(f"{path}: give 'labels' or 'label' (one point), not both")
         labels, domain = entry.get("labels"), entry.get("domain")
@@ -250,10 +251,8 @@ def read_point(path: str | os.PathLike, size: int) -> tuple[np.ndarray, Domain |
     return found.points[0], found.domain
 
 
-def load_point(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
-    """The one point in ``path`` as a flat float64 vector (its domain, if any, is not used)."""
-    if size is None:
-        raise SpecError("the network's input size is needed to read a point")
+def load_point(path: str | os.PathLike, size: int) -> np.ndarray:
+    """The one point in ``path`` as a flat float64 vector of ``size`` values (its domain, if any, is not used)."""
     return read_point(path, size)[0]
 
 
