@@ -23,9 +23,12 @@ robustness properties, ``sat`` / ``unsat`` / ``unknown`` / ``timeout`` for a VNN
 (``verifier.check("eps-local-robustness", point=point, delta=0.018, epsilon=0.03)``).
 
 Points are arrays (any shape with the network's input size, flattened in C order) or paths to
-``.npy``/``.csv``/``.json`` files; domains are :class:`~reluverify.properties.inputs.Domain`
-values, ``(lower, upper)`` pairs (numbers broadcast), ``{"lower": ..., "upper": ...}`` dicts, or
-paths to domain files. A point JSON file that carries a ``"domain"`` uses it when no domain is given.
+``.npy``/``.csv``/``.json``/``.npz`` files (read as the command line reads them:
+:func:`reluverify.properties.inputs.read_point`); domains are
+:class:`~reluverify.properties.inputs.Domain` values, ``(lower, upper)`` pairs (numbers broadcast),
+``{"lower": ..., "upper": ...}`` dicts, paths to domain files, or the ``"LO:HI"`` shorthand of
+``--domain``. A point file that carries a domain uses it when no domain is given; a given domain
+replaces it.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import os
 import numpy as np
 
 from reluverify.network import Network
-from reluverify.properties.inputs import Domain, load_domain, load_point_and_domain
+from reluverify.properties.inputs import Domain, read_domain, read_point
 from reluverify.properties.result import PropertyResult, spec_verdict
 
 
@@ -84,20 +87,24 @@ class Verifier:
 
     def domain(self, domain) -> Domain:
         if _is_path(domain):
-            return load_domain(domain, self.network.input_size)
+            return read_domain(domain, self.network.input_size, what="domain")
         return Domain.of(domain, self.network.input_size)
 
     def _point_and_domain(self, point, domain):
-        from reluverify.properties.inputs import check_point
+        """The point and its domain: ``domain`` when given, else the one a point file carries, checked
+        to hold the point."""
+        from reluverify.properties.inputs import check_in_domain, check_point
 
-        carried = None
+        carried, where = None, "point"
         if _is_path(point):
-            point, carried = load_point_and_domain(point, self.network.input_size)
+            where = os.fspath(point)
+            point, carried = read_point(point, self.network.input_size)
         else:
             point = check_point(point, self.network.input_size)
-        if domain is not None:
-            return point, self.domain(domain)
-        return point, carried
+        chosen = self.domain(domain) if domain is not None else carried
+        if chosen is not None:
+            check_in_domain(point, chosen, what=where)
+        return point, chosen
 
     def _options(self, timeout=..., jobs: int | None = None):
         """The options of one check: the verifier's, with this check's ``timeout`` and ``jobs`` (else the

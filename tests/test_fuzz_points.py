@@ -1,12 +1,14 @@
-"""Fuzzing the point, domain and points readers (``.npy``, ``.csv``, ``.json``).
+"""Fuzzing the point, domain, points and labels readers (``.npy``, ``.csv``, ``.json``, ``.npz``) and ``--domain``.
 
 Every reader -- ``load_point_and_domain`` and ``load_domain`` (``reluverify verify`` and
-``max-delta``) and ``read_points`` (``reluverify sweep``) -- gets random files of each kind: JSON
-values of any shape (huge integers, NaN, deep nesting, wrong keys), CSV text made of numbers,
-names, blanks, comments and junk, ``.npy`` files of every dtype and shape, with damaged headers or
-truncated data, and random bytes under each suffix. Each must return checked float64 values or
-raise one clean line (:mod:`fuzz_contract`). Some files also go through ``reluverify verify`` in
-this process.
+``max-delta``), ``read_point_set`` (``verify --points``, ``sweep``), ``read_labels`` (``--labels``)
+and ``read_domain`` (``--domain``, a file or ``LO:HI``) -- gets random files of each kind: JSON
+values of any shape (huge integers, NaN, deep nesting, wrong keys, labels of every type), CSV text
+made of numbers, names, blanks, comments and junk, ``.npy`` files of every dtype and shape, with
+damaged headers or truncated data, ``.npz`` archives of such arrays under the names the readers
+look for (or damaged), and random bytes under each suffix; ``read_domain`` also gets random
+``LO:HI`` text. Each must return checked values or raise one clean line (:mod:`fuzz_contract`).
+Some files also go through ``reluverify verify`` and ``sweep`` in this process.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fuzz_contract import ErrorLine, clean, fuzz_settings, run_cli, run_main
-from reluverify.properties.inputs import load_domain, load_point_and_domain
-from reluverify.sweep.point_sets import read_points
+from reluverify.properties.inputs import load_domain, load_point_and_domain, read_domain, read_labels
+from reluverify.properties.inputs import read_point_set
 
 SIZE = 3
-KEYS = ["point", "x", "input", "domain", "lower", "upper", "points", "other"]
+OUTPUTS = 2
+KEYS = ["point", "x", "input", "domain", "lower", "upper", "points", "labels", "label", "other"]
 NUMBERS = st.one_of(st.integers(-(10**400), 10**400), st.floats(allow_nan=True, allow_infinity=True),
                     st.sampled_from([0, 1, -1, 0.5, 1e308, 5e-324]))
 JSON_VALUES = st.recursive(
@@ -33,10 +36,30 @@ JSON_VALUES = st.recursive(
 )
 
 
+LABELS = st.one_of(
+    st.lists(st.integers(0, OUTPUTS - 1), min_size=1, max_size=5),
+    st.lists(st.one_of(st.integers(-2, OUTPUTS + 1), st.sampled_from([0.0, 1.0, 0.5, "1", None, True, 10**400,
+                                                                      float("nan"), [1]])), max_size=5),
+)
+VALUES = st.one_of(st.floats(-2, 2), NUMBERS)
+
+
 @st.composite
 def json_files(draw) -> bytes:
-    kind = draw(st.sampled_from(["value", "value", "point", "domain", "deep", "broken"]))
-    if kind == "point":
+    kind = draw(st.sampled_from(["value", "value", "point", "points", "labels", "domain", "deep", "broken"]))
+    if kind == "points":
+        value = {"points": draw(st.lists(st.lists(st.floats(-2, 2) if draw(st.booleans()) else VALUES, min_size=SIZE,
+                                                  max_size=SIZE), max_size=4))}
+        count = len(value["points"])
+        value["labels"] = draw(st.sampled_from([None, "fitting", "any"]))
+        value["labels"] = None if value["labels"] is None else draw(
+            st.lists(st.integers(0, OUTPUTS - 1), min_size=count, max_size=count) if value["labels"] == "fitting"
+            else LABELS)
+        value["domain"] = draw(st.sampled_from([None, {"lower": -2, "upper": 2}, {"lower": 0, "upper": 1},
+                                                [[-2, 2]] * SIZE]))
+    elif kind == "labels":
+        value = draw(st.one_of(LABELS, st.fixed_dictionaries({"labels": LABELS})))
+    elif kind == "point":
         value = {"point": draw(st.lists(NUMBERS, min_size=SIZE - 1, max_size=SIZE + 1))}
         if draw(st.booleans()):
             value["domain"] = draw(st.one_of(JSON_VALUES, st.fixed_dictionaries(
@@ -108,9 +131,32 @@ def npy_files(draw) -> bytes:
     return data
 
 
+@st.composite
+def npz_files(draw) -> bytes:
+    """An archive of (possibly damaged) .npy arrays under the names the readers look for, or a damaged archive."""
+    import zipfile
+
+    names = draw(st.lists(st.sampled_from(["points", "point", "x", "labels", "y", "lower", "upper", "arr_0", "other"]),
+                          min_size=1, max_size=4, unique=True))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))) as archive:
+        for name in names:
+            archive.writestr(name + ".npy", draw(npy_files()))
+        if draw(st.integers(0, 5)) == 0:
+            archive.writestr("notes.txt", b"not an array")
+    data = buffer.getvalue()
+    damage = draw(st.sampled_from(["none", "none", "none", "truncate", "flip"]))
+    if damage == "truncate":
+        data = data[: draw(st.integers(0, len(data)))]
+    elif damage == "flip" and data:
+        at = draw(st.integers(0, len(data) - 1))
+        data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+    return data
+
+
 FILES = st.one_of(json_files().map(lambda d: (".json", d)), csv_files().map(lambda d: (".csv", d)),
-                  npy_files().map(lambda d: (".npy", d)),
-                  st.tuples(st.sampled_from([".json", ".csv", ".npy", ".txt", ""]), st.binary(max_size=200)))
+                  npy_files().map(lambda d: (".npy", d)), npz_files().map(lambda d: (".npz", d)),
+                  st.tuples(st.sampled_from([".json", ".csv", ".npy", ".npz", ".txt", ""]), st.binary(max_size=200)))
 
 
 def _check_readers(path) -> None:
@@ -123,9 +169,23 @@ def _check_readers(path) -> None:
     domain = clean(load_domain, path, SIZE)
     if not isinstance(domain, ErrorLine):
         assert domain.lower.shape == (SIZE,) and np.all(np.isfinite(domain.lower)) and np.all(domain.lower <= domain.upper)
-    points = clean(read_points, path, SIZE)
-    if not isinstance(points, ErrorLine):
+    found = clean(read_point_set, path, SIZE, OUTPUTS)
+    if not isinstance(found, ErrorLine):
+        points = found.points
         assert points.ndim == 2 and points.shape[1] == SIZE and points.shape[0] >= 1 and np.all(np.isfinite(points))
+        if found.labels is not None:
+            _check_labels(found.labels, len(points))
+    labels = clean(read_labels, path, None, OUTPUTS)
+    if not isinstance(labels, ErrorLine):
+        _check_labels(labels, len(labels))
+    domain = clean(read_domain, path, SIZE)
+    if not isinstance(domain, ErrorLine):
+        assert domain.lower.shape == (SIZE,) and np.all(domain.lower <= domain.upper)
+
+
+def _check_labels(labels, count) -> None:
+    assert labels.dtype == np.int64 and labels.shape == (count,) and count >= 1
+    assert np.all(labels >= 0) and np.all(labels < OUTPUTS)
 
 
 @fuzz_settings(500)
@@ -161,3 +221,39 @@ def test_deep_json_point_through_the_command_line(tmp_path):
     point.write_text("[" * 100_000 + "]" * 100_000)
     proc = run_cli(["verify", network, "--point", point, "--delta", "0.1"])
     assert proc.returncode == 2 and "deep.json" in proc.stderr
+
+
+BOUND_TEXT = st.one_of(NUMBERS.map(str), st.sampled_from(["", " ", "x", "nan", "inf", "-inf", "1e999", "-0", "0x1", "1_0",
+                                                        "\u0663", "--1", "1:", ":"]))
+DOMAIN_TEXT = st.one_of(
+    st.lists(st.tuples(BOUND_TEXT, st.sampled_from([":", ":", "::", ""]), BOUND_TEXT).map("".join), min_size=1,
+             max_size=SIZE + 2).map(",".join),
+    st.text(alphabet="0123456789.-+e:, ainf", max_size=30),
+    st.text(max_size=20).filter(lambda t: "\n" not in t and "\r" not in t),
+)
+
+
+@fuzz_settings(500)
+@given(DOMAIN_TEXT)
+def test_domain_text(text):
+    domain = clean(read_domain, text, SIZE)
+    if not isinstance(domain, ErrorLine):
+        assert domain.lower.shape == (SIZE,) and np.all(np.isfinite(domain.upper)) and np.all(domain.lower <= domain.upper)
+
+
+@fuzz_settings(30, deadline_s=60)
+@given(FILES, FILES, DOMAIN_TEXT)
+def test_verify_points_and_sweep_read_points_labels_and_domains_cleanly(tmp_path_factory, points, labels, domain):
+    from random_queries import chain_to_onnx, random_chain
+
+    folder = tmp_path_factory.mktemp("points")
+    points_file, labels_file = folder / f"points{points[0]}", folder / f"labels{labels[0]}"
+    points_file.write_bytes(points[1])
+    labels_file.write_bytes(labels[1])
+    network = chain_to_onnx(random_chain(np.random.default_rng(0), [SIZE, 4, OUTPUTS]), folder / "net.onnx",
+                            dtype=np.float32)
+    run_main(["verify", network, "--points", points_file, "--labels", labels_file, f"--domain={domain}",
+              "--delta", "0.1", "--timeout", "2"])
+    run_main(["verify", network, "--points", points_file, "--delta", "0.1", "--timeout", "2"])
+    run_main(["sweep", network, "--points", points_file, "--labels", labels_file, "--delta", "0.1", "--timeout", "2",
+              "--db", folder / "s.sqlite", "--quiet"])

@@ -61,7 +61,7 @@ def test_json_reports_for_each_property(tmp_path, capsys):
     assert local["parameters"]["norm"] == "1"
     eps = verify_json(capsys, net.path, "--point", point, "--delta", "0.1", "--epsilon", "0.1")
     assert eps["kind"] == "eps-local-robustness" and eps["verdict"] == "not robust"
-    assert eps["counterexample"]["violated"].startswith("label 0 scores >= eps")
+    assert eps["counterexample"]["violated"].startswith("label 0's score is at least eps")
     domain = tmp_path / "d.json"
     domain.write_text(json.dumps({"lower": [0, 0], "upper": [1, 1]}))
     glob = verify_json(capsys, net.path, "--global", "--domain", domain, "--delta", "0.05", "--epsilon", "0.5",

@@ -87,7 +87,7 @@ def test_one_disjunct_per_label_and_sign(tmp_path):
         y[l] += 0.2
         v = np.concatenate([[0.0, 0.5], y])
         hits = [k for k, d in enumerate(query.disjuncts) if d.constraints.holds(v)]
-        assert [query.disjuncts[k].label for k in hits] == [f"label {l} scores >= eps higher than at the point"]
+        assert [query.disjuncts[k].label for k in hits] == [f"label {l}'s score is at least eps above its score at the point"]
 
 
 def test_parallel_disjuncts_agree(tmp_path):

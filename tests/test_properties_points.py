@@ -57,10 +57,10 @@ def test_domain_formats(tmp_path):
         ("text.csv", "1,2,abc,4", "line 1: 'abc' is not a number"),
         ("broken.json", "[1, 2", "not valid JSON"),
         ("object.json", '{"values": [1, 2, 3, 4]}', "an object with a 'point' list"),
-        ("ragged.json", "[[1, 2], [3]]", "list of numbers"),
+        ("ragged.json", "[[1, 2], [3]]", "point 0: 2 values, the network has 4 inputs"),
         ("words.json", '["a", "b", "c", "d"]', "list of numbers"),
-        ("empty.csv", "\n", "holds no numbers"),
-        ("point.txt", "1 2 3 4", "unknown file type '.txt'"),
+        ("empty.csv", "\n", "holds no points"),
+        ("point.txt", "1 2 3 4", "unknown points file type '.txt'"),
     ],
 )
 def test_bad_points(tmp_path, name, content, fragment):
@@ -102,7 +102,7 @@ def test_bad_domains(tmp_path, content, fragment):
 
 def test_point_outside_the_domain_names_the_input():
     domain = Domain(np.zeros(3), np.ones(3))
-    with pytest.raises(SpecError, match=r"input 1 is -0.1, the domain is \[0, 1\] \(2 inputs outside\)"):
+    with pytest.raises(SpecError, match=r"input 1 is -0.1 < 0, the domain is \[0, 1\] \(2 inputs outside\)"):
         check_in_domain(np.array([0.5, -0.1, 1.5]), domain)
 
 

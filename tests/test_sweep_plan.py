@@ -9,7 +9,7 @@ import pytest
 
 from reluverify.errors import SpecError
 from reluverify.sweep.plan import EPS_LOCAL, LOCAL, Job, NetworkRef, job_key, make_plan
-from reluverify.sweep.point_sets import read_points
+from reluverify.properties.inputs import read_point_set
 
 NET_A = NetworkRef("/nets/a.onnx", "a" * 64, 3)
 NET_B = NetworkRef("/nets/b.onnx", "b" * 64, 3)
@@ -70,6 +70,10 @@ def test_points_of_the_wrong_size_for_a_network():
 
 
 # ------------------------------------------------------------------ points files
+def read_points(path, size):
+    return read_point_set(path, size).points
+
+
 def test_points_from_npy_csv_and_json(tmp_path):
     np.save(tmp_path / "p.npy", POINTS)
     np.save(tmp_path / "one.npy", POINTS[0])
@@ -95,8 +99,8 @@ def test_points_from_npy_csv_and_json(tmp_path):
     ("bad.json", "[[0.1, 0.2, 0.3], [0.4, 0.5", "not valid JSON"),
     ("ragged.json", "[[0.1, 0.2, 0.3], [0.4, [0.5], 0.6, 7]]", "point 1"),
     ("words.json", '[["a", "b", "c"]]', "point 0"),
-    ("object.json", '{"x": [1, 2, 3]}', "'points'"),
-    ("long.json", "[0.1, 0.2, 0.3, 0.4]", "flat list of 4 numbers"),
+    ("object.json", '{"y": [1, 2, 3]}', "'points'"),
+    ("long.json", "[0.1, 0.2, 0.3, 0.4]", "the point has 4 values, the network has 3 inputs"),
     ("empty.json", "[]", "holds no points"),
     ("p.txt", "0.1,0.2,0.3\n", "unknown points file type"),
 ])

@@ -14,7 +14,7 @@ from reluverify.cli import main
 from reluverify.errors import SpecError
 from reluverify.sweep.accuracy import network_labels, robust_accuracy
 from reluverify.sweep.evaluation import from_card
-from reluverify.sweep.point_sets import read_labels
+from reluverify.properties.inputs import read_point_set
 from test_properties_oracles import difference_net
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,12 +153,14 @@ def test_robust_accuracy_counts():
 def test_labels_reader(tmp_path):
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"points": POINTS, "labels": TRUE}))
-    assert read_labels(good, 3).tolist() == TRUE
-    assert read_labels(tmp_path / "x.csv", 3) is None
+    assert read_point_set(good, 2).labels.tolist() == TRUE
+    csv = tmp_path / "x.csv"
+    csv.write_text("0.9,0.1\n")
+    assert read_point_set(csv, 2).labels is None
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"points": POINTS, "labels": [0, "1", 1]}))
-    with pytest.raises(SpecError, match="non-negative integers"):
-        read_labels(bad, 3)
+    with pytest.raises(SpecError, match="'labels': entry 1: \"1\" is not a label"):
+        read_point_set(bad, 2)
 
 
 def test_a_card_that_names_its_points_badly_is_a_one_line_error(tmp_path):

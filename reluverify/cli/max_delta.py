@@ -2,7 +2,9 @@
 
 Binary search (see :mod:`reluverify.properties.max_delta`): prints the certified delta (proven
 robust), the smallest delta with a confirmed counterexample, and that counterexample. ``--timeout``
-is the budget of the whole search; ``--probe-timeout`` caps each probe.
+is the budget of the whole search; ``--probe-timeout`` caps each probe. The domain is ``--domain``
+when given, else the one the point file carries (:mod:`reluverify.cli.inputs`); without one, a
+warning says the ball is not cut to an input range.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def register(subparsers) -> None:
         "that counterexample.",
     )
     parser.add_argument("network", help="ONNX file")
-    parser.add_argument("--point", metavar="FILE", required=True, help="the point x0 (.npy, .csv or .json)")
+    parser.add_argument("--point", metavar="FILE", required=True, help="the point x0 (.npy, .csv, .json or .npz)")
     parser.add_argument("--precision", type=float, default=1e-3, help="width of the final bracket (default 1e-3)")
     parser.add_argument("--upper", type=float,
                         help="largest delta tried (default: the domain's reach from the point, or 1.0)")
@@ -33,20 +35,22 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from reluverify.cli.inputs import check_points_in, choose_domain, note_no_domain
     from reluverify.cli.verify import command_options, live_progress, report
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
-    from reluverify.properties.inputs import check_in_domain, load_domain, load_point_and_domain
+    from reluverify.properties.inputs import read_point
     from reluverify.properties.max_delta import max_delta
 
     if args.jobs < 1:
         raise SpecError("--jobs must be >= 1")
     options = command_options(args)
     network = load_onnx(args.network)
-    point, domain = load_point_and_domain(args.point, network.input_size)
-    if args.domain:
-        domain = load_domain(args.domain, network.input_size)
-        check_in_domain(point, domain, what=args.point)
+    point, carried = read_point(args.point, network.input_size)
+    domain, _ = choose_domain(args.domain, network.input_size, (carried, f"the domain in {args.point}"))
+    check_points_in([point], domain, args.point)
+    if domain is None:
+        note_no_domain(args)
     with live_progress(args):
         result = max_delta(network, point, args.precision, args.norm, domain, args.upper, args.decision, options,
                            probe_timeout=args.probe_timeout)

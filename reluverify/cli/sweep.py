@@ -1,7 +1,8 @@
 """``reluverify sweep``: many robustness queries in parallel, each answer written to SQLite at once.
 
-    reluverify sweep NETWORK.onnx [NETWORK.onnx ...] --points FILE --delta D [D ...] [--epsilon E [E ...]]
-                     [--norm inf|1] [--decision max|min] [--domain FILE] --jobs N --db FILE.sqlite
+    reluverify sweep NETWORK.onnx [NETWORK.onnx ...] --points FILE [--labels FILE] --delta D [D ...]
+                     [--epsilon E [E ...]] [--norm inf|1] [--decision max|min] [--domain LO:HI|FILE]
+                     --jobs N --db FILE.sqlite
                      [--timeout S] [--backend local|ray [--address ADDR]] [--plot FILE.png]
 
 Every network x point x delta (x epsilon) is one query: Def. 1 (delta-local robustness; the
@@ -11,6 +12,10 @@ likeliest violations first; each finished query is one row of ``--db`` (SQLite, 
 running the same command again runs only the queries that have no row yet (``--retry error``
 also re-runs those that ended in error). A progress bar with an ETA goes to stderr, a summary
 table to stdout at the end, and ``--plot FILE.png`` draws the verdict per point and delta.
+The points are read as every command reads them; the domain is ``--domain``, else the one the
+points file carries (a warning says so when there is none), and the true labels (``--labels``,
+else the points file's) add the certified robust accuracy per delta below the table
+(:mod:`reluverify.cli.inputs`).
 Exit status 0 when the sweep ran to its end (whatever the verdicts), 2 for bad input; with
 ``--fail-on-violation`` 1 when a query of the plan is ``not robust`` or a ``tie``, with
 ``--fail-on-unknown`` 1 when one is ``unknown``, ``timeout`` or ``error``.
@@ -27,6 +32,7 @@ RETRYABLE = ("error", "timeout", "unknown")
 
 def register(subparsers) -> None:
     from reluverify.cli.common import add_exit_status_arguments, add_memory_argument, add_numbers_argument
+    from reluverify.cli.inputs import LABELS_HELP, add_domain_argument
 
     parser = subparsers.add_parser(
         "sweep",
@@ -34,10 +40,13 @@ def register(subparsers) -> None:
         description="Check delta-local robustness (Def. 1) -- or (delta, eps)-local robustness (Def. 3) with "
         "--epsilon -- of every network at every point for every delta, in parallel worker processes, writing "
         "one row per finished query to a SQLite database at once. Rerunning the same command resumes: only "
-        "queries without a row run. Points: .npy of shape (k, n), .csv with one point per line, or .json list.",
+        "queries without a row run. Points: .npy of shape (k, n), .csv with one point per line, .json (a list, or an "
+        "object with 'points' and optional 'labels' and 'domain') or .npz.",
     )
     parser.add_argument("networks", nargs="+", metavar="NETWORK", help="ONNX file(s)")
-    parser.add_argument("--points", metavar="FILE", required=True, help="the points (.npy, .csv or .json)")
+    parser.add_argument("--points", metavar="FILE", required=True, help="the points (.npy, .csv, .json or .npz)")
+    parser.add_argument("--labels", metavar="FILE",
+                        help=LABELS_HELP + "; with labels the certified robust accuracy is printed per delta")
     add_numbers_argument(parser, "--delta", required=True, metavar="D",
                          help="radius or radii of the ball (several values, or comma-separated: 0.01,0.03)")
     add_numbers_argument(parser, "--epsilon", metavar="E",
@@ -45,7 +54,7 @@ def register(subparsers) -> None:
     parser.add_argument("--norm", choices=("inf", "1"), default="inf", help="distance: L-infinity (default) or L1")
     parser.add_argument("--decision", choices=("max", "min"), default="max",
                         help="Def. 1: the label is the top score (max, default) or the lowest (min, e.g. ACAS Xu)")
-    parser.add_argument("--domain", metavar="FILE", help="box domain every ball is cut to (.json/.npy/.csv)")
+    add_domain_argument(parser)
     parser.add_argument("--db", metavar="FILE.sqlite", required=True, help="the results database (created if missing)")
     parser.add_argument("--jobs", type=int,
                         help="queries run in parallel (default 1; --backend ray: the cluster's CPUs)")
@@ -78,12 +87,12 @@ def run(args) -> int:
     import os
 
     from reluverify.cli.common import verdict_status
+    from reluverify.cli.inputs import check_points_in, choose_domain, note_no_domain, print_warnings
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
-    from reluverify.properties.inputs import load_domain
+    from reluverify.properties.inputs import read_labels, read_point_set
     from reluverify.sweep.backends import LocalBackend, RayBackend
     from reluverify.sweep.plan import NetworkRef, make_plan
-    from reluverify.sweep.point_sets import read_points
     from reluverify.sweep.report import format_summary, summary_rows
     from reluverify.sweep.run import run_sweep
     from reluverify.sweep.store import ResultStore
@@ -103,27 +112,28 @@ def run(args) -> int:
             raise SpecError(f"--plot {args.plot}: the folder {folder} does not exist")
     deltas = args.delta
     epsilons = args.epsilon or [None]
-    networks = []
+    networks, loaded = [], []
     for path in args.networks:
         network = load_onnx(path)
         ref = NetworkRef(os.path.abspath(path), network.source_sha256, network.input_size)
         remember_network(network)
         networks.append(ref)
+        loaded.append(network)
     size = networks[0].input_size
-    points = read_points(args.points, size)
-    domain = None
-    if args.domain:
-        dom = load_domain(args.domain, size)
-        domain = (dom.lower, dom.upper)
-        from reluverify.properties.inputs import check_in_domain
-
-        for index, point in enumerate(points):
-            check_in_domain(point, dom, what=f"{args.points}: point {index}")
+    outputs = min(network.output_size for network in loaded)
+    found = read_point_set(args.points, size, outputs)
+    points = found.points
+    labels = read_labels(args.labels, len(points), outputs) if args.labels is not None else found.labels
+    dom, _ = choose_domain(args.domain, size, (found.domain, f"the domain in {args.points}"))
+    check_points_in(points, dom, args.points)
+    domain = None if dom is None else (dom.lower, dom.upper)
     jobs = make_plan(networks, points, deltas, epsilons, args.norm, args.decision, domain)
     if args.backend == "ray":
         backend = RayBackend(args.address, jobs=args.jobs, timeout=args.timeout, kill_grace=args.kill_grace)
     else:
         backend = LocalBackend(args.jobs or 1, timeout=args.timeout, kill_grace=args.kill_grace)
+    if dom is None:
+        note_no_domain(args)
     with ResultStore(args.db, lock_timeout=args.lock_timeout) as store:
         done = len(store.verdicts([j.key for j in jobs]))
         shape = f"{len(networks)} network{'s' if len(networks) > 1 else ''} x {len(points)} points x " \
@@ -139,6 +149,8 @@ def run(args) -> int:
         rows = store.rows([j.key for j in jobs])
     if not args.quiet:
         print(format_summary(summary_rows(rows)))
+        if labels is not None:
+            print_accuracy(rows, loaded, points, labels, args)
         print(f"ran {run_info.ran} queries in {run_info.seconds:.1f} s ({run_info.skipped} had a result already"
               + (f", {run_info.retried_rows} re-run" if run_info.retried_rows else "") + f"); results in {args.db}")
     if args.plot:
@@ -150,4 +162,23 @@ def run(args) -> int:
             raise SpecError(f"--plot {args.plot}: cannot write the picture: {exc.strerror or exc}") from None
         if not args.quiet:
             print(f"picture   {args.plot}")
+    print_warnings(args)
     return verdict_status([row["verdict"] for row in rows], args)
+
+
+def print_accuracy(rows, networks, points, labels, args) -> None:
+    """The certified robust accuracy per network, property and delta, against the true ``labels``."""
+    import os
+
+    from reluverify.sweep.accuracy import network_labels, robust_accuracy
+
+    source = args.labels or args.points
+    print(f"true labels from {source} (a misclassified point is never certified):")
+    for network in networks:
+        mine = [r for r in rows if r["network_sha256"] == network.source_sha256]
+        computed = network_labels(network.evaluate(points), args.decision)
+        table, _ = robust_accuracy(mine, computed, labels)
+        name = os.path.basename(network.source_path or "")
+        for acc in table:
+            eps = "" if acc.epsilon is None else f"eps {acc.epsilon:g} "
+            print(f"  {name} {eps}{acc.line(True)}")

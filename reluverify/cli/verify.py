@@ -1,9 +1,9 @@
 """``reluverify verify``: robustness properties at a point (Def. 1, Def. 3), at many points, or over a domain (Def. 2).
 
     reluverify verify NETWORK.onnx --point FILE --delta D [D ...] [--norm inf|1] [--epsilon E [E ...]]
-                      [--domain FILE]
-    reluverify verify NETWORK.onnx [--points FILE] --delta D [D ...] [--epsilon E] [--verbose]
-    reluverify verify NETWORK.onnx --global --domain FILE --delta D [D ...] --epsilon E [E ...]
+                      [--domain LO:HI|FILE]
+    reluverify verify NETWORK.onnx [--points FILE] [--labels FILE] --delta D [D ...] [--epsilon E] [--verbose]
+    reluverify verify NETWORK.onnx --global --domain LO:HI|FILE --delta D [D ...] --epsilon E [E ...]
                       [--partitions N] [--subdomain-timeout S]
     ... [--fail-on-violation] [--fail-on-unknown]
 
@@ -23,6 +23,9 @@ Exit status 0 when a verdict was reached (whatever it is), 2 for bad input; with
 ``--fail-on-violation`` 1 when a check is ``not robust`` or a ``tie`` (or, with many points, a
 point is misclassified), with ``--fail-on-unknown`` 1 when one is ``unknown`` or ``timeout``.
 
+The domain is ``--domain`` when given, else the one the point file carries (see
+:mod:`reluverify.cli.inputs`); without one, a warning says the ball is not cut to an input range.
+
 With neither ``--point`` nor ``--global``, the property is checked at every evaluation point --
 ``--points FILE``, else those the network's model card names -- and the certified robust
 accuracy is printed per delta (see :mod:`reluverify.cli.verify_points`).
@@ -35,13 +38,14 @@ import sys
 from contextlib import contextmanager
 
 from reluverify.cli.common import add_exit_status_arguments, add_memory_argument, add_numbers_argument, verdict_status
+from reluverify.cli.inputs import LABELS_HELP, add_domain_argument
 from reluverify.solver.options import STRATEGIES
 
 
 def add_common_arguments(parser, timeout_help: str = "seconds for the whole check (default 60)",
                          timeout_default: float = 60.0, cex_help: str | None = None) -> None:
     parser.add_argument("--norm", choices=("inf", "1"), default="inf", help="distance: L-infinity (default) or L1")
-    parser.add_argument("--domain", metavar="FILE", help="box domain (.json/.npy/.csv with lower and upper bounds)")
+    add_domain_argument(parser)
     parser.add_argument("--timeout", type=float, default=timeout_default, help=timeout_help)
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes: one query's search shared among them, or sub-domains and points in parallel")
@@ -61,17 +65,18 @@ def register(subparsers) -> None:
         description="Check delta-local robustness (Def. 1; the label of the point is computed), "
         "(delta, eps)-local robustness (Def. 3, with --epsilon) or (delta, eps)-global robustness "
         "(Def. 2, with --global) of an ONNX network (ReLU, or SRU with sigmoids and products), for the L-infinity or L1 distance. "
-        "Points: .npy, .csv or .json (a JSON point may carry its domain). Without --point (and without --global) "
-        "the property is checked at every point of --points FILE, or of the network's model card NAME.json, and the "
-        "certified robust accuracy is printed per delta. Verdicts: robust, not robust (with a counterexample), tie "
-        "(the point's top score is shared), unknown, timeout.",
+        "Points: .npy, .csv, .json or .npz (a JSON point may carry its domain, which --domain replaces). Without "
+        "--point (and without --global) the property is checked at every point of --points FILE, or of the network's "
+        "model card NAME.json, and the certified robust accuracy is printed per delta. Verdicts: robust, not robust "
+        "(with a counterexample), tie (the point's top score is shared), unknown, timeout.",
     )
     parser.add_argument("network", help="ONNX file")
-    parser.add_argument("--point", metavar="FILE", help="the point x0 (.npy, .csv or .json)")
+    parser.add_argument("--point", metavar="FILE", help="the point x0 (.npy, .csv, .json or .npz)")
     parser.add_argument("--points", metavar="FILE",
-                        help="check every point of FILE (as 'sweep --points'; a JSON file may carry 'labels') and "
-                        "print the certified robust accuracy; without --point, --points or --global: the points "
-                        "the network's model card NAME.json names")
+                        help="check every point of FILE (as 'sweep --points'; a JSON file may carry 'labels' and "
+                        "'domain') and print the certified robust accuracy; without --point, --points or --global: "
+                        "the points the network's model card NAME.json names")
+    parser.add_argument("--labels", metavar="FILE", help="many points: " + LABELS_HELP)
     add_numbers_argument(parser, "--delta", required=True, metavar="D",
                          help="radius of the ball (>= 0); several radii (--delta 0.01 0.03 or --delta 0.01,0.03) "
                          "are checked one by one, one line each")
@@ -118,20 +123,24 @@ def command_options(args):
 def run(args) -> int:
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
-    from reluverify.properties.inputs import load_domain, load_point_and_domain
+    from reluverify.cli.inputs import check_points_in, choose_domain, note_no_domain
+    from reluverify.properties.inputs import read_domain, read_point
     from reluverify.properties.registry import select
 
     if args.global_:
         if args.point or args.points:
             raise SpecError("--global checks a domain, not points: drop --point/--points")
         if not args.domain:
-            raise SpecError("--global needs --domain FILE")
+            raise SpecError("--global needs --domain FILE (or --domain LO:HI)")
         if args.epsilon is None:
             raise SpecError("--global needs --epsilon")
     elif args.partitions != 1 or args.subdomain_timeout is not None:
         raise SpecError("--partitions and --subdomain-timeout apply to --global only")
     if args.point and args.points:
         raise SpecError("give --point FILE (one point) or --points FILE (many), not both")
+    if args.labels is not None and (args.point or args.global_):
+        raise SpecError("--labels gives the true labels of many points: use it with --points FILE (or a model "
+                        "card's points)")
     if args.jobs < 1:
         raise SpecError("--jobs must be >= 1")
     options = command_options(args)
@@ -156,14 +165,11 @@ def run(args) -> int:
     args.decision = args.decision or "max"
     network = load_onnx(args.network)
     if args.global_:
-        point, domain = None, load_domain(args.domain, network.input_size)
+        point, domain = None, read_domain(args.domain, network.input_size)
     else:
-        point, domain = load_point_and_domain(args.point, network.input_size)
-        if args.domain:
-            from reluverify.properties.inputs import check_in_domain
-
-            domain = load_domain(args.domain, network.input_size)
-            check_in_domain(point, domain, what=args.point)
+        point, carried = read_point(args.point, network.input_size)
+        domain, _ = choose_domain(args.domain, network.input_size, (carried, f"the domain in {args.point}"))
+        check_points_in([point], domain, args.point)
     props = []
     for delta, epsilon in checks:
         values = {"point": point, "domain": domain, "delta": delta, "epsilon": epsilon, "norm": args.norm,
@@ -173,6 +179,8 @@ def run(args) -> int:
     if args.global_ and args.subdomain_timeout is not None and not args.subdomain_timeout > 0:
         raise SpecError("--subdomain-timeout must be > 0 seconds")
     extra = {"subdomain_timeout": args.subdomain_timeout} if "subdomain_timeout" in kind.check_parameters else {}
+    if domain is None:
+        note_no_domain(args)
     results = [check_one(prop, options, args, extra) for prop in props]
     if len(results) == 1:
         report(results[0], args)
@@ -212,7 +220,8 @@ def live_progress(args):
 
 
 def report(result, args) -> None:
-    """Write the files asked for and print the result (summary or JSON)."""
+    """Write the files asked for and print the result (summary or JSON), then the warnings on stderr."""
+    from reluverify.cli.inputs import print_warnings
     from reluverify.properties.export import vnncomp_text, write_counterexample
 
     files = []
@@ -229,8 +238,11 @@ def report(result, args) -> None:
     if args.json:
         payload = result.to_dict()
         payload["files"] = files
+        if getattr(args, "warnings", None):
+            payload["warnings"] = list(args.warnings)
         print(json.dumps(payload, indent=2))
     else:
         print(result.summary())
         if files:
             print(f"wrote     {', '.join(files)}")
+    print_warnings(args)

@@ -62,7 +62,9 @@ def check_arguments(args) -> None:
 
 
 def report_each(results: list, kind, args) -> None:
-    """Write the counterexamples asked for and print the results (lines or a JSON list)."""
+    """Write the counterexamples asked for and print the results (lines or a JSON list), then the
+    warnings on stderr."""
+    from reluverify.cli.inputs import print_warnings
     from reluverify.properties.export import write_counterexample
 
     files: list[list[str]] = [[] for _ in results]
@@ -74,6 +76,7 @@ def report_each(results: list, kind, args) -> None:
             print(f"reluverify: no counterexample to write to {args.cex_out} (no check was refuted)", file=sys.stderr)
     if args.json:
         print(json.dumps([{**r.to_dict(), "files": f} for r, f in zip(results, files)], indent=2))
+        print_warnings(args)
         return
     first = results[0]
     if args.global_:
@@ -88,3 +91,4 @@ def report_each(results: list, kind, args) -> None:
         print(check_line(result))
     if refuted and args.cex_out:
         print(f"wrote     {len(refuted)} counterexample{'s' if len(refuted) > 1 else ''} to {args.cex_out}")
+    print_warnings(args)

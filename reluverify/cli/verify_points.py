@@ -1,13 +1,14 @@
 """``reluverify verify NETWORK.onnx --delta D [D ...]`` without ``--point``: certified robust accuracy.
 
-    reluverify verify NETWORK.onnx [--points FILE] --delta D [D ...] [--epsilon E] [--norm inf|1]
-                      [--decision max|min] [--domain FILE] [--jobs N] [--timeout S]
+    reluverify verify NETWORK.onnx [--points FILE] [--labels FILE] --delta D [D ...] [--epsilon E]
+                      [--norm inf|1] [--decision max|min] [--domain LO:HI|FILE] [--jobs N] [--timeout S]
                       [--verbose] [--json] [--cex-out DIR]
 
-The points are ``--points FILE`` (the sweep's reader; a JSON file may carry ``"labels"``), else
-those the network's model card ``NAME.json`` names (:mod:`reluverify.sweep.evaluation`, with the
-card's domain and decision rule unless ``--domain`` / ``--decision`` are given). Without either,
-a one-line error names ``--point``, ``--points`` and ``--global --domain``.
+The points are ``--points FILE`` (read as every command reads points; the file may carry
+``"labels"`` and ``"domain"``), else those the network's model card ``NAME.json`` names
+(:mod:`reluverify.sweep.evaluation`, with the card's domain and decision rule). ``--labels FILE``
+replaces the labels, ``--domain`` the domain and ``--decision`` the rule (:mod:`reluverify.cli.inputs`).
+Without points, a one-line error names ``--point``, ``--points`` and ``--global --domain``.
 
 Every point x delta is one query of a sweep plan (Def. 1, or Def. 3 with ``--epsilon``), run by
 the sweep's own backend and loop (:func:`reluverify.sweep.certified.certify`, as
@@ -34,8 +35,8 @@ def _points(args, network):
     from reluverify.sweep.evaluation import card_path, from_card, from_file
 
     if args.points:
-        return from_file(args.points, network.input_size)
-    found = from_card(args.network, network.input_size)
+        return from_file(args.points, network.input_size, network.output_size)
+    found = from_card(args.network, network.input_size, network.output_size)
     if found is None:
         card = card_path(args.network)
         why = f"its model card {card} names no evaluation points" if os.path.isfile(card) else \
@@ -44,16 +45,13 @@ def _points(args, network):
     return found
 
 
-def _domain(args, evaluation, size):
-    from reluverify.properties.inputs import check_in_domain, load_domain
+def _labels(args, evaluation, outputs: int):
+    """The true labels (``--labels`` first, else the points file's) and where they come from, in words."""
+    from reluverify.properties.inputs import read_labels
 
-    domain, where = evaluation.domain, "the model card's domain"
-    if args.domain:
-        domain, where = load_domain(args.domain, size), args.domain
-    if domain is not None:
-        for index, point in enumerate(evaluation.points):
-            check_in_domain(point, domain, what=f"{evaluation.file}: point {index}")
-    return domain, where
+    if args.labels is not None:
+        return read_labels(args.labels, len(evaluation.points), outputs), f"from {args.labels}"
+    return evaluation.labels, ""
 
 
 def _point_line(outcome) -> str:
@@ -70,6 +68,7 @@ def run_points(args, options) -> int:
     """Check every point (see the module docstring); ``options`` are the command's solver options: its
     ``parallel.jobs`` worker processes each run one point's query, within ``timeout`` seconds."""
     from reluverify.cli.common import verdict_status
+    from reluverify.cli.inputs import check_points_in, choose_domain, note_no_domain, print_warnings
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
     from reluverify.properties.registry import select
@@ -84,9 +83,14 @@ def run_points(args, options) -> int:
                         "and a file of that name exists")
     network = load_onnx(args.network)
     evaluation = _points(args, network)
-    domain, domain_source = _domain(args, evaluation, network.input_size)
+    true_labels, labels_source = _labels(args, evaluation, network.output_size)
+    domain, domain_source = choose_domain(args.domain, network.input_size,
+                                          (evaluation.domain, evaluation.domain_source))
+    check_points_in(evaluation.points, domain, evaluation.file)
     decision = args.decision or evaluation.decision or "max"
-    found = certify(network, evaluation.points, args.delta, [args.epsilon], true_labels=evaluation.labels,
+    if domain is None:
+        note_no_domain(args)
+    found = certify(network, evaluation.points, args.delta, [args.epsilon], true_labels=true_labels,
                     norm=args.norm, decision=decision, domain=domain, jobs=options.parallel.jobs,
                     timeout=options.timeout, strategy=options.strategy)
     table, outcomes, rows = found.per_delta, found.points, found.rows
@@ -108,29 +112,36 @@ def run_points(args, options) -> int:
         payload = {
             "network": args.network,
             "points": {"file": evaluation.file, "card": evaluation.card, "count": len(evaluation.points),
-                       "labels": evaluation.labels is not None, "description": evaluation.description},
+                       "labels": true_labels is not None, "labels_file": args.labels,
+                       "description": evaluation.description},
             "property": kind.name,
             "norm": args.norm,
             "epsilon": args.epsilon,
             "decision": decision if args.epsilon is None else None,
             "domain": None if domain is None else domain.to_dict(),
+            "domain_source": domain_source or None,
             "accuracy": [acc.to_dict() for acc in table],
             "per_point": [o.to_dict() for o in outcomes],
             "files": files,
         }
+        if getattr(args, "warnings", None):
+            payload["warnings"] = list(args.warnings)
         print(json.dumps(payload, indent=2))
+        print_warnings(args)
         return status
-    labelled = "with their true labels" if evaluation.labels is not None else "no labels (accuracy = robust / total)"
+    labelled = f"with their true labels{' ' + labels_source if labels_source else ''}" if true_labels is not None \
+        else "no labels (accuracy = robust / total)"
     print(f"points    {len(evaluation.points)} from {evaluation.source}, {labelled}")
     rule = "" if args.epsilon is not None or decision == "max" else ", label = lowest score"
-    inside = "" if domain is None else f", balls cut to {domain_source}"
+    inside = ", balls not cut to an input domain" if domain is None else f", balls cut to {domain_source}"
     print(f"property  {prop}, {NORM_WORDS[args.norm]}{rule}{inside}")
     for acc in table:
-        print(acc.line(evaluation.labels is not None))
+        print(acc.line(true_labels is not None))
         if args.verbose:
             for outcome in outcomes:
                 if outcome.delta == acc.delta:
                     print(_point_line(outcome))
     if files:
         print(f"wrote     {len(files) // 2} counterexamples to {args.cex_out}")
+    print_warnings(args)
     return status

@@ -12,7 +12,9 @@ worker and the API read:
 * :mod:`~reluverify.properties.global_robustness` -- Def. 2, (delta, eps)-global robustness;
 * :mod:`~reluverify.properties.max_delta` -- the largest delta for which Def. 1 holds (a search over Def. 1);
 * :mod:`~reluverify.properties.runner` -- a property's queries, sequentially or in worker processes;
-* :mod:`~reluverify.properties.inputs` -- a property's inputs: a point and a box domain, read and checked;
+* :mod:`~reluverify.properties.inputs` -- points (with their labels and domain) and labels, read by one
+  reader for every command; :mod:`~reluverify.properties.domains` -- box domains (files and ``LO:HI``);
+  :mod:`~reluverify.properties.input_files` -- the JSON, CSV, ``.npy`` and ``.npz`` readers under both;
 * :mod:`~reluverify.properties.export` -- counterexamples as JSON and .npz.
 
 The solver never learns which property a query came from.

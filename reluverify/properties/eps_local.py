@@ -8,8 +8,9 @@ The point's scores ``c = C(x0, .)`` are computed once with reluverify's float64 
 the solver reasons about) and enter the query as constants. The negation is one query over the
 ball (see :mod:`reluverify.properties.ball`) with **one disjunct per label and sign**:
 
-* ``y_l - c_l >= eps`` (the row ``-y_l <= -(c_l + eps)``): label ``l`` scores at least eps higher;
-* ``c_l - y_l >= eps`` (the row ``y_l <= c_l - eps``): label ``l`` scores at least eps lower.
+* ``y_l - c_l >= eps`` (the row ``-y_l <= -(c_l + eps)``), in words "label l's score is at least eps
+  above its score at the point";
+* ``c_l - y_l >= eps`` (the row ``y_l <= c_l - eps``): "... at least eps below ...".
 
 With ``eps = 0`` the property can never hold: ``x = x0`` itself gives ``|C(x0, l) - C(x0, l)| = 0``,
 which is not ``< 0``; the query is ``sat`` and the counterexample is (a point at) ``x0``.
@@ -69,11 +70,12 @@ class EpsLocalRobustness(BallProperty):
         c, eps = self._scores, self.epsilon
         rows = []
         for l in range(m):
-            for sign, words in ((1.0, "higher"), (-1.0, "lower")):
+            for sign, words in ((1.0, "above"), (-1.0, "below")):
                 # sign * (y_l - c_l) >= eps   <=>   -sign * y_l <= -eps - sign * c_l
                 coefficients = np.zeros(m)
                 coefficients[l] = -sign
-                rows.append((coefficients, -eps - sign * c[l], f"label {l} scores >= eps {words} than at the point"))
+                rows.append((coefficients, -eps - sign * c[l],
+                             f"label {l}'s score is at least eps {words} its score at the point"))
         return self.ball_query(rows)
 
 

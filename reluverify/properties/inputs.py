@@ -1,295 +1,67 @@
-"""A property's inputs: a point and a box domain (:class:`Domain`), read from ``.npy``, ``.csv`` or
-``.json`` files and checked.
+"""A property's inputs: points (with their true labels and domain) and labels, read from files by one reader.
 
-A **point** is one input of the network, flattened in C order (an image of shape (8, 8) is its
-64 values row by row). Accepted files:
+A **point** is one input of the network, flattened in C order (an image of shape (8, 8) is its 64
+values row by row). Every command and the API read points with :func:`read_point_set` -- one point
+(``verify --point``, ``max-delta``, :func:`read_point`) or many (``verify --points``, ``sweep``) --
+from these files (``n`` is the network's input size):
 
-* ``.npy`` -- an array of any shape whose number of elements is the network's input size;
-* ``.csv`` -- the values separated by commas and/or newlines (one row, one column, or an image
-  laid out as rows); no header;
-* ``.json`` -- a list of numbers (nested lists are flattened), or an object with the list under
-  ``"point"`` (also ``"x"`` or ``"input"``). The object may carry a domain under ``"domain"``
-  (see below): it is the default domain of the point when no other domain is given.
+* ``.npy`` -- an array of shape ``(k, n)`` or ``(k, ...)`` whose trailing dimensions hold ``n``
+  values (``(k, 8, 8)`` images); an array of any other shape with ``n`` values is one point;
+* ``.csv`` -- one point per line, ``n`` comma-separated numbers; a file whose lines together hold
+  ``n`` numbers (an image laid out as rows) is one point. Blank lines and lines starting with ``#``
+  are skipped; a first line made only of names (``x0,x1,...``) is a header;
+* ``.json`` -- a list of points (each a list of ``n`` numbers, nested lists flattened) or one point
+  (a list whose numbers, nested lists flattened, are ``n``); or an object with the list under
+  ``"points"`` (many) or ``"point"`` (one; also ``"x"`` or ``"input"``). The object may carry the
+  true labels (``"labels"``, one per point; ``"label"`` beside ``"point"``) and the domain
+  (``"domain"``, as in a domain file: see :mod:`reluverify.properties.domains`);
+* ``.npz`` -- the points in the array ``points`` (also ``point`` or ``x``), else in the archive's only
+  array; the labels in ``labels`` (or ``y``); the domain in ``lower`` and ``upper``.
 
-A **domain** is a box ``lower <= x <= upper``. Accepted files:
+**Labels** -- the true class of each point, integers in ``[0, number of outputs)`` -- come from the
+points file or from a labels file (:func:`read_labels`): ``.npy`` (one label per entry), ``.csv``
+(one or more per line, an optional header line of names), ``.json`` (a list, or an object with
+``"labels"``) or ``.npz`` (``labels``, ``y``, or the only array).
 
-* ``.json`` -- ``{"lower": [...], "upper": [...]}`` (a number instead of a list applies to every
-  input) or a list of ``[lower, upper]`` pairs, one per input;
-* ``.npy`` -- an array of shape (2, n) (lower row, upper row) or (n, 2) (one pair per input);
-* ``.csv`` -- two rows (lower, upper) of n values, or n rows of ``lower,upper``.
-
-Every problem (missing file, wrong size, NaN or infinite value, inverted bounds, a point outside
-its domain) is a :class:`~reluverify.errors.SpecError` with a one-line message naming the file.
+Every problem is a :class:`~reluverify.errors.SpecError` with one line naming the file and the bad
+entry (``points.json: point 3: the point has 63 values, the network has 64 inputs``,
+``labels.csv: entry 7 (line 8): 10 is not a label of a network with 10 outputs``). The domain
+helpers of :mod:`reluverify.properties.domains` are importable from here too.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from reluverify.errors import SpecError
+from reluverify.properties.domains import (Domain, check_in_domain, domain_from_json, domain_from_npz, load_domain,
+                                           parse_domain, read_domain)
+from reluverify.properties.input_files import (NpzArrays, file_kind, json_numbers, number_text, read_csv_rows,
+                                               read_json, read_npy)
+
+__all__ = [
+    "Domain", "PointSet", "check_in_domain", "check_labels", "check_point", "load_domain", "load_point",
+    "load_point_and_domain", "parse_domain", "read_domain", "read_json", "read_labels", "read_npy", "read_point",
+    "read_point_set", "write_point",
+]
 
 POINT_KEYS = ("point", "x", "input")
+NPZ_POINTS = ("points", "point", "x")
+NPZ_LABELS = ("labels", "y")
 
 
 @dataclass(frozen=True, eq=False)
-class Domain:
-    """The box ``lower <= x <= upper`` (float64 vectors of the network's input size)."""
+class PointSet:
+    """The points of a file, ``(k, n)`` float64, with the labels (``(k,)`` int64) and domain it carries."""
 
-    lower: np.ndarray
-    upper: np.ndarray
-
-    def __post_init__(self) -> None:
-        lower = np.asarray(self.lower, dtype=np.float64).reshape(-1)
-        upper = np.asarray(self.upper, dtype=np.float64).reshape(-1)
-        if lower.shape != upper.shape:
-            raise SpecError(f"domain bounds have {lower.size} and {upper.size} values")
-        if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
-            bad = int(np.flatnonzero(~np.isfinite(lower) | ~np.isfinite(upper))[0])
-            raise SpecError(f"domain bound of input {bad} is not a finite number")
-        inverted = np.flatnonzero(lower > upper)
-        if inverted.size:
-            i = int(inverted[0])
-            raise SpecError(f"domain of input {i} is empty: lower {lower[i]:g} > upper {upper[i]:g}")
-        object.__setattr__(self, "lower", lower)
-        object.__setattr__(self, "upper", upper)
-
-    @property
-    def size(self) -> int:
-        return int(self.lower.shape[0])
-
-    @property
-    def widths(self) -> np.ndarray:
-        return self.upper - self.lower
-
-    def contains(self, x: np.ndarray) -> bool:
-        x = np.asarray(x, dtype=np.float64)
-        return bool(np.all(x >= self.lower) and np.all(x <= self.upper))
-
-    def to_dict(self) -> dict:
-        return {"lower": self.lower.tolist(), "upper": self.upper.tolist()}
-
-    @staticmethod
-    def of(value, size: int, what: str = "domain") -> "Domain":
-        """A :class:`Domain` from a Domain, a ``(lower, upper)`` pair (numbers broadcast) or a dict."""
-        if isinstance(value, Domain):
-            domain = value
-        elif isinstance(value, dict):
-            if "lower" not in value or "upper" not in value:
-                raise SpecError(f"{what}: expected the keys 'lower' and 'upper'")
-            domain = _checked(_broadcast(value["lower"], size, what), _broadcast(value["upper"], size, what), what)
-        else:
-            try:
-                lower, upper = value
-            except (TypeError, ValueError):
-                raise SpecError(f"{what}: expected a Domain, a (lower, upper) pair or a dict") from None
-            domain = _checked(_broadcast(lower, size, what), _broadcast(upper, size, what), what)
-        if domain.size != size:
-            raise SpecError(f"{what}: the domain has {domain.size} inputs, the network has {size}")
-        return domain
-
-
-def _checked(lower, upper, what: str) -> Domain:
-    try:
-        return Domain(lower, upper)
-    except SpecError as exc:
-        raise SpecError(f"{what}: {exc}") from None
-
-
-def _broadcast(value, size: int, what: str) -> np.ndarray:
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except OverflowError:
-        raise SpecError(f"{what}: a bound is beyond the range of float64") from None
-    except (TypeError, ValueError):
-        raise SpecError(f"{what}: bounds must be numbers") from None
-    if array.ndim == 0:
-        return np.full(size, float(array))
-    return array.reshape(-1)
-
-
-# ------------------------------------------------------------------ reading
-def read_json(path: str):
-    """The parsed JSON of ``path``; broken JSON or a binary file is a one-line SpecError."""
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not a text file") from None
-    except RecursionError:
-        raise SpecError(f"{path}: the JSON is nested too deeply") from None
-
-
-def _numbers(value, path: str, what: str) -> np.ndarray:
-    """A flat float64 array from nested lists of numbers; anything else is a SpecError."""
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except OverflowError:
-        raise SpecError(f"{path}: the {what} holds a number beyond the range of float64") from None
-    except (TypeError, ValueError):
-        raise SpecError(f"{path}: the {what} must be a list of numbers (nested lists are flattened)") from None
-    if array.dtype == object:
-        raise SpecError(f"{path}: the {what} must be a list of numbers (ragged nested lists)")
-    return array.reshape(-1)
-
-
-def _read_csv(path: str) -> list[list[float]]:
-    try:
-        with open(path) as handle:
-            lines = handle.readlines()
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not a text file") from None
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        text = line.strip()
-        if not text:
-            continue
-        row = []
-        for cell in text.split(","):
-            cell = cell.strip()
-            if not cell:
-                continue
-            try:
-                row.append(float(cell))
-            except ValueError:
-                raise SpecError(f"{path}: line {number}: {cell[:30]!r} is not a number") from None
-        rows.append(row)
-    if not rows:
-        raise SpecError(f"{path}: the file holds no numbers")
-    return rows
-
-
-def read_npy(path: str) -> np.ndarray:
-    """The float64 array of a ``.npy`` file; a broken or non-numeric file is a one-line SpecError.
-
-    The header is read first: a dtype that is not numeric, or data shorter than the shape the
-    header announces (a truncated file, or a damaged header claiming a huge shape), is refused
-    before anything is allocated.
-    """
-    from numpy.lib import format as npy_format
-
-    try:
-        with open(path, "rb") as handle:
-            version = npy_format.read_magic(handle)
-            read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-            shape, _, dtype = read_header(handle)
-            available = os.fstat(handle.fileno()).st_size - handle.tell()
-    except Exception as exc:  # noqa: BLE001 - numpy raises several types for broken headers
-        raise SpecError(f"{path}: not a readable .npy array ({_first_line(exc)})") from None
-    if dtype.hasobject or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
-        raise SpecError(f"{path}: the .npy file must hold an array of real numbers (it holds {dtype})")
-    needed = math.prod(shape) * dtype.itemsize
-    if available < needed:
-        raise SpecError(f"{path}: truncated .npy file: its header announces shape {shape} ({needed} bytes), "
-                        f"the file holds {available}")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except MemoryError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - numpy raises several types for broken files
-        raise SpecError(f"{path}: not a readable .npy array ({_first_line(exc)})") from None
-    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
-        raise SpecError(f"{path}: the .npy file must hold a numeric array")
-    return np.asarray(array, dtype=np.float64)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [""])[0][:200] or type(exc).__name__
-
-
-def _kind(path: str) -> str:
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise SpecError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise SpecError(f"{path}: is a directory, not a point or domain file")
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix not in (".npy", ".csv", ".json"):
-        raise SpecError(f"{path}: unknown file type {suffix or '(none)'!r}: use .npy, .csv or .json")
-    return suffix
-
-
-def read_point_file(path: str | os.PathLike) -> tuple[np.ndarray, dict | None]:
-    """The flat point stored in ``path`` and the domain dict it carries (JSON only), unchecked."""
-    path = os.fspath(path)
-    kind = _kind(path)
-    domain = None
-    if kind == ".npy":
-        values = read_npy(path).reshape(-1)
-    elif kind == ".csv":
-        values = np.asarray([v for row in _read_csv(path) for v in row], dtype=np.float64)
-    else:
-        data = read_json(path)
-        if isinstance(data, dict):
-            key = next((k for k in POINT_KEYS if k in data), None)
-            if key is None:
-                raise SpecError(f"{path}: expected a list of numbers or an object with a 'point' list")
-            values = _numbers(data[key], path, "point")
-            domain = data.get("domain")
-            if domain is not None and not isinstance(domain, (dict, list)):
-                raise SpecError(f"{path}: 'domain' must be an object with 'lower' and 'upper'")
-        else:
-            values = _numbers(data, path, "point")
-    return values, domain
-
-
-def load_point(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
-    """The point in ``path`` as a flat float64 vector, checked for size (if given) and finiteness."""
-    values, _ = read_point_file(path)
-    return check_point(values, size, what=os.fspath(path))
-
-
-def load_point_and_domain(path: str | os.PathLike, size: int) -> tuple[np.ndarray, Domain | None]:
-    """The point in ``path`` and the domain it carries (JSON ``"domain"``), both checked."""
-    values, domain = read_point_file(path)
-    point = check_point(values, size, what=os.fspath(path))
-    if domain is None:
-        return point, None
-    where = f"{os.fspath(path)}: domain"
-    dom = _domain_from_json(domain, size, where)
-    check_in_domain(point, dom, what=os.fspath(path))
-    return point, dom
-
-
-def _domain_from_json(data, size: int, where: str) -> Domain:
-    if isinstance(data, dict):
-        return Domain.of(data, size, where)
-    pairs = _numbers(data, where, "domain")
-    if pairs.size != 2 * size:
-        raise SpecError(f"{where}: expected {size} [lower, upper] pairs, got {pairs.size} numbers")
-    pairs = pairs.reshape(size, 2)
-    return Domain.of((pairs[:, 0], pairs[:, 1]), size, where)
-
-
-def load_domain(path: str | os.PathLike, size: int) -> Domain:
-    """The box domain stored in ``path`` (see the module docstring for the layouts)."""
-    path = os.fspath(path)
-    kind = _kind(path)
-    if kind == ".json":
-        data = read_json(path)
-        if isinstance(data, dict) and "domain" in data and "lower" not in data:
-            data = data["domain"]
-        if not isinstance(data, (dict, list)):
-            raise SpecError(f"{path}: expected an object with 'lower' and 'upper' or a list of [lower, upper] pairs")
-        return _domain_from_json(data, size, path)
-    if kind == ".npy":
-        array = read_npy(path)
-    else:
-        rows = _read_csv(path)
-        if len({len(r) for r in rows}) != 1:
-            raise SpecError(f"{path}: rows of different lengths")
-        array = np.asarray(rows, dtype=np.float64)
-    if array.ndim == 2 and array.shape == (2, size):
-        return Domain.of((array[0], array[1]), size, path)
-    if array.ndim == 2 and array.shape == (size, 2):
-        return Domain.of((array[:, 0], array[:, 1]), size, path)
-    raise SpecError(f"{path}: expected bounds of shape (2, {size}) or ({size}, 2), got {tuple(array.shape)}")
+    file: str
+    points: np.ndarray
+    labels: np.ndarray | None = None
+    domain: Domain | None = None
 
 
 # ----------------------------------------------------------------- checking
@@ -309,17 +81,227 @@ def check_point(values, size: int | None, what: str = "point") -> np.ndarray:
     return point
 
 
-def check_in_domain(point: np.ndarray, domain: Domain, what: str = "point") -> None:
-    outside = np.flatnonzero((point < domain.lower) | (point > domain.upper))
-    if outside.size:
-        i = int(outside[0])
-        raise SpecError(
-            f"{what}: the point is outside the domain: input {i} is {point[i]:g}, "
-            f"the domain is [{domain.lower[i]:g}, {domain.upper[i]:g}]"
-            + (f" ({outside.size} inputs outside)" if outside.size > 1 else "")
-        )
+def check_labels(values, count: int | None, outputs: int | None, where: str, lines=None) -> np.ndarray:
+    """``values`` as ``count`` labels in ``[0, outputs)`` (int64), or a one-line SpecError naming the entry.
+
+    ``where`` names the file (and key); ``lines`` gives each entry's line in a CSV file.
+    """
+    labels = []
+    for index, value in enumerate(values):
+        entry = f"{where}: entry {index}" + ("" if lines is None else f" (line {lines[index]})")
+        number = _integer(value)
+        if number is None or number < 0:
+            raise SpecError(f"{entry}: {_shown(value)} is not a label (labels are integers from 0)")
+        if outputs is not None and number >= outputs:
+            raise SpecError(f"{entry}: {_shown(value)} is not a label of a network with {outputs} outputs")
+        labels.append(number)
+    if count is not None and len(labels) != count:
+        raise SpecError(f"{where}: {len(labels)} labels for {count} points")
+    return np.asarray(labels, dtype=np.int64)
 
 
+def _integer(value) -> int | None:
+    """An integral number as an int (``3``, ``3.0``, ``np.int64(3)``); None for anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return None
+
+
+def _shown(value) -> str:
+    """A label entry as its file wrote it (a number with its digits, a string quoted), at most 30 characters."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return str(int(value)) if abs(int(value)) < 10**18 else "an integer of more than 18 digits"
+    if isinstance(value, (float, np.floating)) and np.isfinite(value):
+        return number_text(value)
+    try:
+        return json.dumps(value)[:30]
+    except (TypeError, ValueError):
+        return type(value).__name__
+
+
+# ----------------------------------------------------------------- points
+def _rows_to_points(rows: list[np.ndarray], size: int, path: str, name) -> np.ndarray:
+    """Points from entries (``name(i)`` names entry ``i``): one point per entry when every entry has
+    ``size`` values, else all entries together as one point when they hold ``size`` values."""
+    if not rows:
+        raise SpecError(f"{path}: the file holds no points")
+    if all(r.size == size for r in rows):
+        points = [check_point(r, size, what=f"{path}: {name(i)}") for i, r in enumerate(rows)]
+        return np.asarray(points, dtype=np.float64).reshape(len(points), size)
+    if len(rows) == 1:
+        return check_point(rows[0], size, what=path).reshape(1, size)
+    total = sum(r.size for r in rows)
+    if total == size:
+        return check_point(np.concatenate(rows), size, what=path).reshape(1, size)
+    bad = next(i for i, r in enumerate(rows) if r.size != size)
+    raise SpecError(f"{path}: {name(bad)}: {rows[bad].size} values, the network has {size} inputs")
+
+
+def _points_from_array(array: np.ndarray, size: int, path: str) -> np.ndarray:
+    if array.ndim == 0 or array.size == 0:
+        raise SpecError(f"{path}: the file holds no points")
+    per_point = int(np.prod(array.shape[1:])) if array.ndim > 1 else array.size
+    if array.ndim > 1 and per_point == size:
+        flat = array.reshape(array.shape[0], size)
+    elif array.size == size:
+        flat = array.reshape(1, size)  # one point stored in its own shape, e.g. an (8, 8) image
+    elif array.ndim == 1:
+        raise SpecError(f"{path}: a flat array of {array.size} values is not a point of {size} values; "
+                        f"store k points as shape (k, {size})")
+    else:
+        raise SpecError(f"{path}: shape {tuple(array.shape)} holds points of {per_point} values, "
+                        f"the network has {size} inputs")
+    return np.asarray([check_point(p, size, what=f"{path}: point {i}") for i, p in enumerate(flat)],
+                      dtype=np.float64).reshape(len(flat), size)
+
+
+def _from_json(path: str, size: int) -> tuple[np.ndarray, object, str, object]:
+    """The points of a JSON file, the labels value it carries (or None) and its key, and its domain value."""
+    data = read_json(path)
+    labels = domain = None
+    key = "labels"
+    if isinstance(data, dict):
+        entry = data
+        single = next((k for k in POINT_KEYS if k in entry), None)
+        if "points" in entry and single is not None:
+            raise SpecError(f"{path}: give 'points' (many) or {single!r} (one), not both")
+        if "points" not in entry and single is None:
+            raise SpecError(f"{path}: expected a list of numbers, or an object with a 'point' list (one point) "
+                            "or a 'points' list")
+        if "labels" in entry and "label" in entry:
+            raise SpecError(f"{path}: give 'labels' or 'label' (one point), not both")
+        labels, domain = entry.get("labels"), entry.get("domain")
+        if entry.get("label") is not None:
+            labels, key = [entry["label"]], "label"
+        if single is not None:
+            point = json_numbers(entry[single], path, "point")
+            return _rows_to_points([point], size, path, lambda i: "the point"), labels, key, domain
+        data = entry["points"]
+    if not isinstance(data, list):
+        raise SpecError(f"{path}: expected a list of points")
+    if data and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
+        rows = [json_numbers(data, path, "point")]
+    else:
+        rows = []
+        for index, item in enumerate(data):
+            if not isinstance(item, list):
+                raise SpecError(f"{path}: point {index} must be a list of numbers")
+            rows.append(json_numbers(item, path, f"point {index}"))
+    return _rows_to_points(rows, size, path, lambda i: f"point {i}"), labels, key, domain
+
+
+def read_point_set(path: str | os.PathLike, size: int, outputs: int | None = None) -> PointSet:
+    """The points in ``path`` (``(k, size)``, every value checked), with the labels and domain it
+    carries (the labels checked to be ``k`` integers in ``[0, outputs)``; the points are not checked
+    against the domain here, since another domain may replace it)."""
+    path = os.fspath(path)
+    kind = file_kind(path, "points")
+    labels = domain = None
+    where = path
+    if kind == ".npy":
+        points = _points_from_array(read_npy(path), size, path)
+    elif kind == ".npz":
+        arrays = NpzArrays(path)
+        name = arrays.named(NPZ_POINTS)
+        if name is None:
+            others = [n for n in arrays.names if n not in NPZ_LABELS + ("lower", "upper")]
+            if len(others) != 1:
+                raise SpecError(f"{path}: no array named 'points' among {', '.join(map(repr, arrays.names))[:200]} "
+                                "(name the points 'points', their labels 'labels')")
+            name = others[0]
+        points = _points_from_array(arrays[name], size, f"{path}: array {name!r}")
+        label_name = arrays.named(NPZ_LABELS)
+        if label_name is not None:
+            labels, where = arrays[label_name].reshape(-1).tolist(), f"{path}: array {label_name!r}"
+        domain = domain_from_npz(arrays, size)
+    elif kind == ".csv":
+        rows = read_csv_rows(path)
+        if not rows:
+            raise SpecError(f"{path}: the file holds no points")
+        lines = [number for number, _ in rows]
+        points = _rows_to_points([np.asarray(r, dtype=np.float64) for _, r in rows], size, path,
+                                 lambda i: f"line {lines[i]}")
+    else:
+        points, labels, key, carried = _from_json(path, size)
+        where = f"{path}: '{key}'"
+        if carried is not None:
+            domain = domain_from_json(carried, size, f"{path}: domain")
+    if points.shape[0] == 0:
+        raise SpecError(f"{path}: the file holds no points")
+    if labels is not None:
+        if not isinstance(labels, list):
+            raise SpecError(f"{where}: expected a list of labels, one per point")
+        labels = check_labels(labels, len(points), outputs, where)
+    return PointSet(path, points, labels, domain)
+
+
+def read_point(path: str | os.PathLike, size: int) -> tuple[np.ndarray, Domain | None]:
+    """The one point in ``path`` and the domain it carries (not yet checked against each other)."""
+    found = read_point_set(path, size)
+    if len(found.points) != 1:
+        raise SpecError(f"{found.file}: the file holds {len(found.points)} points; give one point "
+                        "(or check them all with --points)")
+    if found.labels is not None:
+        raise SpecError(f"{found.file}: the file carries a true label, which a check at one point does not read "
+                        "(give it to --points, which counts misclassified points)")
+    return found.points[0], found.domain
+
+
+def load_point(path: str | os.PathLike, size: int) -> np.ndarray:
+    """The one point in ``path`` as a flat float64 vector of ``size`` values (its domain, if any, is not used)."""
+    return read_point(path, size)[0]
+
+
+def load_point_and_domain(path: str | os.PathLike, size: int) -> tuple[np.ndarray, Domain | None]:
+    """The one point in ``path`` and the domain it carries, the point checked inside it."""
+    point, domain = read_point(path, size)
+    if domain is not None:
+        check_in_domain(point, domain, what=os.fspath(path))
+    return point, domain
+
+
+# ----------------------------------------------------------------- labels
+def read_labels(path: str | os.PathLike, count: int | None, outputs: int | None = None) -> np.ndarray:
+    """The labels of a labels file (see the module docstring): ``count`` integers in ``[0, outputs)``."""
+    path = os.fspath(path)
+    kind = file_kind(path, "labels")
+    lines = None
+    where = path
+    if kind == ".json":
+        values = read_json(path)
+        if isinstance(values, dict):
+            if values.get("labels") is None:
+                raise SpecError(f"{path}: expected a list of labels or an object with a 'labels' list")
+            values, where = values["labels"], f"{path}: 'labels'"
+        if not isinstance(values, list):
+            raise SpecError(f"{where}: expected a list of labels")
+    elif kind == ".csv":
+        rows = read_csv_rows(path)
+        values = [v for _, row in rows for v in row]
+        lines = [number for number, row in rows for _ in row]
+    else:
+        if kind == ".npz":
+            arrays = NpzArrays(path)
+            name = arrays.named(NPZ_LABELS)
+            if name is None:
+                if len(arrays.names) != 1:
+                    raise SpecError(f"{path}: no array named 'labels' among "
+                                    f"{', '.join(map(repr, arrays.names))[:200]}")
+                name = arrays.names[0]
+            array, where = arrays[name], f"{path}: array {name!r}"
+        else:
+            array = read_npy(path)
+        values = array.reshape(-1).tolist()
+    if not values:
+        raise SpecError(f"{where}: no labels")
+    return check_labels(values, count, outputs, where, lines)
+
+
+# ----------------------------------------------------------------- writing
 def write_point(path: str | os.PathLike, point: np.ndarray, **extra) -> None:
     """Write ``point`` as JSON (``{"point": [...], ...extra}``), ``.npy`` or one-row ``.csv``."""
     path = os.fspath(path)

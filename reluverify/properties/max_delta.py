@@ -95,8 +95,9 @@ class MaxDeltaResult:
 
     def summary(self) -> str:
         s = self.statistics
-        lines = [self.verdict, f"property  maximal delta for Def. 1 at the point (label {self.label}), {NORM_NAMES[self.norm]}, "
-                 f"precision {self.precision:g}"]
+        inside = ", in the domain" if self.parameters.get("domain") is not None else ""
+        lines = [self.verdict, f"property  maximal delta for Def. 1 at the point (label {self.label}), "
+                 f"{NORM_NAMES[self.norm]}{inside}, precision {self.precision:g}"]
         if self.ties:
             lines.append(f"tie       labels {', '.join(map(str, self.ties))} share the top score at the point")
         else:

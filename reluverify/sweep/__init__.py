@@ -3,11 +3,12 @@
 One module per concern, data flowing one way::
 
     points file --> plan (jobs with stable keys) --> backend (local processes or Ray) --> store (SQLite)
-    point_sets.py    plan.py                          backends.py, worker.py              store.py
+    inputs.py        plan.py                          backends.py, worker.py              store.py
                                                                                              |
                                                                 report.py, plot.py  <--------+
 
-* :mod:`~reluverify.sweep.point_sets` -- many points (and their true labels) from ``.npy`` / ``.csv`` / ``.json``;
+* :func:`reluverify.properties.inputs.read_point_set` -- the points file (and the labels and domain
+  it carries), read as every command reads points;
 * :mod:`~reluverify.sweep.plan` -- the deterministic list of :class:`~reluverify.sweep.plan.Job`
   values; a job's key hashes the network's sha256, the point's bytes and the property's
   parameters, so the same sweep run twice has the same keys (this is what resuming relies on);

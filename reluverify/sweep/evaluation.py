@@ -2,8 +2,8 @@
 
 They come from one of two places:
 
-* ``--points FILE`` -- read by the sweep's reader (:func:`reluverify.sweep.point_sets.read_points`,
-  labels by :func:`~reluverify.sweep.point_sets.read_labels`); no domain, no decision rule;
+* ``--points FILE`` -- read by :func:`reluverify.properties.inputs.read_point_set` (the one reader of
+  points), with the labels and the domain the file carries; no decision rule;
 * the network's **model card** ``NAME.json`` beside ``NAME.onnx`` when it names them under
   ``"evaluation_points"``::
 
@@ -13,6 +13,8 @@ They come from one of two places:
         "domain": {"lower": 0.0, "upper": 1.0}, # optional: every ball is cut to this box
         "decision": "max"                       # optional: the label is the top (max) or lowest (min) score
       }
+
+  A domain the points file carries comes before the card's.
 
 A ``NAME.json`` that is not a card naming evaluation points (a point file, say) gives None:
 the caller then asks for ``--point`` or ``--points``. A card that names them badly (no file, a
@@ -28,8 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reluverify.errors import SpecError
-from reluverify.properties.inputs import Domain, read_json
-from reluverify.sweep.point_sets import read_labels, read_points
+from reluverify.properties.inputs import Domain, read_json, read_point_set
 
 CARD_KEY = "evaluation_points"
 DECISIONS = ("max", "min")
@@ -47,6 +48,8 @@ class EvaluationPoints:
     card: str | None = None
     """The model card that named them (None for ``--points FILE``)."""
     description: str = ""
+    domain_source: str = ""
+    """Where the domain comes from, in words ("the domain in FILE", "the model card's domain")."""
 
     @property
     def source(self) -> str:
@@ -59,14 +62,14 @@ def card_path(network_path: str | os.PathLike) -> str:
     return os.path.splitext(os.fspath(network_path))[0] + ".json"
 
 
-def from_file(path: str | os.PathLike, size: int) -> EvaluationPoints:
-    """The points (and labels, when the file has them) of a points file."""
-    path = os.fspath(path)
-    points = read_points(path, size)
-    return EvaluationPoints(path, points, read_labels(path, len(points)))
+def from_file(path: str | os.PathLike, size: int, outputs: int | None = None) -> EvaluationPoints:
+    """The points of a points file, with the labels (checked against ``outputs``) and domain it carries."""
+    found = read_point_set(path, size, outputs)
+    where = "" if found.domain is None else f"the domain in {found.file}"
+    return EvaluationPoints(found.file, found.points, found.labels, found.domain, domain_source=where)
 
 
-def from_card(network_path: str | os.PathLike, size: int) -> EvaluationPoints | None:
+def from_card(network_path: str | os.PathLike, size: int, outputs: int | None = None) -> EvaluationPoints | None:
     """The evaluation points named by the model card beside ``network_path``; None without such a card."""
     card = card_path(network_path)
     if not os.path.isfile(card):
@@ -86,6 +89,10 @@ def from_card(network_path: str | os.PathLike, size: int) -> EvaluationPoints | 
     domain = None
     if entry.get("domain") is not None:
         domain = Domain.of(entry["domain"], size, f"{card}: '{CARD_KEY}' domain")
-    base = from_file(file, size)
+    base = from_file(file, size, outputs)
+    if base.domain is not None:
+        domain, where = base.domain, base.domain_source
+    else:
+        where = "" if domain is None else "the model card's domain"
     return EvaluationPoints(base.file, base.points, base.labels, domain, decision, card,
-                            str(entry.get("description", "")))
+                            str(entry.get("description", "")), where)
