@@ -10,8 +10,10 @@ Queries run in ``--jobs`` worker processes (or on a Ray cluster with ``--backend
 likeliest violations first; each finished query is one row of ``--db`` (SQLite, WAL), so
 running the same command again runs only the queries that have no row yet (``--retry error``
 also re-runs those that ended in error). A progress bar with an ETA goes to stderr, a summary
-table to stdout at the end, and ``--plot FILE.png`` draws the verdict per point and delta.
-Exit status 0 when the sweep ran to its end (whatever the verdicts), 2 for bad input.
+table to stdout at the end (headed by the run: property, domain, queries done), and ``--plot
+FILE.png`` draws the verdict per point and delta. Exit status 0 when the sweep ran to its end
+(whatever the verdicts), 2 for bad input, 130 when interrupted (Ctrl-C): then one line says how
+many rows are saved and that the same command resumes; a sweep stopped by an error says the same.
 """
 
 from __future__ import annotations
@@ -85,6 +87,45 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
+def _domain_source(args) -> str | None:
+    """The file the domain came from (for the run's description in the database), when ``--domain`` names one."""
+    import os
+
+    source = getattr(args, "domain", None)
+    return source if isinstance(source, str) and os.path.isfile(source) else None
+
+
+def _saved(store, jobs, db) -> str:
+    """``N rows saved in DB (M of the sweep's queries still to run); rerun the same command to resume``."""
+    from reluverify.errors import ReluverifyError
+
+    try:
+        saved = len(store.verdicts([job.key for job in jobs]))
+    except ReluverifyError:
+        return f"the rows finished so far are saved in {db}; rerun the same command to resume"
+    return (f"{saved} rows saved in {db} ({len(jobs) - saved} of the sweep's {len(jobs)} queries still to run); "
+            "rerun the same command to resume")
+
+
+def _stopped(exc: Exception, store, jobs, db, done_before: int) -> None:
+    """Re-raise ``exc``, which stopped the sweep, saying how to resume when this sweep had saved rows: in the
+    one-line message of a :class:`~reluverify.errors.ReluverifyError`, else on a line of its own before it."""
+    from reluverify.errors import ReluverifyError
+
+    try:
+        saved = len(store.verdicts([job.key for job in jobs]))
+    except ReluverifyError:
+        saved = done_before
+    if saved <= done_before:
+        raise exc
+    if isinstance(exc, ReluverifyError):
+        stopped = ReluverifyError(f"{exc}; the sweep stopped: {_saved(store, jobs, db)}")
+        stopped.exit_code = exc.exit_code
+        raise stopped from exc
+    print(f"reluverify: the sweep stopped: {_saved(store, jobs, db)}", file=sys.stderr, flush=True)
+    raise exc
+
+
 def run(args) -> int:
     import os
 
@@ -94,7 +135,7 @@ def run(args) -> int:
     from reluverify.sweep.backends import LocalBackend, RayBackend
     from reluverify.sweep.plan import NetworkRef, make_plan
     from reluverify.sweep.point_sets import read_points
-    from reluverify.sweep.report import format_summary, summary_rows
+    from reluverify.sweep.report import format_summary, split_runs, summary_rows
     from reluverify.sweep.run import run_sweep
     from reluverify.sweep.store import ResultStore
     from reluverify.sweep.worker import remember_network
@@ -144,11 +185,20 @@ def run(args) -> int:
             print(f"sweep: {shape} = {len(jobs)} queries; {done} already in {args.db}; running the rest on "
                   f"{backend.describe()}", file=sys.stderr, flush=True)
         settings = {"strategy": args.strategy, "max_memory": args.max_memory}
-        run_info = run_sweep(jobs, store, backend, settings, order=args.order,
-                             retry=tuple(args.retry), progress=False if args.quiet else None)
+        try:
+            run_info = run_sweep(jobs, store, backend, settings, order=args.order, retry=tuple(args.retry),
+                                 progress=False if args.quiet else None, domain_source=_domain_source(args))
+        except KeyboardInterrupt:
+            print(f"reluverify: interrupted: {_saved(store, jobs, args.db)}", file=sys.stderr, flush=True)
+            return 130
+        except Exception as exc:
+            _stopped(exc, store, jobs, args.db, done)
         rows = store.rows([j.key for j in jobs])
+        described = store.plan()[1]
     if not args.quiet:
-        print(format_summary(summary_rows(rows)))
+        for group in split_runs(rows, {job.key: job.run for job in jobs}, described):
+            print(group.heading())
+            print(format_summary(summary_rows(group.rows)))
         print(f"ran {run_info.ran} queries in {run_info.seconds:.1f} s ({run_info.skipped} had a result already"
               + (f", {run_info.retried_rows} re-run" if run_info.retried_rows else "") + f"); results in {args.db}")
     if args.plot:
