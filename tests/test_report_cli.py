@@ -53,9 +53,11 @@ def test_report_prints_the_summary_radii_and_rows(db, capsys):
     assert main(["report", str(db), "--radii", "--rows"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split()[:6] == ["network", "prop", "norm", "delta", "eps", "queries"]
-    total = next(line for line in lines if line.startswith("all"))
-    assert total.split()[1:8] == ["16", "8", "6", "0", "0", "1", "1"]
+    assert "2 runs (different properties or domains)" in lines[0]  # Def. 1 and Def. 3 are never summed together
+    header = next(line for line in lines if line.startswith("network"))
+    assert header.split()[:7] == ["network", "prop", "norm", "domain", "delta", "eps", "queries"]
+    totals = [line.split()[1:8] for line in lines if line.startswith("all")]
+    assert totals == [["15", "7", "6", "0", "0", "1", "1"], ["1", "1", "0", "0", "0", "0", "0"]]
     assert "certified" in out and "refuted" in out
     assert "it died" in out and out.count("point ") >= 16
 
@@ -80,7 +82,8 @@ def test_report_reads_while_a_sweep_holds_the_write_lock(db, capsys):
                    "'robust', 1.0, 1, 'now')")
     try:
         assert main(["report", str(db), "--lock-timeout", "0.5"]) == 0
-        assert "16" in capsys.readouterr().out  # the uncommitted row is not seen
+        out = capsys.readouterr().out
+        assert "2 runs" in out and "15 done" in out  # the uncommitted row (a third run) is not seen
     finally:
         writer.execute("ROLLBACK")
         writer.close()

@@ -11,14 +11,17 @@ Queries run in ``--jobs`` worker processes (or on a Ray cluster with ``--backend
 likeliest violations first; each finished query is one row of ``--db`` (SQLite, WAL), so
 running the same command again runs only the queries that have no row yet (``--retry error``
 also re-runs those that ended in error). A progress bar with an ETA goes to stderr, a summary
-table to stdout at the end, and ``--plot FILE.png`` draws the verdict per point and delta.
+table to stdout at the end (headed by the run: property, domain, queries done), and ``--plot
+FILE.png`` draws the verdict per point and delta.
 The points are read as every command reads them; the domain is ``--domain``, else the one the
 points file carries (a warning says so when there is none), and the true labels (``--labels``,
 else the points file's) add the certified robust accuracy per delta below the table
 (:mod:`reluverify.cli.inputs`).
-Exit status 0 when the sweep ran to its end (whatever the verdicts), 2 for bad input; with
-``--fail-on-violation`` 1 when a query of the plan is ``not robust`` or a ``tie``, with
-``--fail-on-unknown`` 1 when one is ``unknown``, ``timeout`` or ``error``.
+Exit status 0 when the sweep ran to its end (whatever the verdicts), 2 for bad input, 130 when
+interrupted (Ctrl-C): then one line says how many rows are saved and that the same command
+resumes; a sweep stopped by an error says the same. With ``--fail-on-violation`` 1 when a query
+of the plan is ``not robust`` or a ``tie``, with ``--fail-on-unknown`` 1 when one is ``unknown``,
+``timeout`` or ``error``.
 """
 
 from __future__ import annotations
@@ -83,6 +86,48 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
+def _domain_source(args, carried) -> str | None:
+    """The file the domain came from (for the run's description in the database): the file ``--domain``
+    names, else the points file when it carries the domain (None for ``--domain LO:HI`` or no domain)."""
+    import os
+
+    source = getattr(args, "domain", None)
+    if source is None:
+        return args.points if carried is not None else None
+    return source if os.path.isfile(source) else None
+
+
+def _saved(store, jobs, db) -> str:
+    """``N rows saved in DB (M of the sweep's queries still to run); rerun the same command to resume``."""
+    from reluverify.errors import ReluverifyError
+
+    try:
+        saved = len(store.verdicts([job.key for job in jobs]))
+    except ReluverifyError:
+        return f"the rows finished so far are saved in {db}; rerun the same command to resume"
+    return (f"{saved} rows saved in {db} ({len(jobs) - saved} of the sweep's {len(jobs)} queries still to run); "
+            "rerun the same command to resume")
+
+
+def _stopped(exc: Exception, store, jobs, db, done_before: int) -> None:
+    """Re-raise ``exc``, which stopped the sweep, saying how to resume when this sweep had saved rows: in the
+    one-line message of a :class:`~reluverify.errors.ReluverifyError`, else on a line of its own before it."""
+    from reluverify.errors import ReluverifyError
+
+    try:
+        saved = len(store.verdicts([job.key for job in jobs]))
+    except ReluverifyError:
+        saved = done_before
+    if saved <= done_before:
+        raise exc
+    if isinstance(exc, ReluverifyError):
+        stopped = ReluverifyError(f"{exc}; the sweep stopped: {_saved(store, jobs, db)}")
+        stopped.exit_code = exc.exit_code
+        raise stopped from exc
+    print(f"reluverify: the sweep stopped: {_saved(store, jobs, db)}", file=sys.stderr, flush=True)
+    raise exc
+
+
 def run(args) -> int:
     import os
 
@@ -93,7 +138,7 @@ def run(args) -> int:
     from reluverify.properties.inputs import read_labels, read_point_set
     from reluverify.sweep.backends import LocalBackend, RayBackend
     from reluverify.sweep.plan import NetworkRef, make_plan
-    from reluverify.sweep.report import format_summary, summary_rows
+    from reluverify.sweep.report import format_summary, split_runs, summary_rows
     from reluverify.sweep.run import run_sweep
     from reluverify.sweep.store import ResultStore
     from reluverify.sweep.worker import remember_network
@@ -144,11 +189,21 @@ def run(args) -> int:
             print(f"sweep: {shape} = {len(jobs)} queries; {done} already in {args.db}; running the rest on "
                   f"{backend.describe()}", file=sys.stderr, flush=True)
         settings = {"strategy": args.strategy, "max_memory": args.max_memory}
-        run_info = run_sweep(jobs, store, backend, settings, order=args.order,
-                             retry=tuple(args.retry), progress=False if args.quiet else None)
+        try:
+            run_info = run_sweep(jobs, store, backend, settings, order=args.order, retry=tuple(args.retry),
+                                 progress=False if args.quiet else None,
+                                 domain_source=_domain_source(args, found.domain))
+        except KeyboardInterrupt:
+            print(f"reluverify: interrupted: {_saved(store, jobs, args.db)}", file=sys.stderr, flush=True)
+            return 130
+        except Exception as exc:
+            _stopped(exc, store, jobs, args.db, done)
         rows = store.rows([j.key for j in jobs])
+        described = store.plan()[1]
     if not args.quiet:
-        print(format_summary(summary_rows(rows)))
+        for group in split_runs(rows, {job.key: job.run for job in jobs}, described):
+            print(group.heading())
+            print(format_summary(summary_rows(group.rows)))
         if labels is not None:
             print_accuracy(rows, loaded, points, labels, args)
         print(f"ran {run_info.ran} queries in {run_info.seconds:.1f} s ({run_info.skipped} had a result already"

@@ -9,7 +9,10 @@ in completion order, with the same rules:
   ``retries`` times (once by default); after that the query is reported as ``error`` with the
   reason;
 * an exception inside the worker (a bad point, a network that changed on disk) is reported as
-  ``error`` with its one-line message, not retried: it would fail the same way again.
+  ``error`` with its one-line message, not retried: it would fail the same way again;
+* a local worker interrupted by Ctrl-C (``KeyboardInterrupt``, which the terminal sends to the
+  whole process group) ends the run with ``KeyboardInterrupt``: its query has no answer and gets
+  no row, so the next run of the sweep runs it.
 
 :class:`LocalBackend` runs each query in its own process through
 :func:`reluverify.parallel.run_tasks` (forked, so the networks the main process loaded are
@@ -129,6 +132,8 @@ class LocalBackend:
                     elif out.status == "crashed":
                         reason = f"{out.message}, on each of {attempt} attempts"
                         yield JobOutcome(job, "error", None, out.seconds, reason, attempt, started, now, self.name)
+                    elif (out.message or "").startswith("KeyboardInterrupt"):
+                        raise KeyboardInterrupt  # Ctrl-C reached the worker too: the query did not fail, no row
                     else:  # "error": an exception in the worker; "cancelled" does not happen (no stop)
                         yield JobOutcome(job, "error", None, out.seconds, out.message or out.status, attempt,
                                          started, now, self.name)

@@ -6,7 +6,8 @@
 
 * the network file's sha256 (not its path: moving the file keeps the keys),
 * the point's float64 bytes,
-* the property: its kind, delta, epsilon, norm, decision rule (Def. 1 only) and domain,
+* the property: its kind, delta, epsilon, norm, decision rule (Def. 1 only) and domain
+  (:func:`reluverify.sweep.runs.domain_sha256`),
 
 so the same sweep planned twice gives the same keys, and a results store that already holds a
 key's row need not run it again. How a query is run (timeout, strategy, backend) is not part of
@@ -23,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from reluverify.errors import SpecError
+from reluverify.sweep.runs import EPS_LOCAL, LOCAL, domain_sha256, run_of
 
-LOCAL, EPS_LOCAL = "local-robustness", "eps-local-robustness"
 KEY_VERSION = 1
 
 
@@ -59,6 +60,11 @@ class Job:
     @property
     def kind(self) -> str:
         return LOCAL if self.epsilon is None else EPS_LOCAL
+
+    @property
+    def run(self) -> str:
+        """The run (property and domain) the job belongs to: :func:`reluverify.sweep.runs.run_of`."""
+        return run_of(self)
 
     def to_dict(self) -> dict:
         return {
@@ -96,12 +102,7 @@ def job_key(network_sha256: str, point: np.ndarray, delta: float, epsilon: float
             decision: str | None, domain) -> str:
     """The stable key of a query (see the module docstring)."""
     point_bytes = np.ascontiguousarray(point, dtype=np.float64).tobytes()
-    domain_hash = None
-    if domain is not None:
-        lower, upper = domain
-        domain_hash = hashlib.sha256(
-            np.ascontiguousarray(lower, dtype=np.float64).tobytes() + np.ascontiguousarray(upper, dtype=np.float64).tobytes()
-        ).hexdigest()
+    domain_hash = domain_sha256(domain)
     payload = {
         "version": KEY_VERSION,
         "network": network_sha256,

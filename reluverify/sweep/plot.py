@@ -1,6 +1,8 @@
 """A picture of a sweep: the verdict per point and delta, and the certified radius per point.
 
-One row of panels per (network, property, norm, epsilon):
+One row of panels per (run, network, property, norm, epsilon) -- rows of different runs (another
+property or domain, :mod:`reluverify.sweep.runs`) are never drawn into one panel, and each panel's
+title names its domain:
 
 * left -- a grid with one row per point and one column per delta, each cell coloured by its
   verdict (robust green, not robust red, tie purple, unknown grey, timeout orange, error black,
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 import os
 
-from reluverify.sweep.report import KIND_NAMES, certified_radii
+from reluverify.sweep.report import KIND_NAMES, certified_radii, domain_label
+from reluverify.sweep.runs import run_of
 
 COLOURS = {
     "robust": "#2ca02c",
@@ -31,11 +34,14 @@ MISSING = "#ffffff"
 
 def _groups(rows: list[dict]) -> dict[tuple, list[dict]]:
     groups: dict[tuple, list[dict]] = {}
+    first: dict[str, int] = {}  # runs in the order of their first row
     for row in rows:
-        eps = row.get("epsilon")
-        key = (os.path.basename(row["network"]), row["kind"], row["norm"], -1.0 if eps is None else float(eps))
+        eps = -1.0 if row.get("epsilon") is None else float(row["epsilon"])
+        run = run_of(row)
+        first.setdefault(run, len(first))
+        key = (run, os.path.basename(row["network"]), row["kind"], row["norm"], eps)
         groups.setdefault(key, []).append(row)
-    return dict(sorted(groups.items()))
+    return dict(sorted(groups.items(), key=lambda item: (first[item[0][0]], item[0][1:])))
 
 
 def plot_sweep(rows: list[dict], path: str | os.PathLike, title: str | None = None) -> str:
@@ -58,10 +64,10 @@ def plot_sweep(rows: list[dict], path: str | os.PathLike, title: str | None = No
         return path
     several = any(len({float(r["delta"]) for r in members}) > 1 for members in groups.values())
     heights = [min(8.0, 1.2 + 0.22 * len({int(r["point_index"]) for r in members})) for members in groups.values()]
-    fig, axes = plt.subplots(len(groups), 2 if several else 1, squeeze=False,
-                             figsize=(11 if several else 6, sum(heights) + 0.8),
+    fig, axes = plt.subplots(len(groups), 2 if several else 1, squeeze=False, layout="constrained",
+                             figsize=(11 if several else 6, sum(heights) + 1.2),
                              gridspec_kw={"height_ratios": heights})
-    for (name, kind, norm, eps), members, row_axes in zip(groups.keys(), groups.values(), axes):
+    for (_, name, kind, norm, eps), members, row_axes in zip(groups.keys(), groups.values(), axes):
         points = sorted({int(r["point_index"]) for r in members})
         deltas = sorted({float(r["delta"]) for r in members})
         p_index = {p: i for i, p in enumerate(points)}
@@ -84,7 +90,7 @@ def plot_sweep(rows: list[dict], path: str | os.PathLike, title: str | None = No
         ax.set_xlabel(f"delta ({'L-inf' if norm == 'inf' else 'L1'})")
         ax.set_ylabel("point")
         what = KIND_NAMES.get(kind, kind) + ("" if eps < 0 else f", eps {eps:g}")
-        ax.set_title(f"{name}: {what}", fontsize=9)
+        ax.set_title(f"{name}: {what}, domain {domain_label(members[0]['domain'])}", fontsize=9)
         if several:
             ax = row_axes[1]
             by_point = {c["point_index"]: c for c in certified_radii(members)}
@@ -104,10 +110,11 @@ def plot_sweep(rows: list[dict], path: str | os.PathLike, title: str | None = No
             ax.legend(fontsize=7, loc="best")
     handles = [Patch(color=c, label=v) for v, c in COLOURS.items()] + [Patch(facecolor=MISSING, edgecolor="#999999",
                                                                              label="no result")]
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
+    # the constrained layout keeps the title (top), the legend (bottom, outside the panels) and the panels apart
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles) if several else 4, fontsize=8,
+               frameon=False)
     if title:
-        fig.suptitle(title, y=0.995, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+        fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -2,8 +2,10 @@
 
 :func:`run_sweep` is the whole loop:
 
-1. the plan's keys that already have a row in the store are skipped (**resume**); rows whose
-   verdict is in ``retry`` (e.g. ``error``, ``timeout``) are deleted first and run again;
+1. the plan is stored (its keys and runs, :meth:`~reluverify.sweep.store.ResultStore.record_plan`,
+   so that a report tells planned from finished); the plan's keys that already have a row in the
+   store are skipped (**resume**); rows whose verdict is in ``retry`` (e.g. ``error``,
+   ``timeout``) are deleted first and run again;
 2. the remaining jobs are ordered by :func:`reluverify.properties.priority.ball_scores`, likeliest
    violation first (``order="priority"``, the default), or kept in the plan's order (``"plan"``);
 3. the backend runs them; each answer becomes one row, committed before the next is awaited, and
@@ -22,6 +24,7 @@ import numpy as np
 
 from reluverify.sweep.backends import JobOutcome
 from reluverify.sweep.plan import Job
+from reluverify.sweep.runs import plan_runs
 from reluverify.sweep.store import ResultStore, utc_iso
 from reluverify.sweep.worker import load_network
 
@@ -106,10 +109,12 @@ def run_sweep(
     retry=(),
     progress: bool | None = None,
     stream=None,
+    domain_source: str | None = None,
 ) -> SweepRun:
     """Run every job of the plan that has no row in ``store`` (see the module docstring).
 
     ``progress``: True draws the bar, False never, None only when the stream is a terminal.
+    ``domain_source`` names where the domain came from (a file), for the run's description in the store.
     """
     import time
 
@@ -119,6 +124,7 @@ def run_sweep(
         raise ValueError(f"unknown order {order!r}")
     start = time.monotonic()
     settings = dict(settings or {})
+    store.record_plan(*plan_runs(jobs, domain_source))
     keys = [job.key for job in jobs]
     existing = store.verdicts(keys)
     retried = 0

@@ -9,11 +9,19 @@
   has none yet (``ON CONFLICT DO NOTHING``), so resuming, or two sweeps writing the same
   database, never duplicate rows.
 
-Columns: the job (network path and sha256, point index and values, kind, delta, epsilon, norm,
-decision, domain), the answer (``verdict`` in the property's words -- ``robust``, ``not robust``,
+The table ``results`` holds one row per finished query. Its columns: the job (network path and
+sha256, point index and values, kind, delta, epsilon, norm, decision, domain), the answer
+(``verdict`` in the property's words -- ``robust``, ``not robust``,
 ``tie``, ``unknown``, ``timeout`` -- or ``error``; the solver's verdict, the label, seconds,
 statistics JSON, counterexample JSON, reason), how it ran (attempts, backend, worker, started and
-finished as UTC ISO timestamps).
+finished as UTC ISO timestamps). A row's run (:mod:`reluverify.sweep.runs`: its property and
+domain) follows from its kind, norm, decision and domain.
+
+The plan is stored beside the results, so that a report can tell planned from finished: the
+table ``planned`` holds the key and run of every query a sweep set out to run, ``runs`` the
+property and domain of each run in words (the domain with the file it came from). Both are
+created when a database written before them is next opened for writing; read-only, a database
+without them has no plan (its report counts what finished).
 
 Every problem opening the store -- a directory, a missing folder, a read-only file or folder, a
 file that is not a SQLite database or not a sweep's, a database locked by another process for
@@ -72,6 +80,16 @@ CREATE TABLE IF NOT EXISTS results (
     finished TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS results_by_query ON results (network_sha256, delta, epsilon, point_index);
+CREATE TABLE IF NOT EXISTS runs (
+    run TEXT PRIMARY KEY,
+    property TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    planned TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS planned (
+    key TEXT PRIMARY KEY,
+    run TEXT NOT NULL
+);
 """
 
 
@@ -84,6 +102,18 @@ _EXPECTED = {
     "point": (list,), "domain": (list,) + _NULL, "statistics": (dict,) + _NULL, "counterexample": (dict,) + _NULL,
 }
 """The Python type of every column of a row as the store writes it (JSON columns decoded)."""
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_domain(value) -> bool:
+    """A domain as the store writes it: None or ``[lower, upper]``, two lists of finite numbers of one length."""
+    if value is None:
+        return True
+    return (len(value) == 2 and all(isinstance(side, list) for side in value) and len(value[0]) == len(value[1])
+            and all(_is_number(v) for side in value for v in side))
 
 
 def _checked_row(path: str, row: dict) -> dict:
@@ -101,6 +131,8 @@ def _checked_row(path: str, row: dict) -> dict:
         bad = not isinstance(value, types) or isinstance(value, bool)
         if not bad and isinstance(value, float) and not math.isfinite(value):
             bad = True
+        if not bad and name == "domain":
+            bad = not _is_domain(value)
         if bad:
             shown = repr(value)[:40]
             raise StoreError(f"{where}: the column {name} holds {shown}, which a sweep never writes (a damaged database?)")
@@ -231,6 +263,20 @@ class ResultStore:
             raise _explain(self.path, exc, self.lock_timeout) from None
         return cursor.rowcount == 1
 
+    def record_plan(self, runs: dict[str, dict], planned) -> None:
+        """Store a sweep's plan: ``runs`` maps each run to its ``property`` and ``domain`` in words, ``planned``
+        holds ``(key, run)`` per query; what is there already is kept (one transaction)."""
+        now = utc_iso()
+        try:
+            with self._transaction():
+                self.connection.executemany(
+                    "INSERT OR IGNORE INTO runs (run, property, domain, planned) VALUES (?, ?, ?, ?)",
+                    [(run, info["property"], info["domain"], now) for run, info in runs.items()])
+                self.connection.executemany("INSERT OR IGNORE INTO planned (key, run) VALUES (?, ?)",
+                                            [(key, run) for key, run in planned])
+        except sqlite3.Error as exc:
+            raise _explain(self.path, exc, self.lock_timeout) from None
+
     def delete(self, keys) -> int:
         """Remove the rows of ``keys`` (to run them again); returns how many were removed."""
         keys = list(keys)
@@ -286,6 +332,29 @@ class ResultStore:
                 continue
             out.append(_checked_row(self.path, row))
         return out
+
+    def plan(self) -> tuple[dict[str, str], dict[str, dict]]:
+        """The stored plan: ``key -> run`` of every planned query, and ``run -> {"property", "domain", "planned"}``;
+        empty for a database written before plans were stored. A damaged value is a :class:`StoreError`."""
+        planned: dict[str, str] = {}
+        runs: dict[str, dict] = {}
+        try:
+            tables = {r[0] for r in self.connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "planned" in tables:
+                for key, run in self.connection.execute("SELECT key, run FROM planned"):
+                    if not isinstance(key, str) or not isinstance(run, str):
+                        raise StoreError(f"{self.path}: the table planned holds {(key, run)!r:.40}, which a sweep "
+                                         "never writes (a damaged database?)")
+                    planned[key] = run
+            if "runs" in tables:
+                for record in self.connection.execute("SELECT run, property, domain, planned FROM runs"):
+                    if not all(isinstance(v, str) for v in record):
+                        raise StoreError(f"{self.path}: the table runs holds {tuple(record)!r:.40}, which a sweep "
+                                         "never writes (a damaged database?)")
+                    runs[record[0]] = {"property": record[1], "domain": record[2], "planned": record[3]}
+        except sqlite3.Error as exc:
+            raise _explain(self.path, exc, self.lock_timeout) from None
+        return planned, runs
 
     def count(self) -> int:
         return int(self.connection.execute("SELECT COUNT(*) FROM results").fetchone()[0])
