@@ -60,7 +60,7 @@ class Verifier:
         elif _is_path(network):
             from reluverify.onnx_import import load_onnx
 
-            self.network = load_onnx(network)
+            self.network = load_onnx(network, drop_final_softmax=True)  # the properties refuse it where it matters
         else:
             raise TypeError("network must be a path to an ONNX file or a reluverify Network")
         self.options = solver_options(options)

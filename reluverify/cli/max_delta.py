@@ -42,7 +42,7 @@ def run(args) -> int:
     if args.jobs < 1:
         raise SpecError("--jobs must be >= 1")
     options = command_options(args)
-    network = load_onnx(args.network)
+    network = load_onnx(args.network, drop_final_softmax=True)
     point, domain = load_point_and_domain(args.point, network.input_size)
     if args.domain:
         domain = load_domain(args.domain, network.input_size)

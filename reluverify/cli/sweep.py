@@ -90,7 +90,9 @@ def run(args) -> int:
 
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
+    from reluverify.properties.common import final_softmax_note
     from reluverify.properties.inputs import load_domain
+    from reluverify.properties.registry import select
     from reluverify.sweep.backends import LocalBackend, RayBackend
     from reluverify.sweep.plan import NetworkRef, make_plan
     from reluverify.sweep.point_sets import read_points
@@ -113,9 +115,12 @@ def run(args) -> int:
             raise SpecError(f"--plot {args.plot}: the folder {folder} does not exist")
     deltas = _numbers(args.delta, "delta")
     epsilons = _numbers(args.epsilon, "epsilon") if args.epsilon else [None]
-    networks = []
+    kind = select("point", point=args.points, delta=deltas, epsilon=epsilons[0])
+    networks, notes = [], []
     for path in args.networks:
-        network = load_onnx(path)
+        network = load_onnx(path, drop_final_softmax=True)
+        note = final_softmax_note(network, kind.cls)  # refuses Def. 3 on a network that ends in Softmax
+        notes += [f"{path}: {note}"] if note else []
         ref = NetworkRef(os.path.abspath(path), network.source_sha256, network.input_size)
         remember_network(network)
         networks.append(ref)
@@ -143,6 +148,8 @@ def run(args) -> int:
         if not args.quiet:
             print(f"sweep: {shape} = {len(jobs)} queries; {done} already in {args.db}; running the rest on "
                   f"{backend.describe()}", file=sys.stderr, flush=True)
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr, flush=True)
         settings = {"strategy": args.strategy, "max_memory": args.max_memory}
         run_info = run_sweep(jobs, store, backend, settings, order=args.order,
                              retry=tuple(args.retry), progress=False if args.quiet else None)

@@ -130,7 +130,7 @@ def run(args) -> int:
         raise SpecError("several deltas need many points (--points FILE); --point and --global take one")
     args.delta = args.delta[0]
     args.decision = args.decision or "max"
-    network = load_onnx(args.network)
+    network = load_onnx(args.network, drop_final_softmax=True)
     if args.global_:
         point, domain = None, load_domain(args.domain, network.input_size)
     else:

@@ -82,6 +82,7 @@ def run_points(args, options) -> int:
     ``parallel.jobs`` worker processes each run one point's query, within ``timeout`` seconds."""
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
+    from reluverify.properties.common import final_softmax_note
     from reluverify.properties.registry import select
     from reluverify.sweep.accuracy import network_labels, robust_accuracy
     from reluverify.sweep.backends import LocalBackend
@@ -97,9 +98,11 @@ def run_points(args, options) -> int:
     if args.cex_out and os.path.exists(args.cex_out) and not os.path.isdir(args.cex_out):
         raise SpecError(f"--cex-out {args.cex_out}: with many points this is a folder (one file per refuted point), "
                         "and a file of that name exists")
-    network = load_onnx(args.network)
+    network = load_onnx(args.network, drop_final_softmax=True)
     remember_network(network)
     evaluation = _points(args, network)
+    kind = select("point", point=evaluation.points, delta=args.delta, epsilon=args.epsilon)
+    note = final_softmax_note(network, kind.cls)  # refuses Def. 3 on a network that ends in Softmax
     domain, domain_source = _domain(args, evaluation, network.input_size)
     decision = args.decision or evaluation.decision or "max"
     ref = NetworkRef(os.path.abspath(args.network), network.source_sha256, network.input_size)
@@ -123,7 +126,6 @@ def run_points(args, options) -> int:
         if not refuted:
             print(f"reluverify: no counterexample to write to {args.cex_out} (no point was refuted)", file=sys.stderr)
 
-    kind = select("point", point=evaluation.points, delta=args.delta, epsilon=args.epsilon)
     prop = f"{kind.title} ({kind.definition})" + ("" if args.epsilon is None else f", eps {args.epsilon:g}")
     if args.json:
         payload = {
@@ -138,6 +140,7 @@ def run_points(args, options) -> int:
             "accuracy": [acc.to_dict() for acc in table],
             "per_point": [o.to_dict() for o in outcomes],
             "files": files,
+            **({"notes": [note]} if note else {}),
         }
         print(json.dumps(payload, indent=2))
         return 0
@@ -146,6 +149,8 @@ def run_points(args, options) -> int:
     rule = "" if args.epsilon is not None or decision == "max" else ", label = lowest score"
     inside = "" if domain is None else f", balls cut to {domain_source}"
     print(f"property  {prop}, {NORM_WORDS[args.norm]}{rule}{inside}")
+    if note:
+        print(f"note      {note}")
     for acc in table:
         print(_deltas_line(acc, evaluation.labels is not None))
         if args.verbose:
