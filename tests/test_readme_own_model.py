@@ -3,8 +3,9 @@
 The section's Python blocks are the training, one export block per exporter (TorchScript, then the
 default dynamo one) and the counterexample replay; its bash block holds the commands. Each exporter's
 story runs in a fresh folder: training and export in one Python process, every command as written
-(``reluverify ...`` through this checkout's command line, in the test's process), then the replay; the verify output must show the lines the
-README shows (their times aside).
+(``reluverify ...`` through this checkout's command line, in the test's process), then the replay.
+The verify output must be the lines the README shows (their times aside), and the replay must print
+the line the README says it prints.
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ inside the model's folder), traces the one graph input as the identity of an
 :class:`~reluverify.network.InputNode`, then runs every node through the operator that
 :mod:`~reluverify.onnx_import.registry` holds for its type, and closes the graph output
 into the last affine node (the input of a final Softmax or LogSoftmax instead, where the caller
-lets :mod:`~reluverify.onnx_import.final_softmax` drop it). :class:`Tracer` is what operators receive: it appends IR nodes
-(:meth:`Tracer.close` an affine function into an :class:`~reluverify.network.AffineNode`,
-:meth:`Tracer.fresh` a nonlinear node) and applies the size rule that picks a value's form
-(:meth:`Tracer.normalise`, :meth:`Tracer.structured`). Every problem is one
+lets :mod:`~reluverify.onnx_import.final_softmax` drop it). :class:`Tracer` is what operators
+receive: it appends IR nodes (:meth:`Tracer.close` an affine function into an
+:class:`~reluverify.network.AffineNode`, :meth:`Tracer.fresh` a nonlinear node) and applies the
+size rule that picks a value's form (:meth:`Tracer.normalise`, :meth:`Tracer.structured`). Every problem is one
 :class:`~reluverify.errors.NetworkError` line naming the node.
 """
 
