@@ -49,7 +49,10 @@ def _is_path(value) -> bool:
 class Verifier:
     """One network and default solver options; each method checks one property.
 
-    ``network`` is a path to an ONNX file or a :class:`~reluverify.network.Network`.
+    ``network`` is a path to an ONNX file or a :class:`~reluverify.network.Network`. A file whose
+    last operator is a Softmax or LogSoftmax over the classes is loaded without it (its logits):
+    local robustness and :meth:`max_delta` say so in their results (``notes``); the other checks
+    refuse it with one line (:func:`~reluverify.network.softmax_refusal`).
     ``options`` is a :class:`~reluverify.solver.SolverOptions` (default ones when None);
     ``timeout`` (seconds, None for no limit) and ``jobs`` (worker processes; disjuncts or
     sub-domains run in parallel when > 1; default: the options' ``parallel.jobs``) are defaults every
@@ -68,7 +71,7 @@ class Verifier:
         elif _is_path(network):
             from reluverify.onnx_import import load_onnx
 
-            self.network = load_onnx(network)
+            self.network = load_onnx(network, drop_final_softmax=True)  # the properties refuse it where it matters
         else:
             raise TypeError("network must be a path to an ONNX file or a reluverify Network")
         self.options = solver_options(options)

@@ -9,7 +9,10 @@ A :class:`Network` is a tuple of nodes in topological order. Node 0 is the
   ``tanh``) of one source;
 * :class:`ProductNode` -- the elementwise product of two sources (SRU gates).
 
-The last node is the output. All values are flat vectors: an ONNX tensor of
+The last node is the output. A file whose last operator is a Softmax or LogSoftmax over the
+class axis may be imported without it (:attr:`Network.final_softmax` says so): the network is then
+the file's logits, whose order -- all that delta-local robustness reads -- the operator keeps;
+every other question is refused with :func:`softmax_refusal`. All values are flat vectors: an ONNX tensor of
 shape ``(1, 1, 1, 5)`` is the vector of its 5 elements in C order; the ONNX shapes
 are kept only for reporting and for running onnxruntime.
 
@@ -102,11 +105,17 @@ class Network:
     output_name: str = "output"
     source_path: str | None = None
     source_sha256: str | None = None
+    final_softmax: str | None = None
+    """``"Softmax"`` or ``"LogSoftmax"`` when the file's last operator is one that the importer dropped
+    (``load_onnx(path, drop_final_softmax=True)``): the network is then the file's *logits*, the
+    tensor ``output_name`` that the dropped operator reads (see :func:`softmax_refusal`)."""
     _chain_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.nodes or not isinstance(self.nodes[0], InputNode):
             raise NetworkError("a network must start with its input node")
+        if self.final_softmax not in (None, *FINAL_SOFTMAX):
+            raise NetworkError(f"unknown final operator {self.final_softmax!r}: use one of {', '.join(FINAL_SOFTMAX)}")
         for index, node in enumerate(self.nodes[1:], start=1):
             reads = _node_sources(node)
             if any(not 0 <= s < index for s in reads):
@@ -214,6 +223,16 @@ class Network:
             else:
                 rows.append({"node": index, "kind": "product", "size": node.size, "reads": [node.left, node.right]})
         return rows
+
+
+FINAL_SOFTMAX = ("Softmax", "LogSoftmax")
+
+
+def softmax_refusal(kind: str) -> str:
+    """The one line that refuses a question whose answer a dropped final ``kind`` (Softmax or LogSoftmax)
+    would change: everything but the order of the scores, which Def. 1 reads."""
+    return (f"the network ends in {kind}: export the logits (the output before {kind}), or use delta-local "
+            f"robustness (Def. 1), which {kind} does not change")
 
 
 def _node_sources(node: Node) -> tuple[int, ...]:

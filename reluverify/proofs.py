@@ -66,6 +66,13 @@ def solve_with_proof(query, options, network_path, spec_path, proof_path):
     return result, no_certificate(result.verdict, proof_path)
 
 
+def _no_softmax_certificate(network) -> str:
+    """Why a network imported without its final Softmax gets no certificate (empty for other networks)."""
+    kind = network.final_softmax
+    return "" if not kind else (f"no certificate for a network whose final {kind} is dropped: a certificate is "
+                                f"checked against the file's outputs; export the logits to get one")
+
+
 def check_property_with_proof(prop, options, proof_path, **check_args):
     """Decide a property (a :class:`~reluverify.properties.base.Property`) and write its certificate.
 
@@ -83,9 +90,10 @@ def check_property_with_proof(prop, options, proof_path, **check_args):
         result = prop.check(options, **check_args)
         result.proof = {"certificate": None, "note": "no certificate: the point's label is a tie, no query ran"}
         return result
-    if prop.no_certificate:
+    why_not = prop.no_certificate or _no_softmax_certificate(prop.network)
+    if why_not:
         result = prop.check(options, **check_args)
-        result.proof = {"certificate": None, "note": prop.no_certificate}
+        result.proof = {"certificate": None, "note": why_not}
         return result
     query = prop.query()
     try:

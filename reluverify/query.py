@@ -19,6 +19,13 @@ query is ``sat``; the solver never learns which property a query came from.
 All constraints are non-strict linear inequalities ``A @ [v; y] <= rhs``. Bounds on
 every input variable are finite (the solver's simplex needs them); a query with an
 unbounded, inverted or NaN bound is refused at construction with :class:`QueryError`.
+
+A network imported without its final Softmax (:attr:`~reluverify.network.Network.final_softmax`)
+computes the file's logits; a query over it is accepted only when every row that reads its outputs
+compares two of them, ``a * (y_i - y_j) <= 0``, which means the same on the logits as on the file's
+outputs (Softmax and LogSoftmax keep the order of the scores). Any other row is refused with
+:func:`~reluverify.network.softmax_refusal`, so no question about the file is answered on its logits
+unless the answer is the same.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from reluverify.errors import QueryError
-from reluverify.network import Network, ReluChain
+from reluverify.network import Network, ReluChain, softmax_refusal
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,6 +153,7 @@ class Query:
                 )
             fixed.append(Disjunct(dl, du, d.constraints, d.label or f"disjunct {k}"))
         object.__setattr__(self, "disjuncts", tuple(fixed))
+        _check_final_softmax(self.networks, self.disjuncts, n)
 
     # --------------------------------------------------------------- sizes
     @property
@@ -220,6 +228,24 @@ class Query:
             self.num_auxiliary,
             self.description,
         )
+
+
+def _check_final_softmax(networks: tuple[Network, ...], disjuncts: tuple[Disjunct, ...], num_inputs: int) -> None:
+    """Refuse a row over the outputs of a network without its final Softmax unless it compares two of
+    that network's scores with right-hand side 0 (see the module docstring)."""
+    start = num_inputs
+    for net in networks:
+        stop = start + net.output_size
+        if net.final_softmax:
+            for d in disjuncts:
+                matrix, rhs = d.constraints.matrix, d.constraints.rhs
+                for row in np.flatnonzero(np.any(matrix[:, start:stop] != 0, axis=1)):
+                    used = np.flatnonzero(matrix[row])
+                    pair = (used.size == 2 and start <= used[0] and used[1] < stop
+                            and matrix[row, used[0]] == -matrix[row, used[1]] and rhs[row] == 0)
+                    if not pair:
+                        raise QueryError(softmax_refusal(net.final_softmax))
+        start = stop
 
 
 def _check_bounds(lower: np.ndarray, upper: np.ndarray, what: str) -> None:

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from reluverify.errors import SpecError
-from reluverify.network import Network
+from reluverify.network import Network, softmax_refusal
 from reluverify.query import Disjunct, LinearConstraints, Query
 
 MAX_DISJUNCTS = 100_000
@@ -91,6 +91,8 @@ class VnnlibSpec:
     disjuncts: tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], ...]
 
     def to_query(self, network: Network) -> Query:
+        if network.final_softmax:  # its outputs would be the logits, not the Y_i the specification constrains
+            raise SpecError(f"{self.path}: {softmax_refusal(network.final_softmax)}")
         if network.input_size != self.num_inputs:
             raise SpecError(
                 f"{self.path}: declares {self.num_inputs} inputs (X_0..X_{self.num_inputs - 1}) but the network has {network.input_size}"

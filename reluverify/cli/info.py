@@ -1,4 +1,9 @@
-"""``reluverify info NETWORK.onnx``: layers, shapes, ReLU count, input/output names."""
+"""``reluverify info NETWORK.onnx``: layers, shapes, ReLU count, input/output names.
+
+A network that ends in a Softmax or LogSoftmax over its classes is described without it (its
+output is then the logits, and a ``softmax`` line says that only delta-local robustness, Def. 1,
+is checked on it); the onnxruntime check compares the logits.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +26,10 @@ def run(args) -> int:
     import numpy as np
 
     from reluverify.onnx_import import load_onnx
-    from reluverify.onnx_runtime import reference_model
+    from reluverify.onnx_runtime import reference_for
+    from reluverify.properties.common import network_info
 
-    network = load_onnx(args.network)
+    network = load_onnx(args.network, drop_final_softmax=True)
     report = {
         "file": args.network,
         "sha256": network.source_sha256,
@@ -33,6 +39,8 @@ def run(args) -> int:
         "relus": network.num_relus,
         "layers": network.describe_layers(),
     }
+    if network.final_softmax:
+        report["final_softmax"] = {"operator": network.final_softmax, "note": network_info(network)["note"]}
     try:
         chain = network.relu_chain()
         report["relu_chain"] = list(chain.layer_sizes)
@@ -44,7 +52,7 @@ def run(args) -> int:
         rng = np.random.default_rng(0)
         x = rng.uniform(-1.0, 1.0, size=(16, network.input_size))
         ours = network.evaluate(x)
-        ref = reference_model(args.network)(x)
+        ref = reference_for(network)(x)
         scale = max(1.0, float(np.max(np.abs(ref))))
         report["max_relative_difference_vs_onnxruntime"] = float(np.max(np.abs(ours - ref)) / scale)
     if args.json:
@@ -54,6 +62,8 @@ def run(args) -> int:
     print(f"sha256    {network.source_sha256}")
     print(f"input     {network.input_name!r} shape {tuple(network.input_shape)} ({network.input_size} values)")
     print(f"output    {network.output_name!r} shape {tuple(network.output_shape)} ({network.output_size} values)")
+    if network.final_softmax:
+        print(f"softmax   {report['final_softmax']['note']}; Def. 2, Def. 3 and VNN-LIB are refused")
     acts = ", ".join(f"{k} {v}" for k, v in network.activation_counts.items()) or "none"
     print(f"nonlinear {acts}")
     print(f"ReLUs     {network.num_relus}")

@@ -45,7 +45,7 @@ def run(args) -> int:
     if args.jobs < 1:
         raise SpecError("--jobs must be >= 1")
     options = command_options(args)
-    network = load_onnx(args.network)
+    network = load_onnx(args.network, drop_final_softmax=True)
     point, carried = read_point(args.point, network.input_size)
     domain, _ = choose_domain(args.domain, network.input_size, (carried, f"the domain in {args.point}"))
     check_points_in([point], domain, args.point)

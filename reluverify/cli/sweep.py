@@ -135,7 +135,9 @@ def run(args) -> int:
     from reluverify.cli.inputs import check_points_in, choose_domain, note_no_domain, print_warnings
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
+    from reluverify.properties.common import final_softmax_note
     from reluverify.properties.inputs import read_labels, read_point_set
+    from reluverify.properties.registry import select
     from reluverify.sweep.backends import LocalBackend, RayBackend
     from reluverify.sweep.plan import NetworkRef, make_plan
     from reluverify.sweep.report import format_summary, split_runs, summary_rows
@@ -157,9 +159,12 @@ def run(args) -> int:
             raise SpecError(f"--plot {args.plot}: the folder {folder} does not exist")
     deltas = args.delta
     epsilons = args.epsilon or [None]
-    networks, loaded = [], []
+    kind = select("point", point=args.points, delta=deltas, epsilon=epsilons[0])
+    networks, loaded, notes = [], [], []
     for path in args.networks:
-        network = load_onnx(path)
+        network = load_onnx(path, drop_final_softmax=True)
+        note = final_softmax_note(network, kind.cls)  # refuses Def. 3 on a network that ends in Softmax
+        notes += [f"{path}: {note}"] if note else []
         ref = NetworkRef(os.path.abspath(path), network.source_sha256, network.input_size)
         remember_network(network)
         networks.append(ref)
@@ -188,6 +193,8 @@ def run(args) -> int:
         if not args.quiet:
             print(f"sweep: {shape} = {len(jobs)} queries; {done} already in {args.db}; running the rest on "
                   f"{backend.describe()}", file=sys.stderr, flush=True)
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr, flush=True)
         settings = {"strategy": args.strategy, "max_memory": args.max_memory}
         try:
             run_info = run_sweep(jobs, store, backend, settings, order=args.order, retry=tuple(args.retry),

@@ -163,7 +163,7 @@ def run(args) -> int:
 
         check_arguments(args)
     args.decision = args.decision or "max"
-    network = load_onnx(args.network)
+    network = load_onnx(args.network, drop_final_softmax=True)
     if args.global_:
         point, domain = None, read_domain(args.domain, network.input_size)
     else:

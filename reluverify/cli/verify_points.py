@@ -71,6 +71,7 @@ def run_points(args, options) -> int:
     from reluverify.cli.inputs import check_points_in, choose_domain, note_no_domain, print_warnings
     from reluverify.errors import SpecError
     from reluverify.onnx_import import load_onnx
+    from reluverify.properties.common import final_softmax_note
     from reluverify.properties.registry import select
     from reluverify.sweep.certified import certify
 
@@ -81,8 +82,10 @@ def run_points(args, options) -> int:
     if args.cex_out and os.path.exists(args.cex_out) and not os.path.isdir(args.cex_out):
         raise SpecError(f"--cex-out {args.cex_out}: with many points this is a folder (one file per refuted point), "
                         "and a file of that name exists")
-    network = load_onnx(args.network)
+    network = load_onnx(args.network, drop_final_softmax=True)
     evaluation = _points(args, network)
+    kind = select("point", point=evaluation.points, delta=args.delta, epsilon=args.epsilon)
+    note = final_softmax_note(network, kind.cls)  # refuses Def. 3 on a network that ends in Softmax
     true_labels, labels_source = _labels(args, evaluation, network.output_size)
     domain, domain_source = choose_domain(args.domain, network.input_size,
                                           (evaluation.domain, evaluation.domain_source))
@@ -106,7 +109,6 @@ def run_points(args, options) -> int:
         if not refuted:
             print(f"reluverify: no counterexample to write to {args.cex_out} (no point was refuted)", file=sys.stderr)
 
-    kind = select("point", point=evaluation.points, delta=args.delta, epsilon=args.epsilon)
     prop = f"{kind.title} ({kind.definition})" + ("" if args.epsilon is None else f", eps {args.epsilon:g}")
     if args.json:
         payload = {
@@ -123,6 +125,7 @@ def run_points(args, options) -> int:
             "accuracy": [acc.to_dict() for acc in table],
             "per_point": [o.to_dict() for o in outcomes],
             "files": files,
+            **({"notes": [note]} if note else {}),
         }
         if getattr(args, "warnings", None):
             payload["warnings"] = list(args.warnings)
@@ -135,6 +138,8 @@ def run_points(args, options) -> int:
     rule = "" if args.epsilon is not None or decision == "max" else ", label = lowest score"
     inside = ", balls not cut to an input domain" if domain is None else f", balls cut to {domain_source}"
     print(f"property  {prop}, {NORM_WORDS[args.norm]}{rule}{inside}")
+    if note:
+        print(f"note      {note}")
     for acc in table:
         print(acc.line(true_labels is not None))
         if args.verbose:

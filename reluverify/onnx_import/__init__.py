@@ -17,6 +17,7 @@ The modules:
   forms of a traced value and the algebra operators build on (add, multiply, move, ...);
 * :mod:`.registry` -- each operator registered once with the attributes it accepts;
 * :mod:`.tracer` -- :func:`load_onnx` and the graph walk;
+* :mod:`.final_softmax` -- the last Softmax or LogSoftmax of a classifier, dropped when the caller allows;
 * one module per operator family: :mod:`.arithmetic`, :mod:`.shapes`, :mod:`.convolution`,
   :mod:`.pooling`, :mod:`.activations`.
 

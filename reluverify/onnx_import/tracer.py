@@ -4,10 +4,11 @@
 inside the model's folder), traces the one graph input as the identity of an
 :class:`~reluverify.network.InputNode`, then runs every node through the operator that
 :mod:`~reluverify.onnx_import.registry` holds for its type, and closes the graph output
-into the last affine node. :class:`Tracer` is what operators receive: it appends IR nodes
-(:meth:`Tracer.close` an affine function into an :class:`~reluverify.network.AffineNode`,
-:meth:`Tracer.fresh` a nonlinear node) and applies the size rule that picks a value's form
-(:meth:`Tracer.normalise`, :meth:`Tracer.structured`). Every problem is one
+into the last affine node (the input of a final Softmax or LogSoftmax instead, where the caller
+lets :mod:`~reluverify.onnx_import.final_softmax` drop it). :class:`Tracer` is what operators
+receive: it appends IR nodes (:meth:`Tracer.close` an affine function into an
+:class:`~reluverify.network.AffineNode`, :meth:`Tracer.fresh` a nonlinear node) and applies the
+size rule that picks a value's form (:meth:`Tracer.normalise`, :meth:`Tracer.structured`). Every problem is one
 :class:`~reluverify.errors.NetworkError` line naming the node.
 """
 
@@ -22,6 +23,7 @@ from reluverify import linear_ops as lo
 from reluverify import onnx_proto
 from reluverify.errors import NetworkError
 from reluverify.network import AffineNode, InputNode, Network, Node, file_sha256
+from reluverify.onnx_import import final_softmax
 from reluverify.onnx_import.registry import lookup
 from reluverify.onnx_import.values import (
     DENSE_LIMIT,
@@ -40,10 +42,11 @@ MAX_TRACE_ELEMENTS = 400_000_000  # refuse traces whose coefficient arrays would
 class Tracer:
     """Walks the ONNX graph once, building IR nodes; one instance per import."""
 
-    def __init__(self, model, path: str, dense_limit: int = DENSE_LIMIT) -> None:
+    def __init__(self, model, path: str, dense_limit: int = DENSE_LIMIT, drop_final_softmax: bool = False) -> None:
         self.model = model
         self.path = path
         self.limit = int(dense_limit)
+        self.drop_final_softmax = bool(drop_final_softmax)
         self.nodes: list[Node] = []
         self.values: dict[str, Value] = {}
         self.opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
@@ -105,11 +108,15 @@ class Tracer:
         self.nodes.append(InputNode(math.prod(input_shape)))
         self.values[graph_input.name] = self.identity(0, math.prod(input_shape), input_shape)
 
+        final = final_softmax.candidate(graph)
         for position, node in enumerate(graph.node):
-            where = f"node {node.name!r} ({node.op_type})" if node.name else f"node #{position} ({node.op_type})"
-            self.trace_node(node, where)
+            if position != final:
+                self.trace_node(node, _where(node, position))
 
         out_name = graph.output[0].name
+        if final is not None:
+            node = graph.node[final]
+            out_name, _ = final_softmax.logits(self, node, _where(node, final), self.drop_final_softmax)
         if out_name not in self.values:
             raise NetworkError(f"the graph output {out_name!r} is not produced by any node")
         output = self.values[out_name]
@@ -125,6 +132,7 @@ class Tracer:
             output_name=out_name,
             source_path=os.path.abspath(self.path) if self.path else None,
             source_sha256=file_sha256(self.path) if self.path else None,
+            final_softmax=None if final is None else graph.node[final].op_type,
         )
 
     def trace_node(self, node, where: str) -> None:
@@ -204,6 +212,11 @@ def _graph_input(graph, initialisers: dict) -> tuple[object, tuple[int, ...]]:
     return graph_input, input_shape
 
 
+def _where(node, position: int) -> str:
+    """How errors name a node: by its name, else by its position."""
+    return f"node {node.name!r} ({node.op_type})" if node.name else f"node #{position} ({node.op_type})"
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [""])[0] or type(exc).__name__
 
@@ -222,11 +235,14 @@ def _check_external_data(init, folder: str) -> None:
                            "beside the model")
 
 
-def load_onnx(path: str | os.PathLike, dense_limit: int = DENSE_LIMIT) -> Network:
+def load_onnx(path: str | os.PathLike, dense_limit: int = DENSE_LIMIT, drop_final_softmax: bool = False) -> Network:
     """Load an ONNX file as a :class:`Network`; any problem is a one-line NetworkError.
 
     ``dense_limit``: traced values whose dense table would hold more numbers are kept
     structured (see :mod:`reluverify.onnx_import.values`); 0 keeps every value structured.
+    ``drop_final_softmax``: a last Softmax or LogSoftmax over the class axis is left out and
+    recorded in ``Network.final_softmax`` (the network is then the file's logits; see
+    :mod:`reluverify.onnx_import.final_softmax`); without it such a file is refused with one line.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -247,6 +263,6 @@ def load_onnx(path: str | os.PathLike, dense_limit: int = DENSE_LIMIT) -> Networ
     if not model.HasField("graph") or not model.graph.node:
         raise NetworkError(f"{path}: the ONNX file holds no graph")
     try:
-        return Tracer(model, path, dense_limit).run()
+        return Tracer(model, path, dense_limit, drop_final_softmax).run()
     except NetworkError as exc:
         raise NetworkError(f"{path}: {exc}") from None

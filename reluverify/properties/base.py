@@ -34,7 +34,13 @@ import numpy as np
 
 from reluverify.network import Network
 from reluverify.properties.ball import ball_region, check_norm, check_radius
-from reluverify.properties.common import network_info, pair_counterexample, prepare_point, solver_options
+from reluverify.properties.common import (
+    final_softmax_note,
+    network_info,
+    pair_counterexample,
+    prepare_point,
+    solver_options,
+)
 from reluverify.properties.result import PropertyCounterexample, PropertyResult, robustness_verdict
 from reluverify.properties.runner import Outcome, run_queries
 from reluverify.query import Disjunct, LinearConstraints, Query
@@ -46,6 +52,9 @@ class Property:
     kind: ClassVar[str] = ""
     no_certificate: ClassVar[str] = ""
     """Why no certificate of this property can be written (:mod:`reluverify.proofs`), where none can."""
+    order_only: ClassVar[bool] = False
+    """True when the property reads only the order of each input's scores (Def. 1's label), which a
+    final Softmax keeps: only such a property is checked on a network imported without one."""
     network: Network
 
     # ------------------------------------------------------------ what a property says
@@ -70,6 +79,11 @@ class Property:
     def counterexample(self, query: Query, outcome: Outcome) -> PropertyCounterexample:
         """``outcome``'s counterexample (found on ``query``) as the pair of inputs that breaks the property."""
         raise NotImplementedError
+
+    def check_network(self) -> None:
+        """Refuse, with one line, a network whose dropped final Softmax would change the answer
+        (the constructors call this; every query is checked again, :mod:`reluverify.query`)."""
+        final_softmax_note(self.network, type(self))
 
     # ------------------------------------------------------------ deciding
     def check(self, options=None, jobs: int | None = None, split_disjuncts: bool | int | None = None,
@@ -147,8 +161,9 @@ class BallProperty(Property):
     _scores: np.ndarray
 
     def _prepare(self, *radii: str) -> None:
-        """Check the point, the domain, delta (and the fields named in ``radii``, as radii) and the norm;
-        compute the point's scores."""
+        """Check the network, the point, the domain, delta (and the fields named in ``radii``, as radii) and
+        the norm; compute the point's scores."""
+        self.check_network()
         x0, dom = prepare_point(self.network, self.point, self.domain)
         object.__setattr__(self, "point", x0)
         object.__setattr__(self, "domain", dom)

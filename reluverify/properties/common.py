@@ -1,4 +1,5 @@
-"""Helpers shared by the property modules: options, network identity, points, counterexamples."""
+"""Helpers shared by the property modules: options, network identity (and a dropped final Softmax),
+points, counterexamples."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 
 from reluverify import linear_ops
 from reluverify.errors import SpecError
-from reluverify.network import AffineNode, Network
+from reluverify.network import AffineNode, Network, softmax_refusal
 from reluverify.properties.ball import distance
 from reluverify.properties.inputs import Domain, check_in_domain, check_point
 from reluverify.properties.result import PropertyCounterexample
@@ -51,7 +52,8 @@ def network_hash(network: Network) -> str:
 
 
 def network_info(network: Network) -> dict:
-    return {
+    """The network as results name it; with a dropped final Softmax, which one and the note saying so."""
+    info = {
         "path": network.source_path,
         "sha256": network_hash(network),
         "hash_of": "onnx file" if network.source_sha256 else "float64 weights (in-memory network)",
@@ -59,6 +61,28 @@ def network_info(network: Network) -> dict:
         "outputs": network.output_size,
         "relus": network.num_relus,
     }
+    if network.final_softmax:
+        info.update(final_softmax=network.final_softmax, logits=network.output_name,
+                    note=softmax_note(network.final_softmax))
+    return info
+
+
+def softmax_note(kind: str) -> str:
+    """The one line that says a final ``kind`` (Softmax or LogSoftmax) was dropped, and why that is sound."""
+    return (f"the network's final {kind} is dropped: scores are the logits it reads, whose order it keeps, "
+            f"so labels and delta-local robustness (Def. 1) are unchanged")
+
+
+def final_softmax_note(network: Network, prop: type) -> str | None:
+    """None for a network that ends in no dropped Softmax; else :func:`softmax_note` when the property
+    class ``prop`` reads only the order of the scores (``order_only``), and a one-line SpecError when
+    it does not (:func:`~reluverify.network.softmax_refusal`)."""
+    kind = network.final_softmax
+    if not kind:
+        return None
+    if not getattr(prop, "order_only", False):
+        raise SpecError(softmax_refusal(kind))
+    return softmax_note(kind)
 
 
 def reference_outputs(network: Network, x: np.ndarray) -> np.ndarray:

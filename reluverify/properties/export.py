@@ -13,7 +13,8 @@
   ``path + ".npz"`` when ``path`` does not end in ``.json``.
 
 :func:`vnncomp_text` gives the VNN-COMP result file (``sat`` with ``((X_0 v) ... (Y_0 v) ...)``
-over the query's network inputs and outputs, or the bare verdict).
+over the query's network inputs and outputs -- the file's outputs by onnxruntime where a final
+Softmax was dropped -- or the bare verdict).
 """
 
 from __future__ import annotations
@@ -103,4 +104,8 @@ def vnncomp_text(result) -> str:
         outputs = np.concatenate([cex.outputs, cex.point_outputs])
     else:
         inputs, outputs = cex.inputs, cex.outputs
+    if result.network.get("final_softmax") and result.network.get("path"):
+        from reluverify.onnx_runtime import reference_model
+
+        outputs = reference_model(result.network["path"])(inputs)  # the file's outputs, not the logits
     return format_result(SimpleNamespace(verdict="sat", counterexample=SimpleNamespace(inputs=inputs, outputs=outputs)))

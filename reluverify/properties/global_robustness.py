@@ -95,6 +95,7 @@ class GlobalRobustness(Property):
     symmetric: bool = True
 
     def __post_init__(self) -> None:
+        self.check_network()
         if self.domain is None:
             raise SpecError("global robustness needs a domain (a box of inputs)")
         object.__setattr__(self, "domain", Domain.of(self.domain, self.network.input_size))

@@ -45,6 +45,7 @@ class LocalRobustness(BallProperty):
     """Def. 1 at ``point`` with radius ``delta`` in ``norm`` (``"inf"`` or ``"1"``), within ``domain``."""
 
     kind = "local-robustness"
+    order_only = True  # the label is the top (or lowest) score: a final Softmax keeps it
 
     network: Network
     point: np.ndarray

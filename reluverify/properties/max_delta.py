@@ -33,7 +33,7 @@ from reluverify.properties.ball import NORM_NAMES, check_norm, check_radius
 from reluverify.properties.common import network_info, prepare_point, solver_options
 from reluverify.properties.local import LocalRobustness
 from reluverify.properties.inputs import Domain
-from reluverify.properties.result import NOT_ROBUST, ROBUST, TIE, PropertyCounterexample
+from reluverify.properties.result import NOT_ROBUST, ROBUST, TIE, PropertyCounterexample, network_notes
 from reluverify.solver.result import Statistics
 
 MAX_PROBES = 200
@@ -91,6 +91,7 @@ class MaxDeltaResult:
             "reason": self.reason,
             "parameters": self.parameters,
             "network": self.network,
+            **({"notes": network_notes(self.network)} if network_notes(self.network) else {}),
         }
 
     def summary(self) -> str:
@@ -98,6 +99,7 @@ class MaxDeltaResult:
         inside = ", in the domain" if self.parameters.get("domain") is not None else ""
         lines = [self.verdict, f"property  maximal delta for Def. 1 at the point (label {self.label}), "
                  f"{NORM_NAMES[self.norm]}{inside}, precision {self.precision:g}"]
+        lines += [f"note      {note}" for note in network_notes(self.network)]
         if self.ties:
             lines.append(f"tie       labels {', '.join(map(str, self.ties))} share the top score at the point")
         else:

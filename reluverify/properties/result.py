@@ -48,6 +48,12 @@ def spec_verdict(solver_verdict: str) -> str:
     return _SPEC[solver_verdict]
 
 
+def network_notes(network: dict) -> list[str]:
+    """The notes a result states about its network (:func:`~reluverify.properties.common.network_info`:
+    a dropped final Softmax), one line each."""
+    return [network["note"]] if network.get("note") else []
+
+
 def _floats(array) -> list | None:
     return None if array is None else [float(v) for v in np.asarray(array).reshape(-1)]
 
@@ -165,6 +171,11 @@ class PropertyResult:
         return self.holds
 
     @property
+    def notes(self) -> list[str]:
+        """What the reader should know about the network (a dropped final Softmax), one line each."""
+        return network_notes(self.network)
+
+    @property
     def splits(self) -> int:
         return int(self.statistics.get("relu_splits", 0)) + int(self.statistics.get("input_splits", 0))
 
@@ -189,6 +200,7 @@ class PropertyResult:
             "subdomain_verdicts": self.subdomain_verdicts,
             "subdomains": self.subdomains,
             "network": self.network,
+            **({"notes": self.notes} if self.notes else {}),
             **({"proof": self.proof} if self.proof else {}),
             **({"exact": self.exact["holds"], "exact_check": self.exact} if self.exact else {}),
         }
@@ -197,6 +209,7 @@ class PropertyResult:
         """A few lines for people: the verdict (alone on the first line), time, splits, the violated disjunct."""
         s = self.statistics
         lines = [self.verdict, f"property  {self.description}"]
+        lines += [f"note      {note}" for note in self.notes]
         if self.solver_verdict and self.solver_verdict != self.verdict:
             lines.append(f"query     {self.solver_verdict} (sat = a counterexample exists)")
         lines.append(
