@@ -77,9 +77,9 @@ def test_unsupported_operator_through_the_cli(tmp_path):
 
     from onnx_builders import model, save, value
 
-    path = save(model([helper.make_node("Softmax", ["x"], ["y"], name="probs")], [value("x", [1, 3])],
-                      [value("y", [1, 3])]), tmp_path / "softmax.onnx")
+    path = save(model([helper.make_node("Hardmax", ["x"], ["y"], name="probs")], [value("x", [1, 3])],
+                      [value("y", [1, 3])]), tmp_path / "hardmax.onnx")
     proc = run_cli("info", path)
     assert proc.returncode == 2
-    assert "unsupported operator 'Softmax'" in proc.stderr and "probs" in proc.stderr
+    assert "unsupported operator 'Hardmax'" in proc.stderr and "probs" in proc.stderr
     assert "Traceback" not in proc.stderr

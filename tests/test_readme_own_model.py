@@ -36,18 +36,6 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)\n```", section(), flags=re.S)
 
 
-def domain_shorthand_works() -> bool:
-    """Whether ``--domain 0:1`` is read as a box here (else the test passes the same box as a file)."""
-    from reluverify.errors import ReluverifyError
-    from reluverify.properties.inputs import load_domain
-
-    try:
-        load_domain("0:1", 64)
-    except (ReluverifyError, OSError):
-        return False
-    return True
-
-
 def run(argv: list[str], folder: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
@@ -75,9 +63,6 @@ def test_the_story_runs_as_written(tmp_path, monkeypatch, capsys, exporter):
     outputs = {}
     for command in blocks("bash")[0].splitlines():
         argv = shlex.split(command)
-        if "--domain" in argv and not domain_shorthand_works():
-            (tmp_path / "unit_box.json").write_text('{"lower": 0, "upper": 1}')
-            argv[argv.index("--domain") + 1] = "unit_box.json"
         assert argv[0] == "reluverify"
         status = main(argv[1:])  # in this process: the command line without the interpreter's start
         outputs[argv[1]] = capsys.readouterr()
@@ -86,9 +71,8 @@ def test_the_story_runs_as_written(tmp_path, monkeypatch, capsys, exporter):
     assert "note: digits.onnx: the network's final Softmax is dropped" in outputs["sweep"].err
     assert "certified" in outputs["report"].out
 
-    def shown(line: str) -> str:  # a line without its time, and the domain as the README writes it
-        line = re.sub(r"\s+[0-9.]+ s$", "", line) if line.startswith("delta ") else line
-        return line.replace("balls cut to unit_box.json", "balls cut to 0:1")
+    def shown(line: str) -> str:  # a line without its time
+        return re.sub(r"\s+[0-9.]+ s$", "", line) if line.startswith("delta ") else line
 
     expected = re.search(r"```\n(points .*?)\n```", section(), flags=re.S).group(1)
     assert [shown(l) for l in outputs["verify"].out.splitlines()] == [shown(l) for l in expected.splitlines()]
