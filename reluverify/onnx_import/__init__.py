@@ -16,6 +16,7 @@ The modules:
 * :mod:`.values` -- the constant, :class:`~.values.Affine` and :class:`~.values.Linear`
   forms of a traced value and the algebra operators build on (add, multiply, move, ...);
 * :mod:`.registry` -- each operator registered once with the attributes it accepts;
+* :mod:`.folding` -- the nodes that do not depend on the input, evaluated once with onnxruntime;
 * :mod:`.tracer` -- :func:`load_onnx` and the graph walk;
 * :mod:`.final_softmax` -- the last Softmax or LogSoftmax of a classifier, dropped when the caller allows;
 * one module per operator family: :mod:`.arithmetic`, :mod:`.shapes`, :mod:`.convolution`,
