@@ -27,7 +27,15 @@ Adding an operator is one function in its family's module, registered with
 :class:`~reluverify.errors.NetworkError`, one line that names the node and the problem.
 """
 
-from reluverify.onnx_import import activations, arithmetic, convolution, pooling, shapes  # noqa: F401 - registers
+from reluverify.onnx_import import (  # noqa: F401 - registers
+    activations,
+    arithmetic,
+    convolution,
+    piecewise,
+    pooling,
+    reductions,
+    shapes,
+)
 from reluverify.onnx_import.tracer import load_onnx
 from reluverify.onnx_import.values import DENSE_LIMIT
 
