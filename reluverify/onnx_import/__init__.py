@@ -34,6 +34,7 @@ from reluverify.onnx_import import (  # noqa: F401 - registers
     piecewise,
     pooling,
     reductions,
+    selection,
     shapes,
 )
 from reluverify.onnx_import.tracer import load_onnx
