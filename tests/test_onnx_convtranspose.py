@@ -8,12 +8,14 @@ import pickle
 
 import numpy as np
 import pytest
-from onnx import helper
+from onnx import helper, numpy_helper
 
+from conftest import benchmark_dir
 from onnx_builders import model, save, tensor, value
 from reluverify import linear_ops as lo
 from reluverify.errors import NetworkError
 from reluverify.onnx_import import DENSE_LIMIT, load_onnx
+from reluverify.onnx_runtime import reference_model
 from reluverify.query import box_query
 from reluverify.solver import SolverOptions, solve
 from reluverify.solver.z3_encoding import decide_with_z3
@@ -95,7 +97,6 @@ def test_solver_agrees_with_z3_on_a_tiny_generator(tmp_path):
         helper.make_node("Flatten", ["r"], ["f"]),
         helper.make_node("Gemm", ["f", "V", "c0"], ["y"], transB=1),
     ]
-    from onnx import numpy_helper
     inits = [tensor("W0", rng.normal(size=(8, 2))), tensor("b0", rng.normal(size=8)),
              numpy_helper.from_array(np.array([1, 2, 2, 2], dtype=np.int64), "shape"),
              tensor("W", rng.normal(size=(2, 1, 3, 3))), tensor("B", rng.normal(0, 0.3, size=1)),
@@ -118,3 +119,14 @@ def test_solver_agrees_with_z3_on_a_tiny_generator(tmp_path):
                 assert ours.verdict == z3.verdict, (k, threshold, ours.verdict, z3.verdict)
                 verdicts.append(ours.verdict)
     assert "sat" in verdicts and "unsat" in verdicts, verdicts
+
+
+def test_the_cgan_generators_import_structured_and_match_onnxruntime(rng):
+    """The breadth benchmark's cGAN generators (ConvTranspose, Upsample, BatchNormalization) import."""
+    files = sorted((benchmark_dir("breadth") / "cgan" / "onnx").glob("*.onnx"))
+    assert files
+    for path in files:
+        network = load_onnx(path)
+        x = rng.uniform(-1.0, 1.0, size=(4, network.input_size))
+        ref = reference_model(str(path))(x)
+        assert np.max(np.abs(network.evaluate(x) - ref)) <= 1e-6 * max(1.0, float(np.max(np.abs(ref)))), path.name
