@@ -1,5 +1,6 @@
-"""Expand, Where (constant condition), Upsample and Resize (nearest) on traced tensors: exact selections that
-match onnxruntime, dense and structured; an input-dependent condition or another mode is one line."""
+"""Expand, Where (constant condition), Upsample and Resize (nearest and linear) on traced tensors: exact
+linear maps that match onnxruntime, dense and structured; an input-dependent condition or another mode is
+one line."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from onnx_builders import model, save, tensor, value
 from reluverify.errors import NetworkError
 from reluverify.onnx_import import DENSE_LIMIT, load_onnx
 from reluverify.onnx_runtime import reference_model
+from z3_agreement import verdicts_agree_with_z3
 
 SHAPE = [1, 2, 3, 4]
 
@@ -65,6 +67,15 @@ CASES = {
 }
 TRANSFORMS = ["half_pixel", "pytorch_half_pixel", "asymmetric", "tf_half_pixel_for_nn", "align_corners"]
 ROUNDINGS = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
+CASES.update({
+    "upsample-linear-9": ([_node("Upsample", ["h", "sc"], mode="linear")], [tensor("sc", [1.0, 1.0, 2.0, 1.5])], 9),
+    "resize-linear-10": ([_node("Resize", ["h", "sc"], mode="linear")], [tensor("sc", [1.0, 1.0, 2.0, 0.5])], 10),
+    "resize-linear-sizes": ([_node("Resize", ["h", "", "", "sz"], mode="linear")], [_ints("sz", [1, 2, 5, 7])], 13),
+})
+for _t in TRANSFORMS:
+    CASES[f"resize-linear-{_t}"] = (
+        [_node("Resize", ["h", "", "sc"], mode="linear", coordinate_transformation_mode=_t)],
+        [tensor("sc", [1.0, 1.0, 2.5, 0.75])], 13)
 for _t, _r in itertools.product(TRANSFORMS, ROUNDINGS):
     CASES[f"resize-{_t}-{_r}"] = (
         [_node("Resize", ["h", "", "sc"], mode="nearest", coordinate_transformation_mode=_t, nearest_mode=_r)],
@@ -86,8 +97,8 @@ def test_nearest_upsampling_adds_no_units(tmp_path):
 @pytest.mark.parametrize("nodes, inits, fragment", [
     ([helper.make_node("Cast", ["h"], ["e"], to=TensorProto.BOOL), _node("Where", ["e", "h", "x"])], [],
      "a cast to bool of a tensor that depends on the network input is not supported"),
-    ([_node("Resize", ["h", "", "sc"], mode="linear")], [tensor("sc", [1.0, 1.0, 2.0, 2.0])],
-     "resizing mode 'linear' is not supported"),
+    ([_node("Resize", ["h", "", "sc"], mode="cubic")], [tensor("sc", [1.0, 1.0, 2.0, 2.0])],
+     "resizing mode 'cubic' is not supported"),
     ([_node("Resize", ["h", "", "sc"], coordinate_transformation_mode="tf_crop_and_resize")],
      [tensor("sc", [1.0, 1.0, 2.0, 2.0])], "coordinate_transformation_mode 'tf_crop_and_resize' is not supported"),
     ([_node("Expand", ["h", "sh"])], [_ints("sh", [3, 1, 1])], "shape mismatch or bad argument"),
@@ -96,3 +107,30 @@ def test_unsupported_uses_are_one_line_errors(tmp_path, nodes, inits, fragment):
     with pytest.raises(NetworkError) as info:
         load_onnx(_net(tmp_path, nodes, inits, 13, "bad"))
     assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_solver_agrees_with_z3_on_a_network_of_these_operators(tmp_path):
+    """x (1,1,2,2) -> Resize x2 (nearest) -> scale, shift, Relu -> Resize to 2x3 (linear) -> Where with its
+    negation -> Min with the Expand of its row sums -> Gemm 2."""
+    rng = np.random.default_rng(12)
+    nodes = [
+        helper.make_node("Resize", ["x", "", "up"], ["u"], mode="nearest", nearest_mode="floor"),
+        helper.make_node("Mul", ["u", "s"], ["us"]), helper.make_node("Add", ["us", "t"], ["ua"]),
+        helper.make_node("Relu", ["ua"], ["r"]),
+        helper.make_node("Resize", ["r", "", "", "sz"], ["z"], mode="linear"),
+        helper.make_node("Neg", ["z"], ["n"]),
+        helper.make_node("Where", ["m", "z", "n"], ["w"]),
+        helper.make_node("ReduceSum", ["w", "ax"], ["rs"], keepdims=1),
+        helper.make_node("Expand", ["rs", "shape"], ["e"]),
+        helper.make_node("Min", ["w", "e"], ["mn"]),
+        helper.make_node("Flatten", ["mn"], ["f"]),
+        helper.make_node("Gemm", ["f", "V", "c0"], ["y"], transB=1),
+    ]
+    inits = [tensor("up", [1.0, 1.0, 2.0, 2.0]), tensor("s", rng.normal(size=(1, 1, 4, 4))),
+             tensor("t", rng.normal(0, 0.3, size=(1, 1, 4, 4))), _ints("sz", [1, 1, 2, 3]),
+             _bools("m", [[True, False, True], [False, True, True]]), _ints("ax", [-1]), _ints("shape", [1, 1, 2, 3]),
+             tensor("V", rng.normal(size=(2, 6))), tensor("c0", rng.normal(size=2))]
+    path = save(model(nodes, [value("x", [1, 1, 2, 2])], [value("y", [1, 2])], inits), tmp_path / "small.onnx")
+    network = _matches(path, DENSE_LIMIT)
+    verdicts = verdicts_agree_with_z3(network, rng, 0.5)
+    assert "sat" in verdicts and "unsat" in verdicts, verdicts

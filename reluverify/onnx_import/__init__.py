@@ -23,7 +23,8 @@ The modules:
 * :mod:`.final_softmax` -- the last Softmax or LogSoftmax of a classifier, dropped when the caller allows;
 * one module per operator family: :mod:`.arithmetic`, :mod:`.shapes`, :mod:`.convolution`,
   :mod:`.pooling`, :mod:`.activations`, :mod:`.piecewise` (Clip, LeakyRelu, Max, Min as ReLUs),
-  :mod:`.reductions` (ReduceSum, ReduceMean), :mod:`.selection` (Expand, Where, Upsample, Resize).
+  :mod:`.reductions` (ReduceSum, ReduceMean), :mod:`.selection` (Expand, Where),
+  :mod:`.resizing` (Upsample, Resize).
 
 Adding an operator is one function in its family's module, registered with
 ``@operator("Name", attributes=(...))``, and one test. Anything else is refused with
@@ -37,6 +38,7 @@ from reluverify.onnx_import import (  # noqa: F401 - registers
     piecewise,
     pooling,
     reductions,
+    resizing,
     selection,
     shapes,
 )
