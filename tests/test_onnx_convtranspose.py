@@ -16,10 +16,8 @@ from reluverify import linear_ops as lo
 from reluverify.errors import NetworkError
 from reluverify.onnx_import import DENSE_LIMIT, load_onnx
 from reluverify.onnx_runtime import reference_model
-from reluverify.query import box_query
-from reluverify.solver import SolverOptions, solve
-from reluverify.solver.z3_encoding import decide_with_z3
 from test_cnn_import import _agrees
+from z3_agreement import verdicts_agree_with_z3
 
 CASES = {
     # name: (input shape, weight shape, attributes, bias)
@@ -104,20 +102,7 @@ def test_solver_agrees_with_z3_on_a_tiny_generator(tmp_path):
     path = save(model(nodes, [value("x", [1, 2])], [value("y", [1, 2])], inits), tmp_path / "generator.onnx")
     network = load_onnx(path, dense_limit=0)
     _agrees(network, path, rng)
-    verdicts = []
-    for k in range(3):
-        centre = rng.uniform(-1, 1, size=2)
-        lower, upper = centre - 0.5, centre + 0.5
-        c = np.array([1.0, -1.0]) if k % 2 == 0 else np.array([-1.0, 1.0])
-        samples = network.evaluate(rng.uniform(lower, upper, size=(4000, 2))) @ c
-        spread = float(np.ptp(samples)) + 0.1
-        for threshold in (float(samples.min()) + 1e-3, float(samples.min()) - 0.5 * spread):
-            query = box_query(network, lower, upper, [[(c, threshold)]])
-            ours = solve(query, SolverOptions(timeout=20, strategy="relu-split"))
-            z3 = decide_with_z3(query, timeout_s=20)
-            if z3.verdict in ("sat", "unsat"):
-                assert ours.verdict == z3.verdict, (k, threshold, ours.verdict, z3.verdict)
-                verdicts.append(ours.verdict)
+    verdicts = verdicts_agree_with_z3(network, rng, 0.5)
     assert "sat" in verdicts and "unsat" in verdicts, verdicts
 
 

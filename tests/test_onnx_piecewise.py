@@ -11,9 +11,7 @@ from onnx_builders import model, save, tensor, value
 from reluverify.errors import NetworkError
 from reluverify.onnx_import import DENSE_LIMIT, load_onnx
 from reluverify.onnx_runtime import reference_model
-from reluverify.query import box_query
-from reluverify.solver import SolverOptions, solve
-from reluverify.solver.z3_encoding import decide_with_z3
+from z3_agreement import verdicts_agree_with_z3
 
 SHAPE = [1, 2, 3, 4]
 
@@ -126,18 +124,5 @@ def test_solver_agrees_with_z3_on_a_network_of_these_operators(tmp_path):
     rng = np.random.default_rng(3)
     path = _small_net(tmp_path, rng)
     network = _matches(path, DENSE_LIMIT)
-    verdicts = []
-    for k in range(3):
-        centre = rng.uniform(-1, 1, size=3)
-        lower, upper = centre - 0.4, centre + 0.4
-        c = np.array([1.0, -1.0]) if k % 2 == 0 else np.array([-1.0, 1.0])
-        samples = network.evaluate(rng.uniform(lower, upper, size=(4000, 3))) @ c
-        spread = float(np.ptp(samples)) + 0.1
-        for threshold in (float(samples.min()) + 1e-3, float(samples.min()) - 0.5 * spread):
-            query = box_query(network, lower, upper, [[(c, threshold)]])
-            ours = solve(query, SolverOptions(timeout=20, strategy="relu-split"))
-            z3 = decide_with_z3(query, timeout_s=20)
-            if z3.verdict in ("sat", "unsat"):
-                assert ours.verdict == z3.verdict, (k, threshold, ours.verdict, z3.verdict)
-                verdicts.append(ours.verdict)
+    verdicts = verdicts_agree_with_z3(network, rng, 0.4)
     assert "sat" in verdicts and "unsat" in verdicts, verdicts
