@@ -107,3 +107,17 @@ def test_constant_float_arithmetic_is_folded_as_onnxruntime_computes_it(tmp_path
     path = save(model(nodes, [value("x", [1, 3])], [value("y", [1, 2])], [tensor("A", a), tensor("B", b)]),
                 tmp_path / "weights.onnx")
     _matches(path, rng, 3)
+
+
+def test_initializers_listed_as_graph_inputs_are_folded_too(tmp_path, rng):
+    """An older file declares its initializers as graph inputs; the folded sub-model keeps only those it reads."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("ConstantOfShape", ["s"], ["c"], value=numpy_helper.from_array(np.array([0.5], np.float32))),
+             helper.make_node("Mul", ["x", "c"], ["h"]), helper.make_node("Gemm", ["h", "W", "b"], ["y"], transB=1)]
+    inits = [tensor("W", rng.normal(size=(2, 3))), tensor("b", rng.normal(size=2)), tensor("unused", [1.0])]
+    m = model(nodes, [value("x", [1, 3]), value("W", [2, 3]), value("b", [2]), value("unused", [1])],
+              [value("y", [1, 2])], inits)
+    parsed = onnx_proto.parse_model(m.SerializeToString())
+    initialisers = {"W": None, "b": None, "unused": None}
+    assert folding.fold(parsed, initialisers, {"x": (1, 3)}, "").skipped == {0, 1}
+    _matches(save(m, tmp_path / "old.onnx"), rng, 3)

@@ -96,8 +96,9 @@ def _needed(graph, targets: list[str]) -> list[int]:
     return sorted(wanted)
 
 
-def _sub_model(model, frontier: list[str]):
-    """The model reduced to the nodes that ``frontier`` needs, with ``frontier`` as its outputs."""
+def _sub_model(model, frontier: list[str], real_inputs):
+    """The model reduced to the nodes that ``frontier`` needs, with ``frontier`` as its outputs (and as
+    graph inputs only ``real_inputs`` and the initializers it keeps)."""
     graph = model.graph
     keep = _needed(graph, frontier)
     sub = type(model)()
@@ -111,6 +112,10 @@ def _sub_model(model, frontier: list[str]):
         kept = [init for init in graph.initializer if init.name in read]
         del sub.graph.initializer[:]
         sub.graph.initializer.extend(kept)
+        names = set(real_inputs) | {init.name for init in kept}
+        declared = [i for i in graph.input if i.name in names]  # an older file lists initializers as inputs too
+        del sub.graph.input[:]
+        sub.graph.input.extend(declared)
     del sub.graph.output[:]
     for name in frontier:
         sub.graph.output.add().name = name
@@ -124,7 +129,7 @@ def _evaluate(model, frontier: list[str], input_shapes: dict, path: str) -> dict
     """The frontier tensors, from one onnxruntime run on zero inputs; None when onnxruntime fails."""
     import onnxruntime as ort
 
-    sub = _sub_model(model, frontier)
+    sub = _sub_model(model, frontier, input_shapes)
     feeds = {}
     for graph_input in sub.graph.input:
         if graph_input.name in input_shapes:
