@@ -115,3 +115,15 @@ def test_the_cgan_generators_import_structured_and_match_onnxruntime(rng):
         x = rng.uniform(-1.0, 1.0, size=(4, network.input_size))
         ref = reference_model(str(path))(x)
         assert np.max(np.abs(network.evaluate(x) - ref)) <= 1e-6 * max(1.0, float(np.max(np.abs(ref)))), path.name
+
+
+def test_a_per_channel_scale_folds_into_the_kernel():
+    """BatchNormalization after (or a channel scale before) a transposed convolution leaves one operator."""
+    rng = np.random.default_rng(6)
+    op = lo.ConvTranspose(lo.Conv(rng.normal(size=(4, 3, 2, 2)), (3, 5, 5), strides=[2, 2], groups=1))
+    after = lo.diagonal(np.repeat(rng.normal(size=3), 25))
+    before = lo.diagonal(np.repeat(rng.normal(size=4), int(np.prod(op.in_shape[1:]))))
+    for composed, reference in [(lo.compose(after, op), lo.dense(after) @ lo.dense(op)),
+                                (lo.compose(op, before), lo.dense(op) @ lo.dense(before))]:
+        assert isinstance(composed, lo.ConvTranspose)
+        assert np.allclose(lo.dense(composed), reference)
