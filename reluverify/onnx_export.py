@@ -72,6 +72,15 @@ class _Graph:
                           strides=list(w.strides), pads=pads, dilations=list(w.dilations), group=w.groups,
                           kernel_shape=list(w.kernel.shape[2:]))
             return self.reshape(y, [-1, out_size])
+        if isinstance(w, lo.ConvTranspose):
+            conv, nd = w.conv, w.conv.nd
+            reach = [(conv.out_shape[1 + i] - 1) * conv.strides[i] + (conv.kernel.shape[2 + i] - 1) * conv.dilations[i]
+                     + 1 - conv.pads[i] - conv.pads[i + nd] for i in range(nd)]
+            y = self.node("ConvTranspose", [self.reshape(x, (-1,) + conv.out_shape), self.const(conv.kernel, "kernel")],
+                          "convtranspose", strides=list(conv.strides), pads=list(conv.pads),
+                          dilations=list(conv.dilations), group=conv.groups, kernel_shape=list(conv.kernel.shape[2:]),
+                          output_padding=[conv.in_shape[1 + i] - reach[i] for i in range(nd)])
+            return self.reshape(y, [-1, out_size])
         if isinstance(w, lo.Repeat):
             inner_out, inner_in = lo.shape(w.op)
             inner = w.op if _batchable(w.op) else lo.dense(w.op)
@@ -109,7 +118,7 @@ class _Graph:
 
 def _batchable(w) -> bool:
     """True when the export of ``w`` works on a (batch, in) tensor, not only on (1, in)."""
-    if isinstance(w, (np.ndarray, lo.IndexMap, lo.Conv)):
+    if isinstance(w, (np.ndarray, lo.IndexMap, lo.Conv, lo.ConvTranspose)):
         return True
     if isinstance(w, lo.Composite):
         return all(_batchable(o) for o in w.ops)

@@ -12,7 +12,8 @@ modules, each importing only those listed before it:
   whose ndarray path is exactly ``x @ w.T``, ``c @ w``, ``np.abs(w)``;
 * :mod:`.sparse` -- :class:`IndexMap` (reshapes, transposes, slices, gathers, zero padding,
   broadcasting, diagonal scales) and :class:`Sparse` (max pooling's differences);
-* :mod:`.convolution` -- :class:`Conv` (1-D and 2-D; average pooling is a Conv too);
+* :mod:`.convolution` -- :class:`Conv` (1-D and 2-D; average pooling is a Conv too) and
+  :class:`ConvTranspose`, its transpose;
 * :mod:`.blockwise` -- :class:`Blocks`, :class:`BlockDiagonal`, :class:`Repeat`;
 * :mod:`.composite` -- :class:`Composite` (a sequence) and :class:`Sum`;
 * :mod:`.algebra` -- :func:`compose`, :func:`add`, :func:`vstack`, :func:`blocks`, ...: the
@@ -34,7 +35,7 @@ from reluverify.linear_ops.algebra import add, block_diagonal, blocks, compose, 
 from reluverify.linear_ops.base import LinearOp
 from reluverify.linear_ops.blockwise import BlockDiagonal, Blocks, Repeat, repeat
 from reluverify.linear_ops.composite import Composite, Sum
-from reluverify.linear_ops.convolution import Conv
+from reluverify.linear_ops.convolution import Conv, ConvTranspose
 from reluverify.linear_ops.dispatch import (
     Nested,
     _used_columns,
@@ -61,7 +62,7 @@ from reluverify.linear_ops.sparse import IndexMap, Sparse, diagonal, from_dense,
 _TUNABLES = {"DENSE_LIMIT": _base, "SKIP_ZERO_COLUMNS": _dispatch, "FOLD_LIMIT": _algebra}
 
 __all__ = [
-    "BlockDiagonal", "Blocks", "Composite", "Conv", "IndexMap", "LinearOp", "Nested", "Repeat", "Sparse", "Sum",
+    "BlockDiagonal", "Blocks", "Composite", "Conv", "ConvTranspose", "IndexMap", "LinearOp", "Nested", "Repeat", "Sparse", "Sum",
     "absolute", "add", "backward", "block_diagonal", "blocks", "compose", "dense", "describe", "diagonal", "eye",
     "finite", "forward", "from_dense", "identity", "is_dense", "iter_ops", "matrix_size", "matvec", "nbytes",
     "parameter_count", "parameters", "repeat", "rows", "scaled", "shape", "signature", "update_digest", "vstack",

@@ -19,7 +19,7 @@ import numpy as np
 
 from reluverify.linear_ops.blockwise import BlockDiagonal, Blocks, Repeat
 from reluverify.linear_ops.composite import Composite, Sum
-from reluverify.linear_ops.convolution import Conv
+from reluverify.linear_ops.convolution import Conv, ConvTranspose
 from reluverify.linear_ops.dispatch import backward, dense, forward, matrix_size, shape
 from reluverify.linear_ops.sparse import IndexMap, Sparse, _coo, _simplify_sparse, _sparse_product, identity
 
@@ -63,6 +63,14 @@ def _compose_pair(a, b, limit: int):
         per_channel = _channel_constant(np.ones(a.in_size) if a.scale is None else a.scale, b.out_shape[0])
         if per_channel is not None:
             return b.channel_scaled(out_scale=per_channel)
+    if isinstance(a, ConvTranspose) and _is_diagonal(b):  # its input channels are its convolution's outputs
+        per_channel = _channel_constant(np.ones(b.in_size) if b.scale is None else b.scale, a.in_shape[0])
+        if per_channel is not None:
+            return ConvTranspose(a.conv.channel_scaled(out_scale=per_channel))
+    if _is_diagonal(a) and isinstance(b, ConvTranspose):
+        per_channel = _channel_constant(np.ones(a.in_size) if a.scale is None else a.scale, b.out_shape[0])
+        if per_channel is not None:
+            return ConvTranspose(b.conv.channel_scaled(in_scale=per_channel))
     if isinstance(a, np.ndarray) and small:
         return backward(b, a)  # a @ B
     if isinstance(b, np.ndarray) and small:
@@ -75,7 +83,8 @@ def compose(a, b, limit: int = FOLD_LIMIT):
 
     Two dense matrices are multiplied when the product has no more entries than the
     larger factor or at most ``limit``; index maps and sparse factors merge; a diagonal
-    scale constant per channel folds into a convolution's kernel; an identity disappears.
+    scale constant per channel folds into the kernel of a convolution or a transposed one; an
+    identity disappears.
     Otherwise a :class:`Composite`, multiplied out to a dense matrix (when it has at most
     ``limit`` entries) if its exact ``absolute()`` would not be structured.
     """

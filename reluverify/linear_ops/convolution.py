@@ -1,4 +1,4 @@
-"""Convolution as an operator: :class:`Conv`, 1-D and 2-D cross-correlation.
+"""Convolution as an operator: :class:`Conv`, 1-D and 2-D cross-correlation, and :class:`ConvTranspose`.
 
 Strides, asymmetric pads, dilations and groups, as ONNX's Conv (average pooling is a Conv with
 a fixed kernel). The 1-D case runs as a 2-D one of height 1. ``forward`` works on im2col
@@ -202,3 +202,51 @@ class Conv(LinearOp):
             mg = k.shape[0] // self.groups
             k = k * np.repeat(s, mg, axis=0).reshape(k.shape[:2] + (1,) * (k.ndim - 2))
         return self.with_kernel(k)
+
+
+class ConvTranspose(LinearOp):
+    """The transpose of a :class:`Conv`: ONNX's ConvTranspose without bias, from an input of the
+    convolution's output shape to an output of its input shape.
+
+    ``forward`` is the convolution's ``backward`` and ``backward`` its ``forward``; the kernel is the
+    convolution's (ONNX's ConvTranspose weight (C_in, C_out/groups, *k) is that Conv's kernel as it
+    stands). Output padding is the part of the convolution's input that no window reads.
+    """
+
+    def __init__(self, conv: Conv) -> None:
+        self.conv = conv
+        self.in_shape = conv.out_shape
+        self.out_shape = conv.in_shape
+
+    def __reduce__(self):
+        return (ConvTranspose, (self.conv,))
+
+    @property
+    def shape(self):
+        out_size, in_size = self.conv.shape
+        return (in_size, out_size)
+
+    @property
+    def parameter_count(self) -> int:
+        return self.conv.parameter_count
+
+    def forward(self, x):
+        return self.conv.backward(x)
+
+    def backward(self, c):
+        return self.conv.forward(c)
+
+    def absolute(self):
+        return ConvTranspose(self.conv.absolute())
+
+    def scaled(self, alpha):
+        return ConvTranspose(self.conv.scaled(alpha))
+
+    def parameters(self):
+        return self.conv.parameters()
+
+    def signature(self):
+        return f"ConvTranspose[{self.conv.signature()}]"
+
+    def describe(self):
+        return f"transposed {self.conv.describe()}"

@@ -1,10 +1,11 @@
-"""Convolution and normalisation operators: Conv, BatchNormalization, Pad.
+"""Convolution and normalisation operators: Conv, ConvTranspose, BatchNormalization, Pad.
 
 A convolution of a traced tensor is a :class:`reluverify.linear_ops.Conv` on the structured
-form, or the same cross-correlation computed on every row of a dense table; batch
-normalisation (inference mode) is a per-channel scale and shift; padding is an index map.
-:func:`window_geometry` (strides, pads, dilations, ``auto_pad``, ``ceil_mode``) also serves
-the pooling operators.
+form, or the same cross-correlation computed on every row of a dense table; a transposed
+convolution is the transpose of the convolution with the same kernel over its output's shape
+(:class:`reluverify.linear_ops.ConvTranspose`); batch normalisation (inference mode) is a
+per-channel scale and shift; padding is an index map. :func:`window_geometry` (strides, pads,
+dilations, ``auto_pad``, ``ceil_mode``) also serves the pooling operators.
 """
 
 from __future__ import annotations
@@ -133,6 +134,77 @@ def op_conv(tracer, inputs, attrs, where):
             rows = x.table.shape[0]
             table = correlate(x.table.reshape((rows * shape[0],) + shape[1:]), w, strides, pads, dilations, group)
             out = Affine(x.sources, table.reshape((rows, shape[0]) + table.shape[1:]))
+    if bias is not None:
+        out = add(tracer, out, bias.reshape((-1,) + (1,) * nd), where)
+    return [out]
+
+
+def _transpose_pads(attrs, where, spatial, kernel, strides, dilations, extra) -> list[int]:
+    """ConvTranspose's pads: given, or from ``output_shape`` / ``auto_pad`` as the ONNX specification derives them."""
+    nd = len(kernel)
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode(errors="replace") if isinstance(auto_pad, bytes) else str(auto_pad)
+    if auto_pad not in ("NOTSET", "", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        raise NetworkError(f"{where}: auto_pad {auto_pad!r} is not supported")
+    if "output_shape" in attrs:
+        target = [int(v) for v in attrs["output_shape"]][-nd:]
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        target = [spatial[i] * strides[i] for i in range(nd)]
+    else:
+        pads = [0] * (2 * nd) if auto_pad == "VALID" else [int(v) for v in attrs.get("pads", [0] * (2 * nd))]
+        if len(pads) != 2 * nd or min(pads, default=0) < 0:
+            raise NetworkError(f"{where}: bad pads {pads}")
+        return pads
+    if len(target) != nd:
+        raise NetworkError(f"{where}: output_shape {list(attrs['output_shape'])} does not fit a {nd}-D convolution")
+    total = [strides[i] * (spatial[i] - 1) + extra[i] + (kernel[i] - 1) * dilations[i] + 1 - target[i]
+             for i in range(nd)]
+    if min(total) < 0:
+        raise NetworkError(f"{where}: output_shape {target} is larger than the transposed convolution gives")
+    if auto_pad == "SAME_UPPER":
+        return [t // 2 for t in total] + [t - t // 2 for t in total]
+    return [t - t // 2 for t in total] + [t // 2 for t in total]
+
+
+@operator("ConvTranspose", attributes=("auto_pad", "dilations", "group", "kernel_shape", "output_padding",
+                                       "output_shape", "pads", "strides"))
+def op_convtranspose(tracer, inputs, attrs, where):
+    """ConvTranspose as the transpose of the Conv with the same kernel, strides, pads, dilations and group,
+    over the output's shape (a :class:`reluverify.linear_ops.ConvTranspose`)."""
+    x = need(inputs, 0, where)
+    w = as_float(const(inputs[1], where, "the weight"))
+    bias = as_float(const(inputs[2], where, "the bias")) if len(inputs) > 2 and inputs[2] is not None else None
+    nd, shape = w.ndim - 2, shape_of(x)
+    if nd not in (1, 2) or len(shape) != nd + 2:
+        raise NetworkError(f"{where}: input of rank {len(shape)} for a {nd}-D transposed convolution "
+                           "(1-D and 2-D are supported)")
+    group, kernel = int(attrs.get("group", 1)), list(w.shape[2:])
+    if "kernel_shape" in attrs and [int(k) for k in attrs["kernel_shape"]] != kernel:
+        raise NetworkError(f"{where}: kernel_shape {list(attrs['kernel_shape'])} differs from the weights' {kernel}")
+    strides = [int(v) for v in attrs.get("strides", [1] * nd)]
+    dilations = [int(v) for v in attrs.get("dilations", [1] * nd)]
+    extra = [int(v) for v in attrs.get("output_padding", [0] * nd)]
+    if len(strides) != nd or len(dilations) != nd or len(extra) != nd or min(strides + dilations) < 1 or group < 1:
+        raise NetworkError(f"{where}: bad strides, dilations, output_padding or group")
+    if any(not 0 <= e < max(s, d) for e, s, d in zip(extra, strides, dilations)):
+        raise NetworkError(f"{where}: output_padding {extra} must be below the strides or dilations")
+    if shape[1] != w.shape[0] or w.shape[0] % group:
+        raise NetworkError(f"{where}: input has {shape[1]} channels, the weights expect {w.shape[0]} in {group} groups")
+    pads = _transpose_pads(attrs, where, shape[2:], kernel, strides, dilations, extra)
+    out_spatial = [strides[i] * (shape[2 + i] - 1) + extra[i] + (kernel[i] - 1) * dilations[i] + 1 - pads[i]
+                   - pads[i + nd] for i in range(nd)]
+    channels = w.shape[1] * group
+    if bias is not None and bias.size != channels:
+        raise NetworkError(f"{where}: the bias has {bias.size} values for {channels} output channels")
+    conv = lo.Conv(w, (channels,) + tuple(out_spatial), strides, pads, dilations, group)
+    if tuple(conv.out_shape) != tuple(shape[1:]):
+        raise NetworkError(f"{where}: output_padding {extra} with strides {strides} does not fit the input")
+    op = lo.ConvTranspose(conv)
+    out_shape = (shape[0], channels) + tuple(out_spatial)
+    if not traced(x):
+        out = lo.forward(lo.repeat(op, shape[0]), as_float(x).reshape(1, -1)).reshape(out_shape)
+    else:
+        out = apply_op(tracer, x, lo.repeat(op, shape[0]), out_shape, where)
     if bias is not None:
         out = add(tracer, out, bias.reshape((-1,) + (1,) * nd), where)
     return [out]

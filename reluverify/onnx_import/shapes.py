@@ -146,9 +146,12 @@ def op_shape(tracer, inputs, attrs, where):
 @operator("Cast", attributes=("to", "saturate"))
 def op_cast(tracer, inputs, attrs, where):
     v = need(inputs, 0, where)
-    if traced(v):
-        return [v]
     dtype = onnx_proto.numpy_dtype(int(attrs["to"]))
+    if traced(v):
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise NetworkError(f"{where}: a cast to {np.dtype(dtype).name} of a tensor that depends on the network "
+                               "input is not supported (it rounds)")
+        return [v]
     return [np.asarray(v).astype(dtype)]
 
 

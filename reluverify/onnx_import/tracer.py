@@ -2,8 +2,10 @@
 
 :func:`load_onnx` checks the file, decodes the initializers (an external data file must lie
 inside the model's folder), traces the one graph input as the identity of an
-:class:`~reluverify.network.InputNode`, then runs every node through the operator that
-:mod:`~reluverify.onnx_import.registry` holds for its type, and closes the graph output
+:class:`~reluverify.network.InputNode`, takes the constant tensors that
+:mod:`~reluverify.onnx_import.folding` evaluates (the graph's shape and index arithmetic), then runs
+every other node through the operator that :mod:`~reluverify.onnx_import.registry` holds for its
+type, and closes the graph output
 into the last affine node (the input of a final Softmax or LogSoftmax instead, where the caller
 lets :mod:`~reluverify.onnx_import.final_softmax` drop it). :class:`Tracer` is what operators
 receive: it appends IR nodes (:meth:`Tracer.close` an affine function into an
@@ -23,7 +25,7 @@ from reluverify import linear_ops as lo
 from reluverify import onnx_proto
 from reluverify.errors import NetworkError
 from reluverify.network import AffineNode, InputNode, Network, Node, file_sha256
-from reluverify.onnx_import import final_softmax
+from reluverify.onnx_import import final_softmax, folding
 from reluverify.onnx_import.registry import lookup
 from reluverify.onnx_import.values import (
     DENSE_LIMIT,
@@ -107,10 +109,12 @@ class Tracer:
         graph_input, input_shape = _graph_input(graph, initialisers)
         self.nodes.append(InputNode(math.prod(input_shape)))
         self.values[graph_input.name] = self.identity(0, math.prod(input_shape), input_shape)
+        constants = folding.fold(self.model, initialisers, {graph_input.name: input_shape}, self.path)
+        self.values.update(constants.values)
 
         final = final_softmax.candidate(graph)
         for position, node in enumerate(graph.node):
-            if position != final:
+            if position != final and position not in constants.skipped:
                 self.trace_node(node, _where(node, position))
 
         out_name = graph.output[0].name
