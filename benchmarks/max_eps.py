@@ -1,7 +1,8 @@
 """eps*(delta) of Def. 2 over whole domains: the bracket ``reluverify max-eps`` reaches, per network and delta.
 
 Each network x delta is one whole process, ``reluverify max-eps NET --global --domain D --delta d
---timeout S --gap G --json``, under ``/usr/bin/time -v`` (peak memory) with one BLAS thread. The table
+--timeout S --gap G --json``, under ``/usr/bin/time -v`` (peak memory) with one BLAS thread, ``--jobs N``
+of them at a time (in the order given; each line is printed when its run ends). The table
 has the network, delta, the witnessed lower end L, the certified upper end U, the relative gap
 (U - L) / L, why it stopped, the share of the pairs settled, the wall seconds and the peak memory;
 ``--csv`` writes it, ``--plot`` draws L and U per delta (one line per network).
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,15 +98,22 @@ def main() -> None:
     parser.add_argument("--norm", choices=("inf", "1"), default="inf")
     parser.add_argument("--csv", help="write the table as CSV")
     parser.add_argument("--plot", help="draw L and U per delta")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
     args = parser.parse_args()
     print(f"{'network':<36} {'delta':<8} {'L':>10} {'U':>10} {'gap':>9} {'status':<8} {'settled':>7} {'s':>8} {'peak MB':>7}")
-    rows = []
-    for network in args.networks:
-        for delta in args.delta:
-            row = measure(network, args.domain, delta, args.timeout, args.gap, args.norm)
-            rows.append(row)
-            print(line(row), flush=True)
-    print(f"total {sum(r['seconds'] for r in rows):.1f} s over {len(rows)} runs")
+    runs = [(network, delta) for network in args.networks for delta in args.delta]
+    started = time.monotonic()
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:  # each thread waits on its own process
+        futures = [pool.submit(measure, network, args.domain, delta, args.timeout, args.gap, args.norm)
+                   for network, delta in runs]
+        rows = []
+        for future in as_completed(futures):
+            rows.append(future.result())
+            print(line(rows[-1]), flush=True)
+    order = {run: i for i, run in enumerate(runs)}
+    rows.sort(key=lambda r: order.get((next(n for n in args.networks if Path(n).name == r["network"]), r["delta"]), 0))
+    print(f"total {sum(r['seconds'] for r in rows):.1f} s of runs, {time.monotonic() - started:.1f} s wall, "
+          f"{len(rows)} runs, {args.jobs} at a time")
     if args.csv:
         with open(args.csv, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS)
