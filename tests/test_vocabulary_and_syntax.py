@@ -281,3 +281,12 @@ def test_argument_errors_in_a_fresh_process_are_one_line():
     proc = run("verify", "net.onnx", "--delta", "0.1", "--bogus")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "usage:" not in proc.stderr
     assert proc.stderr.startswith("reluverify: error: unrecognized arguments: --bogus")
+
+
+def test_partitions_guidance_is_in_the_help_and_the_readme(capsys):
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "makes a proof slower" in text and "use --subdomain-timeout instead" in text
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "**Which to use.** Start with neither." in readme and "| `--domain`, eps | one query |" in readme

@@ -86,7 +86,9 @@ def register(subparsers) -> None:
     parser.add_argument("--global", dest="global_", action="store_true",
                         help="(delta, eps)-global robustness on --domain (two network copies)")
     parser.add_argument("--partitions", type=int, default=1,
-                        help="--global: split the domain into N sub-domains (exact; default 1)")
+                        help="--global: split the domain into N sub-domains (exact; default 1). Each is a query "
+                        "of its own: it finds violations sooner and runs in parallel with --jobs N, but makes a "
+                        "proof slower; for a query that times out, use --subdomain-timeout instead")
     parser.add_argument("--subdomain-timeout", type=float, metavar="S",
                         help="--global: give each sub-domain S seconds, halve the undecided ones and retry "
                         "(adaptive refinement, exact)")
