@@ -20,8 +20,9 @@ ascent over ``(x1, d)`` (:mod:`~reluverify.solver.pair_attack`) from the most pr
 counts only once ``confirm`` (onnxruntime, in the caller) has measured its difference.
 
 Two ways to stop: at a relative ``gap`` (``(upper - lower) / lower``), or, given a ``threshold``
-``eps``, as soon as a confirmed pair reaches it (a violation of Def. 2) or every box's bound is below
-it (Def. 2 holds); the deadline ends either with the bracket reached so far.
+``eps``, as soon as a confirmed pair reaches it (a violation of Def. 2) or every piece's bound is below
+it (Def. 2 holds; the first round's bounds run before any attack, which is skipped once they decide);
+the deadline ends either with the bracket reached so far.
 """
 
 from __future__ import annotations
@@ -40,16 +41,18 @@ from reluverify.solver.pair_attack import pair_attack, vertex_starts, within
 
 BATCH = 128
 """Boxes split per round (two children each)."""
-ATTACK_SAMPLES = 1024
+ATTACK_SAMPLES = 4096
 """Random first points of each attack from the whole domain (each with every vertex of the cube as its
 difference, for few inputs); the best of them are ascended ..."""
-ATTACK_STARTS = 256
+ATTACK_STARTS = 64
 """... this many ..."""
 ATTACK_STEPS = 40
 """... for this many gradient steps."""
 ATTACK_SHARE = 0.5
 """The attacks take about this share of the search's time (alternately from random points and from
 the open boxes with the largest bounds); the bounds the rest."""
+SCREEN_BLOCK = 2048
+"""Starts evaluated at a time (the network's activations of a block stay a few MB)."""
 VERTEX_INPUTS = 8
 """Random starts take every vertex of the L-inf cube as ``d`` for networks of at most this many inputs."""
 
@@ -155,7 +158,9 @@ class PairSearch:
 
     def attack(self, x1: np.ndarray, d: np.ndarray) -> None:
         """Screen the starts on every output, then ascend the best ones on their best output."""
-        diff = self.chain.evaluate(x1 + d) - self.chain.evaluate(x1)
+        diff = np.concatenate([self.chain.evaluate(x1[s:s + SCREEN_BLOCK] + d[s:s + SCREEN_BLOCK])
+                               - self.chain.evaluate(x1[s:s + SCREEN_BLOCK])
+                               for s in range(0, x1.shape[0], SCREEN_BLOCK)])
         magnitude = np.abs(diff)
         output = magnitude.argmax(axis=1)
         flip = diff[np.arange(len(output)), output] < 0  # the swapped pair has the positive difference
@@ -237,7 +242,7 @@ class PairSearch:
         """Search until the gap, the threshold or the deadline (see the module docstring)."""
         started = time.monotonic()
         self.attack_seconds = 0.0
-        if self.attacks:
+        if self.attacks and threshold is None:  # with a threshold, bounds go first: they may decide alone
             self.attack_random(ATTACK_SAMPLES)
             self.attack_seconds = time.monotonic() - started
         while True:
@@ -272,13 +277,14 @@ class PairSearch:
         self.open_dlower, self.open_dupper = self.open_dlower[keep], self.open_dupper[keep]
         bound, coef = self.bound(lower, upper, dlower, dupper)
         bound = np.minimum(bound, np.concatenate([parents, parents]))  # a half's pairs are its parent's too
-        if self.attacks and self.attack_seconds < ATTACK_SHARE * elapsed:
+        undecided = threshold is None or self.open_bound.size > 0 or np.any(bound >= threshold)
+        if self.attacks and undecided and self.attack_seconds < ATTACK_SHARE * elapsed:
             began = time.monotonic()
             if self.rounds % 2:
+                self.attack_random(ATTACK_SAMPLES)
+            else:
                 worst = np.argsort(-bound.max(axis=1))[:ATTACK_STARTS]
                 self.attack_boxes(lower[worst], upper[worst], dlower[worst], dupper[worst], coef[worst])
-            else:
-                self.attack_random(ATTACK_SAMPLES)
             self.attack_seconds += time.monotonic() - began
         # a box can raise no output above what a pair reached (or the threshold, when only that matters)
         limit = np.full(self.best.shape, self.best.max()) if threshold is None else np.full(self.best.shape, threshold)
