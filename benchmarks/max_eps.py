@@ -35,6 +35,8 @@ def measure(network: str, domain: str, delta: float, timeout: float, gap: float,
     """One ``max-eps`` process: its bracket, wall seconds and peak resident memory."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    network = os.path.abspath(network)
+    domain = os.path.abspath(domain) if os.path.exists(domain) else domain
     command = [sys.executable, "-m", "reluverify", "max-eps", network, "--global", f"--domain={domain}",
                "--delta", str(delta), "--timeout", str(timeout), "--gap", str(gap), "--norm", norm, "--json", "--quiet"]
     timed = ["/usr/bin/time", "-v", *command] if os.path.exists("/usr/bin/time") else command
@@ -82,7 +84,7 @@ def plot(rows: list[dict], path: str) -> None:
     axes.set_yscale("log")
     axes.set_xlabel("delta")
     axes.set_ylabel("eps*(delta): largest score change")
-    if len({r["network"] for r in rows}) <= 6:
+    if 0 < len({r["network"] for r in rows if "lower" in r}) <= 6:
         axes.legend(fontsize=7)
     figure.savefig(path, dpi=120)
     plt.close(figure)
