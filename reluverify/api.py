@@ -193,6 +193,18 @@ class Verifier:
         return max_delta(self.network, x0, precision, norm, dom, upper, decision or self.decision,
                          self._options(timeout, jobs), probe_timeout=probe_timeout)
 
+    def max_eps(self, domain, deltas, norm: str = "inf", *, gap: float = 0.01, timeout: float | None = 60.0,
+                seed: int = 0):
+        """Def. 2's threshold eps*(delta) on ``domain`` for each of ``deltas`` (one or several), as a certified
+        bracket: a :class:`~reluverify.properties.max_eps.MaxEpsResult` whose ``brackets`` hold, per delta,
+        ``lower`` (a pair's change that onnxruntime confirmed: Def. 2 fails for every eps up to it),
+        ``upper`` (the network is (delta, eps)-globally robust for every eps above it), per output too,
+        and ``status`` (``gap``: within the relative ``gap``; ``timeout``: ``timeout`` seconds per delta
+        spent; ``settled``: nothing left to search). The network must be affine layers and ReLUs."""
+        from reluverify.properties.max_eps import max_eps
+
+        return max_eps(self.network, self.domain(domain), _values(deltas), norm, gap, timeout, seed)
+
     def certified_accuracy(self, points, labels=None, deltas=None, norm: str = "inf", domain=None, *,
                            epsilon=None, decision: str | None = None, timeout: float | None = ...,
                            jobs: int | None = None):

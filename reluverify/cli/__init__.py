@@ -37,6 +37,7 @@ SUBCOMMAND_MODULES = (
     "info",
     "verify",
     "max_delta",
+    "max_eps",
     "vnnlib",
     "check_proof",
     "sweep",

@@ -151,10 +151,12 @@ class ProgressLine:
         if elapsed < self.delay:
             return
         budget = f"/{self.timeout:.0f}" if self.timeout else ""
-        unit = "boxes" if progress.strategy == "input-split" else "sub-problems"
+        unit = "boxes" if progress.strategy in ("input-split", "max-eps") else "sub-problems"
         text = (f"{elapsed:5.1f}{budget} s  {progress.strategy}  {unit} done {progress.done}, open {progress.open}  "
-                f"proven {100.0 * progress.proven:5.1f}%")
-        if progress.best_bound is not None:
+                f"{'settled' if progress.bracket else 'proven'} {100.0 * progress.proven:5.1f}%")
+        if progress.bracket is not None:
+            text += f"  in [{progress.bracket[0]:.4g}, {progress.bracket[1]:.4g}]"
+        elif progress.best_bound is not None:
             text += f"  best bound {progress.best_bound:.4g}"
         self.stream.write("\r" + text.ljust(self.width))
         self.stream.flush()

@@ -26,6 +26,14 @@ across sub-domains: ``(x2, x1)`` is admitted by the sub-query of the ``D_j`` tha
 The sub-domain queries run one after another, or in worker processes (``jobs``), stopping at the
 first violation; the result names the sub-domain that was violated.
 
+**Screening** (before any query): a search over the pairs themselves
+(:mod:`~reluverify.solver.pair_search`) for a share of the time budget: a pair attack that moves
+``x1`` and ``d = x2 - x1`` together (every point it visits is a pair of the property), and
+differential bounds of ``y(x2) - y(x1)`` on boxes of ``x1``. A pair whose change reaches ``eps`` is
+confirmed as the two-copy query's counterexample (not robust); bounds below ``eps`` on every box
+prove the property (by the swap symmetry, bounding ``y(x2) - y(x1)`` for every ``x1`` bounds the
+change in both directions). Otherwise the queries below decide, with the time left.
+
 **Adaptive refinement** (``subdomain_timeout=s``): each sub-domain query gets at most ``s`` seconds;
 a sub-domain left undecided is halved along its widest side and both halves are queried in the
 next round, until every sub-domain is decided, a violation is found, the overall ``timeout`` is
@@ -43,16 +51,22 @@ import numpy as np
 
 from reluverify.errors import SpecError
 from reluverify.network import Network
-from reluverify.properties.ball import NORM_NAMES, check_norm, check_radius, pair_rows
+from reluverify.properties.ball import NORM_NAMES, check_norm, check_radius, distance, pair_rows
 from reluverify.properties.base import Property, violated
 from reluverify.properties.common import pair_counterexample, solver_options
 from reluverify.properties.inputs import Domain
 from reluverify.properties.result import PropertyCounterexample, PropertyResult
 from reluverify.properties.runner import Outcome, merge_verdict, run_queries
 from reluverify.query import Disjunct, LinearConstraints, Query
+from reluverify.solver.confirm import confirm
 from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Statistics
 
 MAX_SUBDOMAINS = 1 << 14
+SCREEN_SHARE = 0.5
+"""The share of the time budget the screening may take (all of it without a budget: then it ends by
+itself only when it decides; see :meth:`GlobalRobustness.pair_screen`) ..."""
+SCREEN_SECONDS = 60.0
+"""... and at most this many seconds without a budget."""
 
 
 def partition(domain: Domain, parts: int) -> list[Domain]:
@@ -93,6 +107,8 @@ class GlobalRobustness(Property):
     norm: str = "inf"
     partitions: int = 1
     symmetric: bool = True
+    screen: bool = True
+    """Run the screening (see the module docstring) before the queries."""
 
     def __post_init__(self) -> None:
         self.check_network()
@@ -172,10 +188,62 @@ class GlobalRobustness(Property):
         With ``subdomain_timeout`` set, undecided sub-domains are halved and retried (see the module
         docstring).
         """
-        if subdomain_timeout is None:
-            return super().check(options, jobs, split_disjuncts, timeout)
         options = solver_options(options, timeout, jobs)
+        started = time.monotonic()
+        screened = self.pair_screen(options)
+        if screened is not None:
+            return screened
+        left = None if options.timeout is None else max(0.0, options.timeout - (time.monotonic() - started))
+        options = options.with_timeout(left)
+        if subdomain_timeout is None:
+            return super().check(options, split_disjuncts=split_disjuncts)
         return self._refine(self.subdomains(), options, split_disjuncts, float(subdomain_timeout), max_subdomains)
+
+    def pair_screen(self, options) -> PropertyResult | None:
+        """The screening of the module docstring: a result when it decides, else None."""
+        from reluverify.properties.common import reference_outputs
+        from reluverify.solver.pair_search import PairSearch
+
+        if not (self.screen and self.network.is_piecewise_linear):
+            return None
+        started = time.monotonic()
+        budget = SCREEN_SECONDS if options.timeout is None else SCREEN_SHARE * options.timeout
+        chain = self.network.relu_chain()
+        subs = self.subdomains()
+
+        def measured(x1: np.ndarray, x2: np.ndarray) -> np.ndarray | None:  # the engine's confirm: pairs only
+            if not (self.domain.contains(x1) and self.domain.contains(x2)) or distance(x1, x2, self.norm) > self.delta:
+                return None
+            ir = chain.evaluate(x2[None])[0] - chain.evaluate(x1[None])[0]
+            return np.minimum(reference_outputs(self.network, x2) - reference_outputs(self.network, x1), ir)
+
+        search = PairSearch(chain, self.domain.lower, self.domain.upper, self.delta, self.norm, measured,
+                            options.attack.seed, attack=options.falsify)
+        found = search.run(started + budget, threshold=self.epsilon)
+        stats = Statistics(boxes=found.boxes)
+        disjuncts = self.network.output_size * (1 if self.symmetric else 2)
+        if found.status == "holds":
+            outcome = Outcome(UNSAT, statistics=stats, seconds=time.monotonic() - started,
+                              verdicts=[[UNSAT] * disjuncts for _ in subs])
+            return self.interpret({0: self._query(subs[0], 0, len(subs))}, outcome, subs)
+        if found.status != "violated":
+            return None
+        output = found.best
+        x2, x1 = found.pairs[output]
+        # the query's disjunct for output l reads C(x1, l) - C(x2, l) >= eps: the pair goes in swapped, and
+        # belongs to the sub-domain that holds its first point
+        index = next(i for i, sub in enumerate(subs) if sub.contains(x1))
+        query = self._query(subs[index], index, len(subs))
+        aux = np.abs(x2 - x1) if self.norm == "1" else np.zeros(0)
+        cex = confirm(query, np.concatenate([x1, x2, aux]), options.tolerances.confirm,
+                      output * (1 if self.symmetric else 2))
+        if cex is None:
+            return None
+        verdicts = [[UNKNOWN] * disjuncts for _ in subs]
+        verdicts[index][cex.disjunct] = SAT
+        outcome = Outcome(SAT, counterexample=cex, query_index=index, statistics=stats,
+                          seconds=time.monotonic() - started, verdicts=verdicts)
+        return self.interpret({index: query}, outcome, subs)
 
     def _query(self, sub: Domain, index: int, count: int) -> Query:
         return self.query_for(sub, f"{self.describe()}: sub-domain {index}" if count > 1 else "")

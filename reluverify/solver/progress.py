@@ -31,6 +31,8 @@ class Progress:
     proven: float
     best_bound: float | None = None
     disjunct: int | None = None
+    bracket: tuple[float, float] | None = None
+    """A search for a largest value (``max-eps``): the (lower, upper) bracket it has reached."""
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -69,9 +71,10 @@ class Throttle:
     def due(self) -> bool:
         return self.callback is not None and time.monotonic() - self.last >= self.interval
 
-    def report(self, strategy: str, done: int, open_: int, proven: float, best_bound=None, disjunct=None, force=False):
+    def report(self, strategy: str, done: int, open_: int, proven: float, best_bound=None, disjunct=None, force=False,
+               bracket=None):
         if self.callback is None or not (force or self.due()):
             return
         self.last = time.monotonic()
         self.callback(Progress(strategy, self.last - self.started, int(done), int(open_), float(proven),
-                               None if best_bound is None else float(best_bound), disjunct))
+                               None if best_bound is None else float(best_bound), disjunct, bracket))
