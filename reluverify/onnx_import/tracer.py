@@ -25,6 +25,7 @@ from reluverify.errors import NetworkError
 from reluverify.network import AffineNode, InputNode, Network, Node, file_sha256
 from reluverify.onnx_import import final_softmax
 from reluverify.onnx_import.registry import lookup
+from reluverify.user_files import read_bytes
 from reluverify.onnx_import.values import (
     DENSE_LIMIT,
     MAX_TENSOR_ELEMENTS,
@@ -36,6 +37,7 @@ from reluverify.onnx_import.values import (
     traced,
 )
 
+MAX_ONNX_BYTES = 2 << 30  # protobuf's limit on one message
 MAX_TRACE_ELEMENTS = 400_000_000  # refuse traces whose coefficient arrays would exceed ~3 GB
 
 
@@ -245,15 +247,7 @@ def load_onnx(path: str | os.PathLike, dense_limit: int = DENSE_LIMIT, drop_fina
     :mod:`reluverify.onnx_import.final_softmax`); without it such a file is refused with one line.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise NetworkError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise NetworkError(f"{path}: is a directory, not an ONNX file")
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise NetworkError(f"{path}: cannot read: {exc.strerror}") from None
+    data = read_bytes(path, MAX_ONNX_BYTES, NetworkError, "an ONNX file")  # a device or FIFO is refused
     if not data:
         raise NetworkError(f"{path}: the file is empty")
     try:
