@@ -25,7 +25,7 @@ from reluverify.errors import NetworkError
 from reluverify.network import AffineNode, InputNode, Network, Node, file_sha256
 from reluverify.onnx_import import final_softmax
 from reluverify.onnx_import.registry import lookup
-from reluverify.user_files import read_bytes
+from reluverify.onnx_import.unsupported import check_supported
 from reluverify.onnx_import.values import (
     DENSE_LIMIT,
     MAX_TENSOR_ELEMENTS,
@@ -36,6 +36,7 @@ from reluverify.onnx_import.values import (
     to_linear,
     traced,
 )
+from reluverify.user_files import read_bytes
 
 MAX_ONNX_BYTES = 2 << 30  # protobuf's limit on one message
 MAX_TRACE_ELEMENTS = 400_000_000  # refuse traces whose coefficient arrays would exceed ~3 GB
@@ -113,7 +114,11 @@ class Tracer:
         final = final_softmax.candidate(graph)
         for position, node in enumerate(graph.node):
             if position != final:
-                self.trace_node(node, _where(node, position))
+                try:
+                    self.trace_node(node, _where(node, position))
+                except NetworkError:  # an unsupported operator: this one and every later one named at once
+                    check_supported(graph.node, _where, skip=final, start=position)
+                    raise
 
         out_name = graph.output[0].name
         if final is not None:
