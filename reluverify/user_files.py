@@ -45,17 +45,36 @@ def _open_regular(path: str, limit: int, error: type[ReluverifyError], what: str
         raise error(f"{path}: cannot read: {exc.strerror}") from None
 
 
+def _chunks(path: str, limit: int, error: type[ReluverifyError], what: str):
+    """``(offset, chunk)`` pairs of the regular file ``path``, :data:`CHUNK` bytes at a time, ending with
+    one line as ``error`` past ``limit`` bytes."""
+    offset = 0
+    with _open_regular(path, limit, error, what) as handle:
+        while True:
+            try:
+                chunk = handle.read(CHUNK)
+            except OSError as exc:
+                raise error(f"{path}: cannot read: {exc.strerror}") from None
+            if not chunk:
+                return
+            if offset + len(chunk) > limit:  # the file grew after it was measured
+                raise error(f"{path}: the file has more than the {_size_text(limit)} accepted for {what}")
+            yield offset, chunk
+            offset += len(chunk)
+
+
 def read_bytes(path: str | os.PathLike, limit: int, error: type[ReluverifyError], what: str) -> bytes:
-    """The bytes of the regular file ``path`` (at most ``limit`` of them), or one line as ``error``;
-    ``what`` names the kind of file expected (``"an ONNX file"``)."""
+    """The bytes of the regular file ``path`` (at most ``limit`` of them), read at once into a buffer of
+    the file's size, or one line as ``error``; ``what`` names the kind of file expected (``"an ONNX file"``)."""
     path = os.fspath(path)
     with _open_regular(path, limit, error, what) as handle:
         try:
-            data = handle.read(limit + 1)
+            size = os.fstat(handle.fileno()).st_size
+            data = handle.read(size + 1)
         except OSError as exc:
             raise error(f"{path}: cannot read: {exc.strerror}") from None
-    if len(data) > limit:  # the file grew after it was measured
-        raise error(f"{path}: the file has more than the {_size_text(limit)} accepted for {what}")
+    if len(data) > size:
+        raise error(f"{path}: the file grew while it was read")
     return data
 
 
@@ -64,25 +83,15 @@ def read_text(path: str | os.PathLike, limit: int, error: type[ReluverifyError],
     at the first NUL byte or the first bytes that are not UTF-8."""
     path = os.fspath(path)
     decoder = codecs.getincrementaldecoder("utf-8")()
-    parts, offset = [], 0
-    with _open_regular(path, limit, error, what) as handle:
-        while True:
-            try:
-                chunk = handle.read(CHUNK)
-            except OSError as exc:
-                raise error(f"{path}: cannot read: {exc.strerror}") from None
-            if not chunk:
-                break
-            if offset + len(chunk) > limit:  # the file grew after it was measured
-                raise error(f"{path}: the file has more than the {_size_text(limit)} accepted for {what}")
-            nul = chunk.find(b"\0")
-            if nul >= 0:
-                raise error(f"{path}: not a text file (a NUL byte at offset {offset + nul}), not {what}")
-            try:
-                parts.append(decoder.decode(chunk))
-            except UnicodeDecodeError as exc:
-                raise error(f"{path}: not a UTF-8 text file (offset {offset + exc.start}), not {what}") from None
-            offset += len(chunk)
+    parts = []
+    for offset, chunk in _chunks(path, limit, error, what):
+        nul = chunk.find(b"\0")
+        if nul >= 0:
+            raise error(f"{path}: not a text file (a NUL byte at offset {offset + nul}), not {what}")
+        try:
+            parts.append(decoder.decode(chunk))
+        except UnicodeDecodeError as exc:
+            raise error(f"{path}: not a UTF-8 text file (offset {offset + exc.start}), not {what}") from None
     try:
         parts.append(decoder.decode(b"", final=True))
     except UnicodeDecodeError:
