@@ -324,3 +324,21 @@ def test_an_l1_ball_cut_to_a_domain_keeps_its_points():
                 v = np.concatenate([y, t])
                 assert np.all(v >= region.lower) and np.all(v <= region.upper)
                 assert np.all(region.constraints.matrix @ v <= region.constraints.rhs)
+
+
+def test_a_points_domain_or_labels_fifo_is_refused_at_once(tmp_path):
+    """A FIFO no one writes to (or a device) under a known suffix: one line, never a hang."""
+    import os
+
+    from random_queries import chain_to_onnx, random_chain
+
+    network = chain_to_onnx(random_chain(np.random.default_rng(0), [SIZE, 4, OUTPUTS]), tmp_path / "net.onnx",
+                            dtype=np.float32)
+    fifo, point = tmp_path / "fifo.json", tmp_path / "point.json"
+    os.mkfifo(fifo)
+    point.write_text(json.dumps([0.5] * SIZE))
+    for argv in (["verify", network, "--point", fifo, "--delta", "0.1"],
+                 ["verify", network, "--point", point, "--domain", fifo, "--delta", "0.1"],
+                 ["verify", network, "--points", point, "--labels", fifo, "--delta", "0.1"]):
+        status, _, err = run_main(argv, seconds=10)
+        assert status == 2 and "fifo.json: not a regular file" in err, err
