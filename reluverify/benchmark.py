@@ -9,6 +9,7 @@ times ``timeout_scale``; a process that overstays is killed and counted as a tim
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ def load_instances(folder: str | Path) -> list[Instance]:
                     timeout = float(row[2])
                 except ValueError:
                     raise SpecError(f"{path}:{line}: timeout {row[2]!r} is not a number") from None
+                if not math.isfinite(timeout) or timeout <= 0:
+                    raise SpecError(f"{path}:{line}: timeout {row[2]!r} is not a finite number of seconds > 0")
                 instances.append(Instance(str(folder / onnx), str(folder / vnnlib), timeout, expected.get((onnx, vnnlib))))
     return instances
 

@@ -17,8 +17,9 @@ and ``unsat`` iff no such ``v`` exists. A property is *violated* exactly when it
 query is ``sat``; the solver never learns which property a query came from.
 
 All constraints are non-strict linear inequalities ``A @ [v; y] <= rhs``. Bounds on
-every input variable are finite (the solver's simplex needs them); a query with an
-unbounded, inverted or NaN bound is refused at construction with :class:`QueryError`.
+every input variable are finite (the solver's simplex needs them) and at most
+:data:`LARGEST_INPUT` in magnitude; a query with an unbounded, inverted, NaN or larger bound is
+refused at construction with :class:`QueryError`.
 
 A network imported without its final Softmax (:attr:`~reluverify.network.Network.final_softmax`)
 computes the file's logits; a query over it is accepted only when every row that reads its outputs
@@ -36,6 +37,14 @@ import numpy as np
 
 from reluverify.errors import QueryError
 from reluverify.network import Network, ReluChain, softmax_refusal
+
+LARGEST_INPUT = float(np.finfo(np.float32).max)
+"""The largest magnitude of an input bound (about 3.4e38, the largest float32): ONNX networks take
+float32 inputs, so no input lies beyond it (and onnxruntime could not confirm a counterexample there),
+and bounds within it keep the float64 bound arithmetic of the solver far from overflow (an infinite
+or NaN bound there would no longer be a sound bound)."""
+BEYOND_FLOAT32 = f"beyond {LARGEST_INPUT:.3g} (the largest float32, the type of network inputs)"
+"""How an error message says that a number is larger than :data:`LARGEST_INPUT`."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -254,6 +263,11 @@ def _check_bounds(lower: np.ndarray, upper: np.ndarray, what: str) -> None:
     bad = np.flatnonzero(~np.isfinite(lower) | ~np.isfinite(upper))
     if bad.size:
         raise QueryError(f"{what} variable {bad[0]} is unbounded: every input needs a finite lower and upper bound")
+    big = np.flatnonzero(np.maximum(np.abs(lower), np.abs(upper)) > LARGEST_INPUT)
+    if big.size:
+        i = big[0]
+        value = lower[i] if abs(lower[i]) > LARGEST_INPUT else upper[i]
+        raise QueryError(f"{what} variable {i} has the bound {value:g}, {BEYOND_FLOAT32}: give smaller bounds")
     inverted = np.flatnonzero(lower > upper)
     if inverted.size:
         i = inverted[0]

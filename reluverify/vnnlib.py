@@ -30,7 +30,10 @@ import numpy as np
 from reluverify.errors import SpecError
 from reluverify.network import Network, softmax_refusal
 from reluverify.query import Disjunct, LinearConstraints, Query
+from reluverify.user_files import read_text
 
+MAX_SPEC_BYTES = 256 << 20
+"""The largest specification file read (the largest of the VNN-COMP benchmarks have a few MiB)."""
 MAX_DISJUNCTS = 100_000
 MAX_DNF_ATOMS = 1_000_000
 MAX_TERM_WORK = 5_000_000
@@ -125,20 +128,13 @@ class VnnlibSpec:
 
 
 def read_vnnlib(path: str | os.PathLike) -> VnnlibSpec:
-    """Parse a VNN-LIB 1.0 file; errors name the file, the line and what was expected."""
+    """Parse a VNN-LIB 1.0 file; errors name the file, the line and what was expected.
+
+    Only a regular file of at most :data:`MAX_SPEC_BYTES` of UTF-8 text is read
+    (:func:`reluverify.user_files.read_text`): a device or a FIFO (``/dev/zero``) is refused before it
+    is opened, and a NUL byte or bytes that are not UTF-8 end the read where they are found."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{path}: is a directory, not a VNN-LIB file") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not a text file") from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_vnnlib(text, path)
+    return parse_vnnlib(read_text(path, MAX_SPEC_BYTES, SpecError, "a VNN-LIB file"), path)
 
 
 def parse_vnnlib(text: str, path: str = "<string>") -> VnnlibSpec:

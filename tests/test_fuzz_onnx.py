@@ -301,3 +301,18 @@ def test_external_data_in_the_models_folder_loads_from_anywhere(tmp_path, monkey
     assert np.array_equal(network.evaluate(x), reference.evaluate(x))
     status, out, _ = run_main(["info", folder / "model.onnx"])
     assert status == 0 and "ReLUs     16" in out
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo"])
+def test_a_network_that_never_ends_is_refused_at_once(tmp_path, kind):
+    """``reluverify info /dev/zero`` (or a FIFO no one writes to): one line naming the file, never a hang."""
+    import os
+    import time
+
+    path = Path("/dev/zero") if kind == "/dev/zero" else tmp_path / "net.onnx"
+    if kind == "fifo":
+        os.mkfifo(path)
+    start = time.perf_counter()
+    status, _, err = run_main(["info", path], seconds=10)
+    assert status == 2 and str(path) in err and "not a regular file" in err
+    assert time.perf_counter() - start < 5.0

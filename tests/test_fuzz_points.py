@@ -257,3 +257,88 @@ def test_verify_points_and_sweep_read_points_labels_and_domains_cleanly(tmp_path
     run_main(["verify", network, "--points", points_file, "--delta", "0.1", "--timeout", "2"])
     run_main(["sweep", network, "--points", points_file, "--labels", labels_file, "--delta", "0.1", "--timeout", "2",
               "--db", folder / "s.sqlite", "--quiet"])
+
+
+def test_huge_radii_and_domains_give_a_verdict_or_one_line(tmp_path):
+    """A huge but finite delta, upper limit, epsilon or domain bound: a verdict when a domain bounds the
+    ball (cut to it, exact), else one line naming the option -- never an internal error."""
+    from random_queries import chain_to_onnx, random_chain
+
+    network = chain_to_onnx(random_chain(np.random.default_rng(0), [SIZE, 4, OUTPUTS]), tmp_path / "net.onnx",
+                            dtype=np.float32)
+    point, points, domain = tmp_path / "point.json", tmp_path / "points.json", tmp_path / "domain.json"
+    point.write_text(json.dumps([0.5] * SIZE))
+    points.write_text(json.dumps({"points": [[0.5] * SIZE, [0.25] * SIZE]}))
+    domain.write_text(json.dumps({"lower": [-1e308] * SIZE, "upper": [1e308] * SIZE}))
+    huge_point = tmp_path / "huge.json"
+    huge_point.write_text(json.dumps([1e308] * SIZE))
+    verify = ["verify", network, "--point", point, "--timeout", "5"]
+    refused = {
+        "delta": verify + ["--delta", "1e308"],
+        "delta ": verify + ["--delta", "1e308", "--epsilon", "1e308"],
+        "delta  ": verify + ["--delta", "1e308", "--norm", "1"],
+        "upper": ["max-delta", network, "--point", point, "--upper", "1e308", "--timeout", "5"],
+        "domain.json": verify + ["--delta", "0.1", "--domain", domain],
+        "domain.json ": ["verify", network, "--global", "--domain", domain, "--delta", "0.1", "--epsilon", "1",
+                         "--timeout", "5"],
+        "huge.json": ["verify", network, "--point", huge_point, "--delta", "0", "--timeout", "5"],
+        "delta   ": ["sweep", network, "--points", points, "--delta", "1e308", "--db", tmp_path / "s.sqlite",
+                     "--quiet", "--timeout", "5"],
+    }
+    for word, argv in refused.items():
+        status, _, err = run_main(argv)
+        assert status == 2 and word.strip() in err and "3.4e+38" in err, (argv, err)
+    decided = [
+        verify + ["--delta", "1e308", "--domain", "0:1"],
+        verify + ["--delta", "1e308", "--domain", "0:1", "--norm", "1"],
+        verify + ["--delta", "0.1", "--epsilon", "1e308"],
+        ["max-delta", network, "--point", point, "--upper", "1e308", "--domain", "0:1", "--timeout", "5"],
+        ["verify", network, "--global", "--domain", "0:1", "--delta", "1e308", "--epsilon", "1", "--norm", "1",
+         "--timeout", "5"],
+        ["sweep", network, "--points", points, "--delta", "1e308", "--domain", "0:1", "--db", tmp_path / "t.sqlite",
+         "--timeout", "5"],
+    ]
+    for argv in decided:
+        status, out, err = run_main(argv)
+        assert status == 0 and out.strip(), (argv, err)
+
+
+def test_an_l1_ball_cut_to_a_domain_keeps_its_points():
+    """With a domain the L1 auxiliaries are bounded by the cut box's reach: every point of the cut ball
+    still fits (t = |x - c|), and a huge delta leaves only bounds of the domain's size."""
+    from reluverify.properties.ball import ball_region
+
+    rng = np.random.default_rng(1)
+    for delta in (0.05, 0.3, 2.0, 1e308):
+        center = rng.uniform(0, 1, SIZE)
+        region = ball_region(center, delta, "1", np.zeros(SIZE), np.ones(SIZE))
+        assert np.all(region.upper <= 1.0 + 1e-9) and region.constraints.rhs.max() <= max(SIZE, delta)
+        for _ in range(200):
+            step = min(delta, 1.0)
+            x = np.clip(center + rng.uniform(-step, step, SIZE) * (rng.uniform(size=SIZE) < 0.5), 0, 1)
+            corner = rng.integers(0, 2, SIZE).astype(float)
+            for y in (x, corner):
+                t = np.abs(y - center)
+                if t.sum() > delta:
+                    continue
+                v = np.concatenate([y, t])
+                assert np.all(v >= region.lower) and np.all(v <= region.upper)
+                assert np.all(region.constraints.matrix @ v <= region.constraints.rhs)
+
+
+def test_a_points_domain_or_labels_fifo_is_refused_at_once(tmp_path):
+    """A FIFO no one writes to (or a device) under a known suffix: one line, never a hang."""
+    import os
+
+    from random_queries import chain_to_onnx, random_chain
+
+    network = chain_to_onnx(random_chain(np.random.default_rng(0), [SIZE, 4, OUTPUTS]), tmp_path / "net.onnx",
+                            dtype=np.float32)
+    fifo, point = tmp_path / "fifo.json", tmp_path / "point.json"
+    os.mkfifo(fifo)
+    point.write_text(json.dumps([0.5] * SIZE))
+    for argv in (["verify", network, "--point", fifo, "--delta", "0.1"],
+                 ["verify", network, "--point", point, "--domain", fifo, "--delta", "0.1"],
+                 ["verify", network, "--points", point, "--labels", fifo, "--delta", "0.1"]):
+        status, _, err = run_main(argv, seconds=10)
+        assert status == 2 and "fifo.json: not a regular file" in err, err

@@ -276,3 +276,35 @@ def test_numbers_at_the_edges_of_float64():
     assert "overflows" in _check_spec(header + bounds + "(assert (<= (+ 1e308 1e308) Y_0))")
     message = _check_spec(header + "(assert (>= X_0 -1)) (assert (<= (* 1e-320 X_0) 1))")
     assert isinstance(message, ErrorLine) and "X_0" in message
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "nul", "latin-1", "directory"])
+def test_a_spec_that_is_not_text_or_never_ends_is_refused_at_once(tmp_path, kind):
+    """``reluverify vnnlib NET /dev/zero`` (or a FIFO no one writes to, a NUL byte, bytes that are not
+    UTF-8): one line naming the file within a second, never a hang."""
+    import os
+
+    path = {"/dev/zero": Path("/dev/zero"), "directory": tmp_path}.get(kind, tmp_path / "spec.vnnlib")
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "nul":
+        path.write_bytes(HEADER.encode() + b"\0" + HEADER.encode())
+    elif kind == "latin-1":
+        path.write_bytes(HEADER.encode() + "; caf\u00e9\n".encode("latin-1"))
+    start = time.perf_counter()
+    message = clean(read_vnnlib, path)
+    assert isinstance(message, ErrorLine) and message.startswith(str(path)), message
+    status, _, err = run_main(["vnnlib", _onnx_for(1, 1, tmp_path), path, "--timeout", "2"], seconds=10)
+    assert status == 2 and str(path) in err
+    assert time.perf_counter() - start < 5.0
+
+
+def test_huge_input_bounds_in_a_spec_are_one_line(tmp_path):
+    """Bounds beyond float32's range (no network input lies there) are refused with one line; bounds
+    within it give a verdict."""
+    for bound, refused in (("1e308", True), ("1e30", False)):
+        spec = tmp_path / f"spec{bound}.vnnlib"
+        spec.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+                        f"(assert (>= X_0 -{bound}))\n(assert (<= X_0 {bound}))\n(assert (<= Y_0 -1e40))\n")
+        status, out, err = run_main(["vnnlib", _onnx_for(1, 1, tmp_path), spec, "--timeout", "5"])
+        assert (status, "3.4e+38" in err) == ((2, True) if refused else (0, False)), (bound, out, err)

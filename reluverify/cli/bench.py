@@ -8,7 +8,7 @@ from reluverify.solver.options import STRATEGIES, SolverOptions
 
 
 def register(subparsers) -> None:
-    from reluverify.cli.common import add_memory_argument
+    from reluverify.cli.common import add_memory_argument, seconds
 
     parser = subparsers.add_parser(
         "bench",
@@ -18,8 +18,8 @@ def register(subparsers) -> None:
         "a table per property or network. Wrong answers are printed loudly and make the exit status 1.",
     )
     parser.add_argument("folder", help="benchmark folder (holds *_instances.csv)")
-    parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every instance timeout (default 1)")
-    parser.add_argument("--cap", type=float, metavar="S", help="at most S seconds per instance (after --timeout-scale)")
+    parser.add_argument("--timeout-scale", type=seconds(unit=""), default=1.0, help="multiply every instance timeout (default 1)")
+    parser.add_argument("--cap", type=seconds(), metavar="S", help="at most S seconds per instance (after --timeout-scale)")
     parser.add_argument("--jobs", type=int, default=1, help="instances run in parallel (default 1)")
     parser.add_argument("--jobs-per-instance", type=int, default=1, metavar="N",
                         help="worker processes sharing each instance's search (default 1)")

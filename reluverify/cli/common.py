@@ -32,6 +32,25 @@ def add_memory_argument(parser) -> None:
                         "one error line naming the limit (default: no limit)")
 
 
+def seconds(zero: bool = False, unit: str = " of seconds"):
+    """An argparse ``type`` for a time (``--timeout``, ``--probe-timeout``, ...; ``unit=""`` for a factor): a
+    finite number > 0 (>= 0 with ``zero``); anything else -- a negative number, 0, ``nan``, ``inf`` -- is a one-line argument error
+    (argparse names the option), since no budget could then be met or it would never end."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:30]!r} is not a number") from None
+        if not np.isfinite(value) or value < 0 or (value == 0 and not zero):
+            bound = ">= 0" if zero else "> 0"
+            raise argparse.ArgumentTypeError(f"must be a finite number{unit} {bound}, got {text[:30]!r}")
+        return value
+
+    parse.__name__ = "seconds"  # argparse names the type in its own messages
+    return parse
+
+
 def parse_numbers(values, flag: str) -> list[float]:
     """The numbers of ``--delta 0.01 0.03``, ``--delta 0.01,0.03`` or both mixed, in order (blank parts
     between commas skipped); a part that is not a number is an :class:`argparse.ArgumentTypeError` naming

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    from reluverify.cli.common import add_memory_argument
+    from reluverify.cli.common import add_memory_argument, seconds
     from reluverify.cli.verify import add_common_arguments
 
     parser = subparsers.add_parser(
@@ -28,7 +28,7 @@ def register(subparsers) -> None:
                         help="largest delta tried (default: the domain's reach from the point, or 1.0)")
     parser.add_argument("--decision", choices=("max", "min"), default="max",
                         help="the label is the top score (max, default) or the lowest (min)")
-    parser.add_argument("--probe-timeout", type=float, help="seconds per probe (default: what is left)")
+    parser.add_argument("--probe-timeout", type=seconds(), help="seconds per probe (default: what is left)")
     add_common_arguments(parser, "seconds for the whole search (default 300)", 300.0)
     add_memory_argument(parser)
     parser.set_defaults(handler=run)

@@ -21,6 +21,8 @@ import os
 
 
 def register(subparsers) -> None:
+    from reluverify.cli.common import seconds
+
     parser = subparsers.add_parser(
         "report",
         help="print or plot the results of a sweep (its SQLite database)",
@@ -42,7 +44,7 @@ def register(subparsers) -> None:
     parser.add_argument("--radii", action="store_true", help="print the certified radius per point")
     parser.add_argument("--rows", action="store_true", help="print one line per query")
     parser.add_argument("--json", action="store_true", help="print the runs, summary (and radii, rows) as JSON")
-    parser.add_argument("--lock-timeout", type=float, default=10.0,
+    parser.add_argument("--lock-timeout", type=seconds(zero=True), default=10.0,
                         help="seconds to wait for a database another process has locked (default 10)")
     parser.set_defaults(handler=run)
 

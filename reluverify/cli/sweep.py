@@ -34,7 +34,7 @@ RETRYABLE = ("error", "timeout", "unknown")
 
 
 def register(subparsers) -> None:
-    from reluverify.cli.common import add_exit_status_arguments, add_memory_argument, add_numbers_argument
+    from reluverify.cli.common import add_exit_status_arguments, add_memory_argument, add_numbers_argument, seconds
     from reluverify.cli.inputs import LABELS_HELP, add_domain_argument
 
     parser = subparsers.add_parser(
@@ -61,11 +61,11 @@ def register(subparsers) -> None:
     parser.add_argument("--db", metavar="FILE.sqlite", required=True, help="the results database (created if missing)")
     parser.add_argument("--jobs", type=int,
                         help="queries run in parallel (default 1; --backend ray: the cluster's CPUs)")
-    parser.add_argument("--timeout", type=float, default=60.0,
+    parser.add_argument("--timeout", type=seconds(), default=60.0,
                         help="seconds per query (default 60); a worker still running --kill-grace seconds later is "
                         "killed and the query recorded as timeout")
     add_memory_argument(parser)
-    parser.add_argument("--kill-grace", type=float, default=5.0, help="seconds past --timeout before the kill (default 5)")
+    parser.add_argument("--kill-grace", type=seconds(zero=True), default=5.0, help="seconds past --timeout before the kill (default 5)")
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="solver strategy (default auto)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
@@ -77,7 +77,7 @@ def register(subparsers) -> None:
                         help="run the likeliest violations first (priority, default) or in the plan's order")
     parser.add_argument("--retry", nargs="+", choices=RETRYABLE, default=[], metavar="VERDICT",
                         help="also re-run queries whose row has this verdict (error, timeout, unknown)")
-    parser.add_argument("--lock-timeout", type=float, default=10.0,
+    parser.add_argument("--lock-timeout", type=seconds(zero=True), default=10.0,
                         help="seconds to wait for a database another process has locked (default 10)")
     parser.add_argument("--plot", metavar="FILE.png", help="draw the verdict per point and delta")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")

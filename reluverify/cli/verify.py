@@ -37,7 +37,8 @@ import json
 import sys
 from contextlib import contextmanager
 
-from reluverify.cli.common import add_exit_status_arguments, add_memory_argument, add_numbers_argument, verdict_status
+from reluverify.cli.common import (add_exit_status_arguments, add_memory_argument, add_numbers_argument, seconds,
+                                   verdict_status)
 from reluverify.cli.inputs import LABELS_HELP, add_domain_argument
 from reluverify.solver.options import STRATEGIES
 
@@ -46,7 +47,7 @@ def add_common_arguments(parser, timeout_help: str = "seconds for the whole chec
                          timeout_default: float = 60.0, cex_help: str | None = None) -> None:
     parser.add_argument("--norm", choices=("inf", "1"), default="inf", help="distance: L-infinity (default) or L1")
     add_domain_argument(parser)
-    parser.add_argument("--timeout", type=float, default=timeout_default, help=timeout_help)
+    parser.add_argument("--timeout", type=seconds(), default=timeout_default, help=timeout_help)
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes: one query's search shared among them, or sub-domains and points in parallel")
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
@@ -89,7 +90,7 @@ def register(subparsers) -> None:
                         help="--global: split the domain into N sub-domains (exact; default 1). Each is a query "
                         "of its own: it finds violations sooner and runs in parallel with --jobs N, but makes a "
                         "proof slower; for a query that times out, use --subdomain-timeout instead")
-    parser.add_argument("--subdomain-timeout", type=float, metavar="S",
+    parser.add_argument("--subdomain-timeout", type=seconds(), metavar="S",
                         help="--global: give each sub-domain S seconds, halve the undecided ones and retry "
                         "(adaptive refinement, exact)")
     parser.add_argument("--decision", choices=("max", "min"),

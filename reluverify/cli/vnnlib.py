@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from reluverify.cli.common import add_quiet_argument
+from reluverify.cli.common import add_quiet_argument, seconds
 from reluverify.solver.options import STRATEGIES
 
 MEANING = ("sat = the specification's condition can be met: a counterexample exists (the property is violated); "
@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("network", help="ONNX file")
     parser.add_argument("spec", help="VNN-LIB 1.0 file")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    parser.add_argument("--timeout", type=seconds(), default=60.0, help="seconds (default 60)")
     add_memory_argument(parser)
     parser.add_argument("--out", metavar="FILE", help="write the VNN-COMP result file")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -27,6 +27,7 @@ from reluverify.errors import NetworkError
 from reluverify.network import AffineNode, InputNode, Network, Node, file_sha256
 from reluverify.onnx_import import final_softmax, folding
 from reluverify.onnx_import.registry import lookup
+from reluverify.onnx_import.unsupported import check_supported
 from reluverify.onnx_import.values import (
     DENSE_LIMIT,
     MAX_TENSOR_ELEMENTS,
@@ -37,7 +38,9 @@ from reluverify.onnx_import.values import (
     to_linear,
     traced,
 )
+from reluverify.user_files import read_bytes
 
+MAX_ONNX_BYTES = 2 << 30  # protobuf's limit on one message
 MAX_TRACE_ELEMENTS = 400_000_000  # refuse traces whose coefficient arrays would exceed ~3 GB
 
 
@@ -115,7 +118,11 @@ class Tracer:
         final = final_softmax.candidate(graph)
         for position, node in enumerate(graph.node):
             if position != final and position not in constants.skipped:
-                self.trace_node(node, _where(node, position))
+                try:
+                    self.trace_node(node, _where(node, position))
+                except NetworkError:  # an unsupported operator: this one and every later one named at once
+                    check_supported(graph.node, _where, skip={final, *constants.skipped}, start=position)
+                    raise
 
         out_name = graph.output[0].name
         if final is not None:
@@ -249,15 +256,7 @@ def load_onnx(path: str | os.PathLike, dense_limit: int = DENSE_LIMIT, drop_fina
     :mod:`reluverify.onnx_import.final_softmax`); without it such a file is refused with one line.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise NetworkError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise NetworkError(f"{path}: is a directory, not an ONNX file")
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise NetworkError(f"{path}: cannot read: {exc.strerror}") from None
+    data = read_bytes(path, MAX_ONNX_BYTES, NetworkError, "an ONNX file")  # a device or FIFO is refused
     if not data:
         raise NetworkError(f"{path}: the file is empty")
     try:

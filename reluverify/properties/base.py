@@ -33,7 +33,7 @@ from typing import ClassVar
 import numpy as np
 
 from reluverify.network import Network
-from reluverify.properties.ball import ball_region, check_norm, check_radius
+from reluverify.properties.ball import ball_region, check_norm, check_radius, check_reach
 from reluverify.properties.common import (
     final_softmax_note,
     network_info,
@@ -161,8 +161,9 @@ class BallProperty(Property):
     _scores: np.ndarray
 
     def _prepare(self, *radii: str) -> None:
-        """Check the network, the point, the domain, delta (and the fields named in ``radii``, as radii) and
-        the norm; compute the point's scores."""
+        """Check the network, the point, the domain, delta (and the fields named in ``radii``, as radii),
+        the norm and that the ball stays in float32's range (:func:`check_reach`); compute the point's
+        scores."""
         self.check_network()
         x0, dom = prepare_point(self.network, self.point, self.domain)
         object.__setattr__(self, "point", x0)
@@ -170,6 +171,7 @@ class BallProperty(Property):
         for name in ("delta", *radii):
             object.__setattr__(self, name, check_radius(getattr(self, name), name))
         object.__setattr__(self, "norm", check_norm(self.norm))
+        check_reach(x0, self.delta, dom)
         object.__setattr__(self, "_scores", np.asarray(self.network.evaluate(x0), dtype=np.float64))
 
     @property

@@ -15,7 +15,7 @@ A domain is given as
 
 :func:`read_domain` takes either: text that names a file, or ends in one of the suffixes, is a file;
 any other text is the shorthand. Every problem (a missing file, a wrong count, a bound that is not a
-finite number, an empty interval) is a one-line :class:`~reluverify.errors.SpecError` naming the
+finite number or lies beyond float32's range, an empty interval) is a one-line :class:`~reluverify.errors.SpecError` naming the
 file or the option; :func:`check_in_domain` names the first input outside the domain with enough
 digits to see the difference (``1.0000001 > 1``).
 """
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reluverify.errors import SpecError
+from reluverify.query import BEYOND_FLOAT32, LARGEST_INPUT
 from reluverify.properties.input_files import (NpzArrays, file_kind, json_numbers, number_text, read_csv_rows,
                                                read_json, read_npy)
 
@@ -36,7 +37,8 @@ SHORTHAND = "LO:HI for every input (e.g. 0:1), or one LO:HI per input separated 
 
 @dataclass(frozen=True, eq=False)
 class Domain:
-    """The box ``lower <= x <= upper`` (float64 vectors of the network's input size)."""
+    """The box ``lower <= x <= upper`` (float64 vectors of the network's input size; finite bounds of
+    magnitude at most :data:`~reluverify.query.LARGEST_INPUT`, float32's range)."""
 
     lower: np.ndarray
     upper: np.ndarray
@@ -49,6 +51,11 @@ class Domain:
         if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
             bad = int(np.flatnonzero(~np.isfinite(lower) | ~np.isfinite(upper))[0])
             raise SpecError(f"domain bound of input {bad} is not a finite number")
+        big = np.flatnonzero(np.maximum(np.abs(lower), np.abs(upper)) > LARGEST_INPUT)
+        if big.size:
+            i = int(big[0])
+            value = lower[i] if abs(lower[i]) > LARGEST_INPUT else upper[i]
+            raise SpecError(f"domain bound of input {i} is {value:g}, {BEYOND_FLOAT32}")
         inverted = np.flatnonzero(lower > upper)
         if inverted.size:
             i = int(inverted[0])

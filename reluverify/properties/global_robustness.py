@@ -8,7 +8,9 @@
 ``y = [y1 (m), y2 (m)]``, and the input rows ``||x1 - x2|| <= delta`` of
 :func:`reluverify.properties.ball.pair_rows` (L-infinity: ``2n`` rows; L1: ``t_i >= |x1_i - x2_i|``,
 ``sum t <= delta``). The negation has one disjunct per label and sign, ``y1_l - y2_l >= eps`` and
-``y2_l - y1_l >= eps``.
+``y2_l - y1_l >= eps``. The radius in these rows is ``delta`` cut to the largest ``||x1 - x2||`` the
+two boxes allow (rounded up), and each ``t_i`` ranges up to the largest ``|x1_i - x2_i|``: the same
+pairs, and no huge bound from a huge delta.
 
 **Symmetry** (``symmetric=True``, the default): the region is symmetric under swapping ``x1`` and
 ``x2`` once all sub-domains are taken together (below), and the swap turns ``y2_l - y1_l >= eps``
@@ -44,6 +46,7 @@ shrinks the box of ``x2``: the solver's own splitting treats ``x1`` and ``x2`` a
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -51,7 +54,7 @@ import numpy as np
 
 from reluverify.errors import SpecError
 from reluverify.network import Network
-from reluverify.properties.ball import NORM_NAMES, check_norm, check_radius, distance, pair_rows
+from reluverify.properties.ball import NORM_NAMES, ROUND_UP, check_norm, check_radius, distance, pair_rows
 from reluverify.properties.base import Property, violated
 from reluverify.properties.common import pair_counterexample, solver_options
 from reluverify.properties.inputs import Domain
@@ -149,11 +152,16 @@ class GlobalRobustness(Property):
     def query_for(self, sub: Domain, description: str = "") -> Query:
         """The two-copy query with ``x1`` in ``sub`` and ``x2`` in ``domain ∩ (sub grown by delta)``."""
         n, m = self.network.input_size, self.network.output_size
-        rows, aux = pair_rows(n, self.delta, self.norm)
         x2_lo = np.maximum(self.domain.lower, sub.lower - self.delta)
         x2_hi = np.minimum(self.domain.upper, sub.upper + self.delta)
+        # |x1_i - x2_i| never exceeds reach_i in these boxes, so a radius cut to their reach (rounded up)
+        # ties the same pairs, and a huge delta leaves no huge bound
+        reach = np.maximum(sub.upper - x2_lo, x2_hi - sub.lower) * (1.0 + ROUND_UP)
+        total = (reach.max() if self.norm == "inf" else math.fsum(reach)) if reach.size else 0.0
+        radius = min(self.delta, float(total) * (1.0 + ROUND_UP))
+        rows, aux = pair_rows(n, radius, self.norm)
         lower = np.concatenate([sub.lower, x2_lo, np.zeros(aux)])
-        upper = np.concatenate([sub.upper, x2_hi, np.full(aux, self.delta)])
+        upper = np.concatenate([sub.upper, x2_hi, np.minimum(reach, radius)[:aux]])
         width = 2 * n + aux + 2 * m
         y1, y2 = width - 2 * m, width - m
         signs = (1.0,) if self.symmetric else (1.0, -1.0)

@@ -2,7 +2,7 @@
 
 Each reader returns plain values (parsed JSON, float64 arrays, rows of numbers with their line
 numbers) or raises a :class:`~reluverify.errors.SpecError` with one line naming the file: a missing
-file, a folder, broken or too deeply nested JSON, a binary file read as text, a ``.npy`` array that
+file, a folder, a device or a FIFO, broken or too deeply nested JSON, a binary file read as text, a ``.npy`` array that
 is not real numbers or is shorter than its header announces (checked before anything is
 allocated), an archive that is not ``.npz``. What the values mean is for
 :mod:`reluverify.properties.inputs` (points, labels) and :mod:`reluverify.properties.domains`.
@@ -22,11 +22,14 @@ SUFFIXES = (".npy", ".csv", ".json", ".npz")
 
 
 def file_kind(path: str, what: str, suffixes: tuple[str, ...] = SUFFIXES) -> str:
-    """The suffix of ``path`` (one of ``suffixes``), after checking the file exists."""
+    """The suffix of ``path`` (one of ``suffixes``), after checking the file exists and is a regular file
+    (a device or a FIFO, which could block or never end, is refused before it is opened)."""
     if not os.path.exists(path):
         raise SpecError(f"{path}: no such file")
     if os.path.isdir(path):
         raise SpecError(f"{path}: is a directory, not a {what} file")
+    if not os.path.isfile(path):
+        raise SpecError(f"{path}: not a regular file (a device, a FIFO or a socket), not a {what} file")
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in suffixes:
         names = ", ".join(suffixes[:-1]) + " or " + suffixes[-1]

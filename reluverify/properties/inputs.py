@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reluverify.errors import SpecError
+from reluverify.query import BEYOND_FLOAT32, LARGEST_INPUT
 from reluverify.properties.domains import (Domain, check_in_domain, domain_from_json, domain_from_npz, load_domain,
                                            parse_domain, read_domain)
 from reluverify.properties.input_files import (NpzArrays, file_kind, json_numbers, number_text, read_csv_rows,
@@ -66,7 +67,8 @@ class PointSet:
 
 # ----------------------------------------------------------------- checking
 def check_point(values, size: int | None, what: str = "point") -> np.ndarray:
-    """``values`` as a flat float64 vector of ``size`` finite numbers, or a one-line SpecError."""
+    """``values`` as a flat float64 vector of ``size`` finite numbers of magnitude at most
+    :data:`~reluverify.query.LARGEST_INPUT` (float32's range), or a one-line SpecError."""
     try:
         point = np.asarray(values, dtype=np.float64).reshape(-1)
     except OverflowError:
@@ -78,6 +80,9 @@ def check_point(values, size: int | None, what: str = "point") -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(point))
     if bad.size:
         raise SpecError(f"{what}: value {int(bad[0])} of the point is {point[bad[0]]} (not a finite number)")
+    big = np.flatnonzero(np.abs(point) > LARGEST_INPUT)
+    if big.size:
+        raise SpecError(f"{what}: value {int(big[0])} of the point is {point[big[0]]:g}, {BEYOND_FLOAT32}")
     return point
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from reluverify.errors import SpecError
 from reluverify.network import Network
-from reluverify.properties.ball import NORM_NAMES, check_norm, check_radius
+from reluverify.properties.ball import NORM_NAMES, check_norm, check_radius, check_reach
 from reluverify.properties.common import network_info, prepare_point, solver_options
 from reluverify.properties.local import LocalRobustness
 from reluverify.properties.inputs import Domain
@@ -160,6 +160,7 @@ def max_delta(
     if upper is None:
         upper = domain_reach(x0, dom, norm) if dom is not None else 1.0
     upper = check_radius(upper, "upper")
+    check_reach(x0, upper, dom, what="upper")
     deadline = None if options.timeout is None else start + options.timeout
     base = LocalRobustness(network, x0, 0.0, norm, dom, decision)
     parameters = {"point": x0.tolist(), "norm": norm, "precision": precision, "upper": upper,

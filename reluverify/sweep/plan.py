@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from reluverify.errors import SpecError
+from reluverify.properties.ball import check_reach
+from reluverify.properties.domains import Domain
 from reluverify.sweep.runs import EPS_LOCAL, LOCAL, domain_sha256, run_of
 
 KEY_VERSION = 1
@@ -160,10 +162,11 @@ def make_plan(
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[0] == 0:
         raise SpecError("the sweep needs at least one point")
-    dom = None
+    dom = box = None
     if domain is not None:
         lower, upper = (np.asarray(v, dtype=np.float64).reshape(-1) for v in domain)
         dom = (tuple(lower.tolist()), tuple(upper.tolist()))
+        box = Domain(lower, upper)
     jobs: dict[str, Job] = {}
     for net in networks:
         if points.shape[1] != net.input_size:
@@ -178,4 +181,7 @@ def make_plan(
                     if key not in jobs:
                         jobs[key] = Job(key, net.path, net.sha256, index, tuple(point.tolist()), delta, epsilon,
                                         norm, rule, dom)
+    for point in points:  # every ball stays in float32's range before a job runs
+        for delta in deltas:
+            check_reach(point, delta, box)
     return list(jobs.values())
