@@ -61,7 +61,7 @@ def test_the_domain_comes_from_the_model_card(capsys):
 @pytest.mark.parametrize("argv, fragment", [
     (["--delta", "0.1"], "max-eps needs a domain"),
     (["--domain", "0:1", "--delta", "0.1", "--gap", "-1"], "--gap must be a number >= 0"),
-    (["--domain", "0:1", "--delta", "0.1", "--timeout", "0"], "--timeout must be a positive number"),
+    (["--domain", "0:1", "--delta", "0.1", "--timeout", "0"], "--timeout: must be a finite number of seconds > 0"),
     (["--domain", "0:1", "--delta", "-0.1"], "delta"),
     (["--domain", "0:1", "--delta", "0.1", "--csv", "/no/such/folder/x.csv"], "does not exist"),
 ])
@@ -90,3 +90,11 @@ def test_a_pair_is_moved_within_the_radius_as_float64_computes_it():
         gap = np.abs(x2 - x1).max(axis=1) if norm == "inf" else np.abs(x2 - x1).sum(axis=1)
         assert np.all(gap <= delta) and np.all((x2 >= 0) & (x2 <= 1))
         assert np.abs(x2 - np.clip(x1 + d, 0.0, 1.0)).max() < 1e-9  # only a rounding step moved it
+
+
+def test_a_delta_wider_than_the_domain_is_cut_to_it(ramp, capsys):
+    assert main(["max-eps", ramp.path, "--domain", "0:1", "--delta", "1e308", "--timeout", "10", "--json",
+                 "--quiet"]) == 0
+    bracket = json.loads(capsys.readouterr().out)["brackets"][0]
+    assert bracket["lower"] <= 2.0 + 1e-6 <= bracket["upper"] + 2e-6  # every pair of [0, 1]: eps* = 2
+    assert 0.0 <= bracket["settled"] <= 1.0

@@ -19,7 +19,7 @@ FIELDS = ("delta", "lower", "upper", "gap", "status", "settled", "boxes", "secon
 
 
 def register(subparsers) -> None:
-    from reluverify.cli.common import add_memory_argument, add_numbers_argument
+    from reluverify.cli.common import add_memory_argument, add_numbers_argument, seconds
     from reluverify.cli.inputs import add_domain_argument
 
     parser = subparsers.add_parser(
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     parser.add_argument("--norm", choices=("inf", "1"), default="inf", help="distance: L-infinity (default) or L1")
     parser.add_argument("--gap", type=float, default=0.01,
                         help="stop a delta when (upper - lower) / lower is at most this (default 0.01)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per delta (default 600)")
+    parser.add_argument("--timeout", type=seconds(), default=600.0, help="seconds per delta (default 600)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the pair attack's random starts (default 0)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--csv", metavar="FILE", help="write one row per delta (delta, lower, upper, gap, ...)")
@@ -71,8 +71,6 @@ def _check(args) -> None:
 
     if not (args.gap >= 0 and math.isfinite(args.gap)):
         raise SpecError(f"--gap must be a number >= 0, got {args.gap}")
-    if not (args.timeout > 0 and math.isfinite(args.timeout)):
-        raise SpecError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     for option in ("csv", "plot"):
         path = getattr(args, option)
         if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):

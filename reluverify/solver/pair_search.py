@@ -106,8 +106,10 @@ class PairSearch:
         self.volume = float(np.prod(widths[self.free])) if np.any(self.free) else 1.0
         self.open_lower = self.domain[0][None].copy()
         self.open_upper = self.domain[1][None].copy()
-        self.open_dlower = np.full((1, widths.size), -self.delta)
-        self.open_dupper = np.full((1, widths.size), self.delta)
+        # the differences the domain allows: a delta wider than the domain is cut to it (exactly)
+        self.open_dlower = np.maximum(-self.delta, -widths)[None]
+        self.open_dupper = np.minimum(self.delta, widths)[None]
+        self.d_widths = self.open_dupper[0] - self.open_dlower[0]
         self.open_bound = np.full((1, m), np.inf)
         self.dropped = np.full(m, -np.inf)  # the largest bound of every settled box, per output
         self.settled = 0.0
@@ -223,10 +225,11 @@ class PairSearch:
 
     def _share(self, lower, upper, dlower, dupper) -> np.ndarray:
         """Each piece's share of all pairs' pieces: its share of the domain of ``x1`` times its share of the
-        ``delta``-cube."""
+        differences (the ``delta``-cube cut to the domain's widths)."""
         widths = (upper - lower)[:, self.free]
         x_share = np.prod(widths, axis=1) / self.volume if widths.size else np.ones(lower.shape[0])
-        d_share = np.prod((dupper - dlower) / (2.0 * self.delta), axis=1) if self.delta > 0 else 1.0
+        varies = self.d_widths > 0
+        d_share = np.prod((dupper - dlower)[:, varies] / self.d_widths[varies], axis=1)
         return x_share * d_share
 
     def settle(self, lower, upper, dlower, dupper, bound, limit: np.ndarray) -> np.ndarray:
