@@ -272,6 +272,9 @@ def test_certified_accuracy_on_an_in_memory_network_and_bad_labels():
     (["max-delta", "net.onnx", "--point", "p.json", "--precision", "x"], "argument --precision: invalid float value"),
     (["report"], "the following arguments are required"),
     (["nonsense"], "invalid choice: 'nonsense'"),
+    (["verify", "net.onnx", "--delta", "0.1", "--bogus"], "unrecognized arguments: --bogus (see reluverify verify --help)"),
+    (["max-eps", "net.onnx", "extra", "--delta", "0.1"], "unrecognized arguments: extra (see reluverify max-eps --help)"),
+    (["--bogus"], "unrecognized arguments: --bogus (see reluverify --help)"),
 ])
 def test_argument_errors_are_one_line_and_exit_2(capsys, argv, fragment):
     one_error_line(capsys, argv, fragment)

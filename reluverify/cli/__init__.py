@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:  # named by the subcommand's parser, so the hint points at its own --help
+            command = getattr(args, "command", None)
+            prog = f"{parser.prog} {command.replace('_', '-')}" if command else parser.prog
+            raise ArgumentsError(f"unrecognized arguments: {' '.join(extras)} (see {prog} --help)")
     except ArgumentsError as exc:
         print(f"reluverify: error: {exc}", file=sys.stderr)
         return exc.exit_code
