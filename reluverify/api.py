@@ -37,6 +37,7 @@ import os
 
 import numpy as np
 
+from reluverify.errors import SpecError
 from reluverify.network import Network
 from reluverify.properties.inputs import Domain, read_domain, read_point
 from reluverify.properties.result import PropertyResult, spec_verdict
@@ -75,8 +76,8 @@ class Verifier:
         else:
             raise TypeError("network must be a path to an ONNX file or a reluverify Network")
         self.options = solver_options(options)
-        self.timeout = timeout
-        self.jobs = self.options.parallel.jobs if jobs is None else int(jobs)
+        self.timeout = _time(timeout)
+        self.jobs = self.options.parallel.jobs if jobs is None else _jobs(jobs)
         self.decision = check_decision(decision)
 
     def __repr__(self) -> str:
@@ -114,8 +115,8 @@ class Verifier:
         verifier's) set once."""
         from reluverify.properties.common import solver_options
 
-        return solver_options(self.options, self.timeout if timeout is ... else timeout,
-                              self.jobs if jobs is None else jobs)
+        return solver_options(self.options, self.timeout if timeout is ... else _time(timeout),
+                              self.jobs if jobs is None else _jobs(jobs))
 
     # ------------------------------------------------------------ properties
     def check(self, kind: str, *, timeout: float | None = ..., jobs: int | None = None, proof=None,
@@ -299,6 +300,26 @@ class Verifier:
 
             out.exact = exact_check(query, result.counterexample.inputs, result.counterexample.disjunct).to_dict()
         return out
+
+
+def _time(timeout):
+    """A caller's ``timeout``: None (no limit) or a finite number of seconds > 0, else a SpecError."""
+    if timeout is None:
+        return None
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        raise SpecError(f"timeout must be a number of seconds or None, got {timeout!r}") from None
+    if not (np.isfinite(seconds) and seconds > 0):
+        raise SpecError(f"timeout must be a finite number of seconds > 0 (or None for no limit), got {timeout!r}")
+    return seconds
+
+
+def _jobs(jobs) -> int:
+    """A caller's ``jobs``: an integer >= 1, else a SpecError."""
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+        raise SpecError(f"jobs must be an integer >= 1, got {jobs!r}")
+    return int(jobs)
 
 
 def _values(value) -> list:

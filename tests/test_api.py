@@ -92,3 +92,19 @@ def test_vnnlib_mirrors_the_cli(test_bench_dir):
     assert sat.holds is False
     unsat = Verifier(test_bench_dir / "test_unsat.onnx").vnnlib(test_bench_dir / "test_prop.vnnlib")
     assert unsat.verdict == "unsat" and unsat.holds is True
+
+
+@pytest.mark.parametrize("timeout", [-1, 0, float("nan"), float("inf"), "soon"])
+def test_a_meaningless_timeout_or_jobs_is_refused_by_the_api(timeout):
+    from reluverify import Verifier
+
+    net = ReluChain((np.array([[1.0, -1.0], [-1.0, 1.0]]), np.array([[1.0, -1.0], [0.0, 0.0]])),
+                    (np.zeros(2), np.zeros(2))).to_network()
+    with pytest.raises(SpecError, match="timeout must be"):
+        Verifier(net, timeout=timeout)
+    with pytest.raises(SpecError, match="timeout must be"):
+        Verifier(net).local_robustness([0.5, 0.3], 0.1, timeout=timeout)
+    for jobs in (0, -2, 1.5, True):
+        with pytest.raises(SpecError, match="jobs must be an integer"):
+            Verifier(net, jobs=jobs)
+    assert Verifier(net, timeout=None).local_robustness([0.5, 0.3], 0.01, timeout=None).verdict in ("robust", "not robust")
