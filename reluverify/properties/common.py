@@ -92,6 +92,23 @@ def reference_outputs(network: Network, x: np.ndarray) -> np.ndarray:
     return np.atleast_1d(np.asarray(reference_for(network)(np.asarray(x, dtype=np.float64)), dtype=np.float64))
 
 
+def pair_change(network: Network, chain, domain: Domain, delta: float, norm: str):
+    """``change(x1, x2)`` for a search over pairs of Def. 2: None unless both points lie in ``domain`` at
+    distance ``<= delta`` (float64) and onnxruntime's outputs are finite; else the output changes
+    ``y(x2) - y(x1)``, the smaller of onnxruntime's (the ONNX file) and the IR's (``chain``), so a value
+    it gives is reached by both."""
+
+    def change(x1: np.ndarray, x2: np.ndarray) -> np.ndarray | None:
+        if not (domain.contains(x1) and domain.contains(x2)) or distance(x1, x2, norm) > delta:
+            return None
+        reference = reference_outputs(network, x2) - reference_outputs(network, x1)
+        if not np.all(np.isfinite(reference)):
+            return None
+        return np.minimum(reference, chain.evaluate(x2[None])[0] - chain.evaluate(x1[None])[0])
+
+    return change
+
+
 def check_decision(decision: str) -> str:
     if decision not in DECISIONS:
         raise SpecError(f"unknown decision rule {decision!r}: use 'max' (the label is the top score) or 'min'")

@@ -54,7 +54,7 @@ import numpy as np
 
 from reluverify.errors import SpecError
 from reluverify.network import Network
-from reluverify.properties.ball import NORM_NAMES, ROUND_UP, check_norm, check_radius, distance, pair_rows
+from reluverify.properties.ball import NORM_NAMES, ROUND_UP, check_norm, check_radius, pair_rows
 from reluverify.properties.base import Property, violated
 from reluverify.properties.common import pair_counterexample, solver_options
 from reluverify.properties.inputs import Domain
@@ -209,7 +209,7 @@ class GlobalRobustness(Property):
 
     def pair_screen(self, options) -> PropertyResult | None:
         """The screening of the module docstring: a result when it decides, else None."""
-        from reluverify.properties.common import reference_outputs
+        from reluverify.properties.common import pair_change
         from reluverify.solver.pair_search import PairSearch
 
         if not (self.screen and self.network.is_piecewise_linear):
@@ -219,12 +219,7 @@ class GlobalRobustness(Property):
         chain = self.network.relu_chain()
         subs = self.subdomains()
 
-        def measured(x1: np.ndarray, x2: np.ndarray) -> np.ndarray | None:  # the engine's confirm: pairs only
-            if not (self.domain.contains(x1) and self.domain.contains(x2)) or distance(x1, x2, self.norm) > self.delta:
-                return None
-            ir = chain.evaluate(x2[None])[0] - chain.evaluate(x1[None])[0]
-            return np.minimum(reference_outputs(self.network, x2) - reference_outputs(self.network, x1), ir)
-
+        measured = pair_change(self.network, chain, self.domain, self.delta, self.norm)
         search = PairSearch(chain, self.domain.lower, self.domain.upper, self.delta, self.norm, measured,
                             options.attack.seed, attack=options.falsify)
         found = search.run(started + budget, threshold=self.epsilon)

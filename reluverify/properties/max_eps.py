@@ -20,8 +20,8 @@ import numpy as np
 
 from reluverify.errors import SpecError
 from reluverify.network import Network, softmax_refusal
-from reluverify.properties.ball import NORM_NAMES, check_norm, check_radius, distance
-from reluverify.properties.common import network_info, reference_outputs
+from reluverify.properties.ball import NORM_NAMES, check_norm, check_radius
+from reluverify.properties.common import network_info, pair_change, reference_outputs
 from reluverify.properties.inputs import Domain
 from reluverify.solver.pair_search import PairBracket, PairSearch
 from reluverify.solver.progress import Throttle, observer
@@ -99,22 +99,6 @@ class MaxEpsResult:
         return self.summary()
 
 
-def _confirm(network: Network, chain, domain: Domain, delta: float, norm: str):
-    """``confirm(x1, x2)`` for the search: both points in ``D`` at distance ``<= delta`` (float64), then the
-    smaller of onnxruntime's and the IR's output changes."""
-
-    def confirm(x1: np.ndarray, x2: np.ndarray) -> np.ndarray | None:
-        if not (domain.contains(x1) and domain.contains(x2)) or distance(x1, x2, norm) > delta:
-            return None
-        reference = reference_outputs(network, x2) - reference_outputs(network, x1)
-        ir = chain.evaluate(x2[None])[0] - chain.evaluate(x1[None])[0]
-        if not np.all(np.isfinite(reference)):
-            return None
-        return np.minimum(reference, ir)
-
-    return confirm
-
-
 def _pair(network: Network, bracket: PairBracket) -> dict | None:
     output = bracket.best
     pair = bracket.pairs[output]
@@ -144,8 +128,8 @@ def max_eps(network: Network, domain, deltas, norm: str = "inf", gap: float = 0.
     progress = Throttle(observer())
     brackets = []
     for delta in deltas:
-        search = PairSearch(chain, domain.lower, domain.upper, delta, norm, _confirm(network, chain, domain, delta, norm),
-                            seed)
+        change = pair_change(network, chain, domain, delta, norm)
+        search = PairSearch(chain, domain.lower, domain.upper, delta, norm, change, seed)
 
         def report(b: PairBracket) -> None:
             progress.report("max-eps", b.boxes, b.open_boxes, b.settled, b.overall[1], bracket=b.overall)
