@@ -1,4 +1,5 @@
-"""Build small ONNX models in tests (valid ones and deliberately broken ones)."""
+"""Build small ONNX models in tests (valid ones and deliberately broken ones), and compare an imported
+model with onnxruntime."""
 
 from __future__ import annotations
 
@@ -9,6 +10,25 @@ from onnx import TensorProto, helper, numpy_helper
 
 def tensor(name: str, array) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(array, dtype=np.float32), name)
+
+
+def int64s(name: str, values) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
+
+
+def bools(name: str, values) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(values, dtype=bool), name)
+
+
+def matches_onnxruntime(network, path, x: np.ndarray):
+    """Assert that the imported ``network`` of the file ``path`` gives onnxruntime's outputs at the inputs ``x``
+    (same shape, relative difference at most 1e-6); the network."""
+    from reluverify.onnx_runtime import reference_model
+
+    ours, ref = network.evaluate(x), reference_model(str(path))(x)
+    assert ours.shape == ref.shape
+    assert np.max(np.abs(ours - ref)) <= 1e-6 * max(1.0, float(np.max(np.abs(ref))))
+    return network
 
 
 def model(nodes, inputs, outputs, initializers=(), opset: int = 13) -> onnx.ModelProto:

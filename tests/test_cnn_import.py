@@ -16,14 +16,12 @@ from onnx import helper, numpy_helper
 
 from conftest import REPO, benchmark_dir
 from onnx_builders import model, save, tensor, value
+from z3_agreement import verdicts_agree_with_z3
 from reluverify import linear_ops as lo
 from reluverify.errors import NetworkError
 from reluverify.onnx_export import network_to_onnx
 from reluverify.onnx_import import DENSE_LIMIT, load_onnx
 from reluverify.onnx_runtime import ReferenceModel, reference_model
-from reluverify.query import box_query
-from reluverify.solver import SolverOptions, solve
-from reluverify.solver.z3_encoding import decide_with_z3
 
 LIMITS = [DENSE_LIMIT, 0]  # as imported by default (small: dense), and every value structured
 
@@ -263,20 +261,7 @@ def test_solver_agrees_with_z3_on_a_tiny_cnn(tmp_path):
     network = load_onnx(path, dense_limit=0)
     chain = _agrees(network, path, rng)
     assert any(op for op in chain.describe_layers()) and chain.num_relus == 22
-    verdicts = []
-    for k in range(3):
-        centre = rng.uniform(-1, 1, size=9)
-        lower, upper = centre - 0.3, centre + 0.3
-        c = np.array([1.0, -1.0]) if k % 2 == 0 else np.array([-1.0, 1.0])
-        samples = network.evaluate(rng.uniform(lower, upper, size=(2000, 9))) @ c
-        spread = float(np.ptp(samples)) + 0.1
-        for threshold in (float(samples.min()) + 1e-3, float(samples.min()) - 0.5 * spread):
-            query = box_query(network, lower, upper, [[(c, threshold)]])
-            ours = solve(query, SolverOptions(timeout=20, strategy="relu-split"))
-            z3 = decide_with_z3(query, timeout_s=20)
-            if z3.verdict in ("sat", "unsat"):
-                assert ours.verdict == z3.verdict, (k, threshold, ours.verdict, z3.verdict)
-                verdicts.append(ours.verdict)
+    verdicts = verdicts_agree_with_z3(network, rng, 0.3, rounds=3, samples=2000)
     assert len(verdicts) >= 4 and "sat" in verdicts and "unsat" in verdicts, verdicts
 
 

@@ -6,23 +6,14 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from onnx_builders import model, save, tensor, value
+from onnx_builders import int64s, matches_onnxruntime, model, save, tensor, value
 from reluverify import onnx_proto
 from reluverify.errors import NetworkError
 from reluverify.onnx_import import folding, load_onnx
-from reluverify.onnx_runtime import reference_model
-
-
-def _ints(name, values):
-    return numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
 
 
 def _matches(path, rng, shape_size, count=8):
-    network = load_onnx(path)
-    x = rng.uniform(-2.0, 2.0, size=(count, shape_size))
-    ours, ref = network.evaluate(x), reference_model(str(path))(x)
-    assert np.max(np.abs(ours - ref)) <= 1e-6 * max(1.0, float(np.max(np.abs(ref))))
-    return network
+    return matches_onnxruntime(load_onnx(path), path, rng.uniform(-2.0, 2.0, size=(count, shape_size)))
 
 
 def test_shape_arithmetic_on_the_input_is_folded(tmp_path, rng):
@@ -41,8 +32,8 @@ def test_shape_arithmetic_on_the_input_is_folded(tmp_path, rng):
         helper.make_node("Add", ["h2", "oh"], ["h3"]),
         helper.make_node("Relu", ["h3"], ["y"]),
     ]
-    inits = [_ints("zero", 0), _ints("four", 4), _ints("one", 1), _ints("two", [2]), tensor("five", [5.0]),
-             _ints("idx", [1]), _ints("depth", 4), tensor("onoff", [0.0, 3.0])]
+    inits = [int64s("zero", 0), int64s("four", 4), int64s("one", 1), int64s("two", [2]), tensor("five", [5.0]),
+             int64s("idx", [1]), int64s("depth", 4), tensor("onoff", [0.0, 3.0])]
     path = save(model(nodes, [value("x", [1, 4])], [value("y", [1, 4])], inits), tmp_path / "shapes.onnx")
     network = _matches(path, rng, 4)
     assert [type(n).__name__ for n in network.nodes] == ["InputNode", "AffineNode", "ActivationNode", "AffineNode"]
@@ -56,7 +47,7 @@ def test_folding_finds_constant_nodes_and_leaves_the_rest():
         helper.make_node("RandomNormalLike", ["x"], ["noise"]),
         helper.make_node("Reshape", ["r", "g"], ["y"]),
     ]
-    m = model(nodes, [value("x", [1, 4])], [value("y", [4])], [_ints("i", [1])])
+    m = model(nodes, [value("x", [1, 4])], [value("y", [4])], [int64s("i", [1])])
     assert folding.constant_nodes(m.graph, {"i"}) == {0, 1}
     parsed = onnx_proto.parse_model(m.SerializeToString())
     result = folding.fold(parsed, {"i": np.array([1])}, {"x": (1, 4)}, "")
@@ -93,7 +84,7 @@ def test_a_constant_subgraph_onnxruntime_refuses_gives_the_tracers_error(tmp_pat
     """A broken constant path (a reshape to the wrong size) is left to the tracer: one line naming the node."""
     nodes = [helper.make_node("Reshape", ["c", "bad"], ["cr"], name="broken"),
              helper.make_node("Add", ["x", "cr"], ["y"])]
-    inits = [tensor("c", np.ones(6)), _ints("bad", [4, 2])]
+    inits = [tensor("c", np.ones(6)), int64s("bad", [4, 2])]
     path = save(model(nodes, [value("x", [1, 3])], [value("y", [1, 3])], inits), tmp_path / "broken.onnx")
     with pytest.raises(NetworkError, match=r"node 'broken' \(Reshape\): cannot reshape"):
         load_onnx(path)

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
-from onnx_builders import model, save, tensor, value
+from onnx_builders import int64s, matches_onnxruntime, model, save, tensor, value
 from reluverify.errors import NetworkError
 from reluverify.onnx_import import DENSE_LIMIT, load_onnx
-from reluverify.onnx_runtime import reference_model
 from z3_agreement import verdicts_agree_with_z3
 
 SHAPE = [1, 2, 3, 4]
-
-
-def _ints(name, values):
-    return numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
 
 
 def _output():
@@ -35,10 +30,7 @@ def _net(tmp_path, op_nodes, inits=(), opset=13, name="net"):
 def _matches(path, limit, count=64):
     network = load_onnx(path, dense_limit=limit)
     x = np.random.default_rng(1).uniform(-3.0, 3.0, size=(count, network.input_size))
-    ours, ref = network.evaluate(x), reference_model(str(path))(x)
-    assert ours.shape == ref.shape
-    assert np.max(np.abs(ours - ref)) <= 1e-6 * max(1.0, float(np.max(np.abs(ref))))
-    return network
+    return matches_onnxruntime(network, path, x)
 
 
 def _node(op, inputs, **attrs):
@@ -48,11 +40,11 @@ def _node(op, inputs, **attrs):
 CASES = {
     # reductions: axes as attribute (opset 11) and as input (13, 18), keepdims, negative axes, every axis, noop
     "reducesum-attr": ([_node("ReduceSum", ["h"], axes=[1, -1], keepdims=1)], [], 11),
-    "reducesum-input-nokeep": ([_node("ReduceSum", ["h", "ax"], keepdims=0)], [_ints("ax", [-2])], 13),
+    "reducesum-input-nokeep": ([_node("ReduceSum", ["h", "ax"], keepdims=0)], [int64s("ax", [-2])], 13),
     "reducesum-all": ([_node("ReduceSum", ["h"], keepdims=0)], [], 13),
     "reducesum-noop": ([_node("ReduceSum", ["h"], noop_with_empty_axes=1)], [], 13),
     "reducemean-attr": ([_node("ReduceMean", ["h"], axes=[-1], keepdims=0)], [], 13),
-    "reducemean-input": ([_node("ReduceMean", ["h", "ax"])], [_ints("ax", [0, 2])], 18),
+    "reducemean-input": ([_node("ReduceMean", ["h", "ax"])], [int64s("ax", [0, 2])], 18),
     # Clip: bounds as attributes (opset 7) and inputs (13), one or both, crossed bounds
     "clip-attrs": ([_node("Clip", ["h"], min=-0.5, max=0.7)], [], 7),
     "clip-both": ([_node("Clip", ["h", "lo", "hi"])], [tensor("lo", -0.3), tensor("hi", 1.1)], 13),
@@ -115,7 +107,7 @@ def _small_net(tmp_path, rng):
         helper.make_node("Gemm", ["r", "V", "c0"], ["y"], transB=1),
     ]
     inits = [tensor("W", rng.normal(size=(6, 3))), tensor("b", rng.normal(0, 0.3, size=6)), tensor("lo", -0.4),
-             tensor("hi", 0.8), _ints("pairs", [1, 3, 2]), tensor("V", rng.normal(size=(2, 3))),
+             tensor("hi", 0.8), int64s("pairs", [1, 3, 2]), tensor("V", rng.normal(size=(2, 3))),
              tensor("c0", rng.normal(size=2))]
     return save(model(nodes, [value("x", [1, 3])], [value("y", [1, 2])], inits), tmp_path / "small.onnx")
 

@@ -8,23 +8,14 @@ import itertools
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
-from onnx_builders import model, save, tensor, value
+from onnx_builders import bools, int64s, matches_onnxruntime, model, save, tensor, value
 from reluverify.errors import NetworkError
 from reluverify.onnx_import import DENSE_LIMIT, load_onnx
-from reluverify.onnx_runtime import reference_model
 from z3_agreement import verdicts_agree_with_z3
 
 SHAPE = [1, 2, 3, 4]
-
-
-def _ints(name, values):
-    return numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
-
-
-def _bools(name, values):
-    return numpy_helper.from_array(np.asarray(values, dtype=bool), name)
 
 
 def _net(tmp_path, op_nodes, inits=(), opset=13, name="net", shape=SHAPE):
@@ -40,10 +31,7 @@ def _net(tmp_path, op_nodes, inits=(), opset=13, name="net", shape=SHAPE):
 def _matches(path, limit, count=32):
     network = load_onnx(path, dense_limit=limit)
     x = np.random.default_rng(2).uniform(-3.0, 3.0, size=(count, network.input_size))
-    ours, ref = network.evaluate(x), reference_model(str(path))(x)
-    assert ours.shape == ref.shape
-    assert np.max(np.abs(ours - ref)) <= 1e-6 * max(1.0, float(np.max(np.abs(ref))))
-    return network
+    return matches_onnxruntime(network, path, x)
 
 
 def _node(op, inputs, **attrs):
@@ -52,25 +40,25 @@ def _node(op, inputs, **attrs):
 
 MASK = np.random.default_rng(0).uniform(size=(3, 1)) > 0.5
 CASES = {
-    "expand-rank": ([_node("Expand", ["h", "sh"])], [_ints("sh", [2, 1, 1, 1, 4])], 13),
+    "expand-rank": ([_node("Expand", ["h", "sh"])], [int64s("sh", [2, 1, 1, 1, 4])], 13),
     "expand-axis": ([helper.make_node("ReduceSum", ["h"], ["r"], axes=[2], keepdims=1),
-                     _node("Expand", ["r", "sh"])], [_ints("sh", [1, 1, 3, 1])], 11),
-    "where-traced-const": ([_node("Where", ["m", "h", "c"])], [_bools("m", MASK), tensor("c", [[-1.0, 2.0, 0.5, 3.0]])],
+                     _node("Expand", ["r", "sh"])], [int64s("sh", [1, 1, 3, 1])], 11),
+    "where-traced-const": ([_node("Where", ["m", "h", "c"])], [bools("m", MASK), tensor("c", [[-1.0, 2.0, 0.5, 3.0]])],
                            13),
-    "where-const-traced": ([_node("Where", ["m", "c", "h"])], [_bools("m", ~MASK), tensor("c", 4.0)], 13),
+    "where-const-traced": ([_node("Where", ["m", "c", "h"])], [bools("m", ~MASK), tensor("c", 4.0)], 13),
     "where-both-traced": ([helper.make_node("Neg", ["h"], ["n"]), _node("Where", ["m", "h", "n"])],
-                          [_bools("m", [True, False, False, True])], 13),
+                          [bools("m", [True, False, False, True])], 13),
     "upsample-7": ([_node("Upsample", ["h"], mode="nearest", scales=[1.0, 1.0, 2.0, 3.0])], [], 7),
     "upsample-9": ([_node("Upsample", ["h", "sc"], mode="nearest")], [tensor("sc", [1.0, 2.0, 2.0, 1.5])], 9),
     "resize-10": ([_node("Resize", ["h", "sc"], mode="nearest")], [tensor("sc", [1.0, 1.0, 2.0, 0.5])], 10),
-    "resize-sizes": ([_node("Resize", ["h", "", "", "sz"], mode="nearest")], [_ints("sz", [1, 2, 7, 3])], 13),
+    "resize-sizes": ([_node("Resize", ["h", "", "", "sz"], mode="nearest")], [int64s("sz", [1, 2, 7, 3])], 13),
 }
 TRANSFORMS = ["half_pixel", "pytorch_half_pixel", "asymmetric", "tf_half_pixel_for_nn", "align_corners"]
 ROUNDINGS = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
 CASES.update({
     "upsample-linear-9": ([_node("Upsample", ["h", "sc"], mode="linear")], [tensor("sc", [1.0, 1.0, 2.0, 1.5])], 9),
     "resize-linear-10": ([_node("Resize", ["h", "sc"], mode="linear")], [tensor("sc", [1.0, 1.0, 2.0, 0.5])], 10),
-    "resize-linear-sizes": ([_node("Resize", ["h", "", "", "sz"], mode="linear")], [_ints("sz", [1, 2, 5, 7])], 13),
+    "resize-linear-sizes": ([_node("Resize", ["h", "", "", "sz"], mode="linear")], [int64s("sz", [1, 2, 5, 7])], 13),
 })
 for _t in TRANSFORMS:
     CASES[f"resize-linear-{_t}"] = (
@@ -101,7 +89,7 @@ def test_nearest_upsampling_adds_no_units(tmp_path):
      "resizing mode 'cubic' is not supported"),
     ([_node("Resize", ["h", "", "sc"], coordinate_transformation_mode="tf_crop_and_resize")],
      [tensor("sc", [1.0, 1.0, 2.0, 2.0])], "coordinate_transformation_mode 'tf_crop_and_resize' is not supported"),
-    ([_node("Expand", ["h", "sh"])], [_ints("sh", [3, 1, 1])], "shape mismatch or bad argument"),
+    ([_node("Expand", ["h", "sh"])], [int64s("sh", [3, 1, 1])], "shape mismatch or bad argument"),
 ])
 def test_unsupported_uses_are_one_line_errors(tmp_path, nodes, inits, fragment):
     with pytest.raises(NetworkError) as info:
@@ -127,8 +115,8 @@ def test_solver_agrees_with_z3_on_a_network_of_these_operators(tmp_path):
         helper.make_node("Gemm", ["f", "V", "c0"], ["y"], transB=1),
     ]
     inits = [tensor("up", [1.0, 1.0, 2.0, 2.0]), tensor("s", rng.normal(size=(1, 1, 4, 4))),
-             tensor("t", rng.normal(0, 0.3, size=(1, 1, 4, 4))), _ints("sz", [1, 1, 2, 3]),
-             _bools("m", [[True, False, True], [False, True, True]]), _ints("ax", [-1]), _ints("shape", [1, 1, 2, 3]),
+             tensor("t", rng.normal(0, 0.3, size=(1, 1, 4, 4))), int64s("sz", [1, 1, 2, 3]),
+             bools("m", [[True, False, True], [False, True, True]]), int64s("ax", [-1]), int64s("shape", [1, 1, 2, 3]),
              tensor("V", rng.normal(size=(2, 6))), tensor("c0", rng.normal(size=2))]
     path = save(model(nodes, [value("x", [1, 1, 2, 2])], [value("y", [1, 2])], inits), tmp_path / "small.onnx")
     network = _matches(path, DENSE_LIMIT)
