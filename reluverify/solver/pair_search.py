@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 
 from reluverify.network import ReluChain
-from reluverify.solver.bounds.deeppoly import deeppoly_bounds
+from reluverify.solver.bounds.deeppoly import LayerBounds, deeppoly_bounds
 from reluverify.solver.bounds.differential import difference_bounds, pair_region
 from reluverify.solver.bounds.rows import gradient_magnitude
 from reluverify.solver.pair_attack import pair_attack, vertex_starts, within
@@ -111,24 +111,28 @@ class PairSearch:
         self.open_dupper = np.minimum(self.delta, widths)[None]
         self.d_widths = self.open_dupper[0] - self.open_dlower[0]
         self.open_bound = np.full((1, m), np.inf)
+        self.open_dim = self.split_dims(self.open_lower, self.open_upper, self.open_dlower, self.open_dupper,
+                                        self.open_bound, deeppoly_bounds(chain, self.open_lower, self.open_upper))
         self.dropped = np.full(m, -np.inf)  # the largest bound of every settled box, per output
         self.settled = 0.0
         self.boxes = 0
         self.rounds = 0
 
     # ------------------------------------------------------------------ bounds
-    def bound(self, lower, upper, dlower, dupper) -> tuple[np.ndarray, np.ndarray]:
-        """Each piece's upper bounds of ``y(x2) - y(x1)`` (B, m; -inf for a piece without pairs) and its
-        linear bound's coefficients over ``d``."""
+    def bound(self, lower, upper, dlower, dupper) -> tuple[np.ndarray, np.ndarray, LayerBounds]:
+        """Each piece's upper bounds of ``y(x2) - y(x1)`` (B, m; -inf for a piece without pairs), its
+        linear bound's coefficients over ``d``, and the chain's layer bounds on its box of ``x1`` (which
+        :meth:`split_dims` reads too)."""
         region = pair_region(lower, upper, *self.domain, self.delta, self.norm, dlower, dupper)
         empty = np.any(region.d_lower > region.d_upper, axis=1) | np.any(region.lower2 > region.upper2, axis=1)
         m = self.best.shape[0]
         bound, coef = np.full((lower.shape[0], m), -np.inf), np.zeros((lower.shape[0], m, lower.shape[1]))
+        first = deeppoly_bounds(self.chain, lower, upper)
         if not np.all(empty):
-            found = difference_bounds(self.chain, region.take(~empty))
+            found = difference_bounds(self.chain, region.take(~empty), first=first.take(~empty))
             bound[~empty], coef[~empty] = found.upper, found.upper_coef
         self.boxes += lower.shape[0]
-        return bound, coef
+        return bound, coef, first
 
     def upper(self) -> np.ndarray:
         opened = self.open_bound.max(axis=0) if self.open_bound.size else np.full(self.best.shape, -np.inf)
@@ -202,18 +206,25 @@ class PairSearch:
         return d
 
     # ------------------------------------------------------------------ boxes
-    def split(self, lower, upper, dlower, dupper, bound: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Halve each piece along the coordinate of ``x1`` or ``d`` whose influence on the piece's largest
-        output, times its width, is largest: the halves (first halves, then second) as (lower, upper,
-        dlower, dupper)."""
-        layers = deeppoly_bounds(self.chain, lower, upper)
+    def split_dims(self, lower, upper, dlower, dupper, bound: np.ndarray, layers: LayerBounds) -> np.ndarray:
+        """Where each piece is to be halved: the coordinate of ``x1`` (0 to n-1) or of ``d`` (n to 2n-1) whose
+        influence on the piece's largest output, times its width, is largest; ``layers`` are the chain's
+        bounds on the pieces' boxes of ``x1``."""
+        if lower.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64)
         output = np.nan_to_num(bound, neginf=0.0).argmax(axis=1)
         m, n = bound.shape[1], lower.shape[1]
         rows = np.eye(m)[output][:, None, :]
         influence = gradient_magnitude(self.chain, layers, rows, np.zeros((lower.shape[0], 1, n)))[:, 0, :]
         width = np.concatenate([upper - lower, dupper - dlower], axis=1)
         score = np.where(width > 0, np.concatenate([influence, influence], axis=1) * width + 1e-12 * width, -1.0)
-        dim = score.argmax(axis=1)
+        return score.argmax(axis=1)
+
+    @staticmethod
+    def split(lower, upper, dlower, dupper, dim: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Halve each piece along its coordinate ``dim`` (:meth:`split_dims`): the halves (first halves, then
+        second) as (lower, upper, dlower, dupper)."""
+        n = lower.shape[1]
         low, high = np.concatenate([lower, dlower], axis=1), np.concatenate([upper, dupper], axis=1)
         index = np.arange(lower.shape[0])
         middle = 0.5 * (low[index, dim] + high[index, dim])
@@ -274,11 +285,13 @@ class PairSearch:
         keep = np.ones(key.size, dtype=bool)
         keep[take] = False
         parents = self.open_bound[take]
-        lower, upper, dlower, dupper = self.split(self.open_lower[take], self.open_upper[take],
-                                                  self.open_dlower[take], self.open_dupper[take], parents)
-        self.open_lower, self.open_upper, self.open_bound = self.open_lower[keep], self.open_upper[keep], self.open_bound[keep]
+        lower, upper, dlower, dupper = self.split(self.open_lower[take], self.open_upper[take], self.open_dlower[take],
+                                                  self.open_dupper[take], self.open_dim[take])
+        self.open_lower, self.open_upper = self.open_lower[keep], self.open_upper[keep]
+        self.open_bound = self.open_bound[keep]
         self.open_dlower, self.open_dupper = self.open_dlower[keep], self.open_dupper[keep]
-        bound, coef = self.bound(lower, upper, dlower, dupper)
+        self.open_dim = self.open_dim[keep]
+        bound, coef, first = self.bound(lower, upper, dlower, dupper)
         bound = np.minimum(bound, np.concatenate([parents, parents]))  # a half's pairs are its parent's too
         undecided = threshold is None or self.open_bound.size > 0 or np.any(bound >= threshold)
         if self.attacks and undecided and self.attack_seconds < ATTACK_SHARE * elapsed:
@@ -299,3 +312,6 @@ class PairSearch:
         self.open_dlower = np.concatenate([self.open_dlower, dlower[alive]])
         self.open_dupper = np.concatenate([self.open_dupper, dupper[alive]])
         self.open_bound = np.concatenate([self.open_bound, bound[alive]])
+        dims = self.split_dims(lower[alive], upper[alive], dlower[alive], dupper[alive], bound[alive],
+                               first.take(alive))
+        self.open_dim = np.concatenate([self.open_dim, dims])

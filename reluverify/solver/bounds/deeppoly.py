@@ -41,6 +41,11 @@ class LayerBounds:
     out_upper: np.ndarray
     infeasible: np.ndarray
 
+    def take(self, index) -> "LayerBounds":
+        """The bounds of the boxes ``index`` selects (a mask or indices)."""
+        return LayerBounds([lo[index] for lo in self.pre_lower], [hi[index] for hi in self.pre_upper],
+                           self.out_lower[index], self.out_upper[index], self.infeasible[index])
+
     def unstable_counts(self) -> np.ndarray:
         """Number of ReLUs whose phase is not fixed, per box."""
         total = np.zeros(self.out_lower.shape[0], dtype=np.int64)
