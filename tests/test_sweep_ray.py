@@ -18,40 +18,6 @@ from reluverify.sweep.run import run_sweep  # noqa: E402
 from reluverify.sweep.store import ResultStore  # noqa: E402
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rsplit(") ", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                continue
-            if fields[0] != "Z":
-                children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray instance (2 CPUs) for the module; shut down after, leaving no process behind."""
-    before = _descendants(os.getpid())
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    started = _descendants(os.getpid()) - before
-    yield ray
-    ray.shutdown()
-    deadline = time.monotonic() + 20
-    while (_descendants(os.getpid()) & started) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not (_descendants(os.getpid()) & started), "Ray processes outlived ray.shutdown()"
-
-
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ray")

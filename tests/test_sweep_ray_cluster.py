@@ -1,5 +1,6 @@
 """A Ray cluster as people run one: ``ray start --head``, ``ray start --address`` on another node, then
-``reluverify sweep --backend ray --address HOST:PORT`` -- with token authentication, as recent Ray has it.
+``reluverify sweep --backend ray --address HOST:PORT`` (many queries) and ``reluverify vnnlib ... --backend
+ray --address HOST:PORT --jobs 2`` (one query's search) -- with token authentication, as recent Ray has it.
 
 Both nodes run on this machine (separate temporary folders and ports), each with one CPU and
 ``RAY_AUTH_MODE=token`` and a token in their own HOME. The sweep must use both nodes and give the
@@ -23,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("ray", reason='Ray is not installed (pip install "reluverify[distributed]")')
@@ -180,3 +182,25 @@ def test_token_authentication_failure_names_the_fix_in_one_line(cluster, tmp_pat
     assert len(lines) == 1, proc.stderr[-3000:]
     assert lines[0].startswith(f"reluverify: error: cannot reach the Ray cluster at {cluster.address}")
     assert "RAY_AUTH_MODE=token" in lines[0] and "~/.ray/auth_token" in lines[0]
+
+
+def test_one_query_spreads_over_a_head_and_a_worker_node(cluster, tmp_path):
+    """``vnnlib --backend ray --address ADDR --jobs 2``: one search's leases run on both nodes, with the
+    verdict of the search in one process."""
+    from random_queries import chain_to_onnx, random_chain
+    from test_distributed import BAB, robustness_query
+
+    from reluverify.solver import SolverOptions, solve
+    from reluverify.vnnlib_export import write_vnnlib
+
+    query = robustness_query(3, BAB, 0.15)
+    net = chain_to_onnx(random_chain(np.random.default_rng(3), BAB), tmp_path / "net.onnx")
+    spec = write_vnnlib(query, tmp_path / "spec.vnnlib")
+    assert solve(query, SolverOptions(strategy="relu-bab", falsify=False)).verdict == "unsat"
+    argv = [sys.executable, "-m", "reluverify", "vnnlib", net, spec, "--strategy", "relu-bab", "--backend", "ray",
+            "--address", cluster.address, "--jobs", "2", "--json", "--quiet", "--timeout", "120"]
+    proc = subprocess.run(argv, env=cluster.env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["verdict"] == "unsat"
+    assert result["statistics"]["nodes"] == 2, result["statistics"]

@@ -190,3 +190,28 @@ class ProgressLine:
 
 def add_quiet_argument(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no live progress line on stderr")
+
+
+def add_backend_arguments(parser) -> None:
+    """``--backend local|ray`` and ``--address``: where one query's shared search runs with ``--jobs N``."""
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="with --jobs N: where one query's search runs: local worker processes (default) or N "
+                        "workers on a Ray cluster, any number of nodes (pip install \"reluverify[distributed]\")")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="--backend ray: the cluster's address ('auto': the one 'ray start' runs here; HOST:PORT; "
+                        "default: RAY_ADDRESS, else a fresh local Ray instance)")
+
+
+def with_backend(options, args):
+    """``options`` with the command's ``--backend`` and ``--address`` (checked: one line on misuse)."""
+    from dataclasses import replace
+
+    from reluverify.errors import SpecError
+
+    if args.address and args.backend != "ray":
+        raise SpecError("--address applies to --backend ray only")
+    if args.backend == "ray" and args.jobs < 2:
+        raise SpecError("--backend ray spreads one search over --jobs N workers: give N >= 2")
+    if args.backend == "ray" and getattr(args, "proof", None):
+        raise SpecError("--proof runs the search in one process: drop --backend ray")
+    return replace(options, parallel=replace(options.parallel, backend=args.backend, address=args.address))

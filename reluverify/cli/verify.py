@@ -37,8 +37,8 @@ import json
 import sys
 from contextlib import contextmanager
 
-from reluverify.cli.common import (add_exit_status_arguments, add_memory_argument, add_numbers_argument, seconds,
-                                   verdict_status)
+from reluverify.cli.common import (add_backend_arguments, add_exit_status_arguments, add_memory_argument,
+                                   add_numbers_argument, seconds, verdict_status, with_backend)
 from reluverify.cli.inputs import LABELS_HELP, add_domain_argument
 from reluverify.solver.options import STRATEGIES
 
@@ -50,6 +50,7 @@ def add_common_arguments(parser, timeout_help: str = "seconds for the whole chec
     parser.add_argument("--timeout", type=seconds(), default=timeout_default, help=timeout_help)
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes: one query's search shared among them, or sub-domains and points in parallel")
+    add_backend_arguments(parser)
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="solver strategy (default auto)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -117,10 +118,10 @@ def register(subparsers) -> None:
 
 
 def command_options(args):
-    """The command's solver options: ``--strategy``, ``--timeout`` and ``--jobs``, set once here."""
+    """The command's solver options: ``--strategy``, ``--timeout``, ``--jobs`` and ``--backend``, set once here."""
     from reluverify.solver import SolverOptions
 
-    return SolverOptions(strategy=args.strategy).with_timeout(args.timeout).with_jobs(args.jobs)
+    return with_backend(SolverOptions(strategy=args.strategy).with_timeout(args.timeout).with_jobs(args.jobs), args)
 
 
 def run(args) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from reluverify.cli.common import add_quiet_argument, seconds
+from reluverify.cli.common import add_backend_arguments, add_quiet_argument, seconds
 from reluverify.solver.options import STRATEGIES
 
 MEANING = ("sat = the specification's condition can be met: a counterexample exists (the property is violated); "
@@ -49,12 +49,13 @@ def register(subparsers) -> None:
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="worker processes sharing the search (boxes or sub-problems); all stop at the first "
                         "confirmed counterexample (default 1)")
+    add_backend_arguments(parser)
     add_exit_status_arguments(parser, "the answer is sat (a counterexample exists)")
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    from reluverify.cli.common import print_summary, run_cross_check, verdict_status
+    from reluverify.cli.common import print_summary, run_cross_check, verdict_status, with_backend
     from reluverify.onnx_import import load_onnx
     from reluverify.solver import SolverOptions, solve
     from reluverify.vnncomp import format_result
@@ -68,7 +69,7 @@ def run(args) -> int:
         raise ReluverifyError("--jobs must be at least 1")
     from reluverify.cli.verify import live_progress
 
-    options = SolverOptions(timeout=args.timeout, strategy=args.strategy).with_jobs(args.jobs)
+    options = with_backend(SolverOptions(timeout=args.timeout, strategy=args.strategy).with_jobs(args.jobs), args)
     proof = exact = None
     with live_progress(args):
         if args.proof:

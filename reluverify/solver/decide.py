@@ -12,6 +12,7 @@ bound-refuted disjuncts settled, falsification) and hands the rest to one search
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -27,8 +28,8 @@ from reluverify.solver.progress import ProgressCallback, Throttle, observer
 from reluverify.solver.projection import project_constant_inputs
 from reluverify.solver.reluplex import LeafOutcome, ReluplexEngine
 from reluverify.solver.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result, Statistics
-from reluverify.solver.search import SearchOutcome
-from reluverify.solver.strategies import choose
+from reluverify.solver.search import Recipe, SearchOutcome, ShareableSearch
+from reluverify.solver.strategies import REGISTRY, choose
 
 SYMBOLIC_MAX_INPUTS = 256
 """A query's first bounds come from the symbolic forward pass (cost grows with the inputs) up to this
@@ -116,6 +117,12 @@ class Decider:
 
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
+
+    def recipe(self, strategy: str, members: list[int], extra: dict) -> Recipe:
+        """How a worker anywhere builds the search ``strategy`` runs on ``members`` (:func:`worker_search`):
+        the query as given, these options in one process without a deadline (the coordinator keeps it)."""
+        options = replace(self.options, timeout=None, parallel=replace(self.options.parallel, jobs=1, backend="local"))
+        return Recipe("reluverify.solver.decide:worker_search", (strategy, self.original, options, list(members), extra))
 
     def expand(self, inputs: np.ndarray) -> np.ndarray:
         """The original query's input vector for one of the searched query."""
@@ -336,6 +343,13 @@ def solve(query: Query, options: SolverOptions | None = None, facts=(), progress
         return run()
     with _blas_controller().limit(limits=options.parallel.blas_threads):
         return run()
+
+
+def worker_search(strategy: str, query: Query, options: SolverOptions, members: list[int], extra: dict) -> ShareableSearch:
+    """The search ``strategy`` runs on the disjuncts ``members`` of ``query``, with an empty pool: what a
+    worker of :mod:`~reluverify.solver.distributed` builds from :meth:`Decider.recipe`. The decider
+    projects the query as the coordinator's did, so the copy's items are the original's."""
+    return REGISTRY[strategy].empty_search(Decider(query, options), members, extra)
 
 
 _CONTROLLER = []

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, replace
 STRATEGIES = ("auto", "input-split", "relu-bab", "relu-split")
 """Every value of ``SolverOptions.strategy``: the one list that validation and tools read (the
 strategies themselves are registered in :mod:`reluverify.solver.strategies`)."""
+BACKENDS = ("local", "ray")
+"""Every value of ``ParallelOptions.backend``."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,17 @@ class ParallelOptions:
     blas_threads: int | None = 1
     """BLAS threads inside the solver; the matrices are small, so one thread per process is
     fastest, and parallelism comes from worker processes. ``None`` leaves BLAS alone."""
+    backend: str = "local"
+    """Where one search's shared work runs with ``jobs > 1``: ``local`` (forked worker processes on this
+    machine, :mod:`~reluverify.solver.sharing`) or ``ray`` (``jobs`` workers on a Ray cluster, any number
+    of nodes, :mod:`~reluverify.solver.distributed`)."""
+    address: str | None = None
+    """``backend="ray"``: the cluster's address (``auto``, ``HOST:PORT``; None: ``RAY_ADDRESS``, else a
+    fresh local instance, :mod:`~reluverify.ray_cluster`)."""
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r} (one of {', '.join(BACKENDS)})")
 
 
 @dataclass(frozen=True)

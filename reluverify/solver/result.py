@@ -65,11 +65,17 @@ class Statistics:
     candidates_checked: int = 0
     candidates_rejected: int = 0
     falsification_samples: int = 0
+    leases: int = 0
+    """Leases of a search's work answered by the workers of a Ray cluster (solver/distributed.py) ..."""
+    lost_workers: int = 0
+    """... the workers lost mid-lease (their leases went back to the pool) ..."""
+    nodes: int = 0
+    """... and the most cluster nodes one search's leases ran on."""
 
     def merge(self, other: "Statistics") -> None:
         for key, value in asdict(other).items():
-            if key == "max_depth":
-                self.max_depth = max(self.max_depth, value)
+            if key in ("max_depth", "nodes"):
+                setattr(self, key, max(getattr(self, key), value))
             else:
                 setattr(self, key, getattr(self, key) + value)
 

@@ -8,7 +8,9 @@ inputs satisfy (a strategy translates a search's own target positions before it 
 
 A search that keeps a pool of open work items (boxes, sub-problems) and can hand part of it to a
 copy of itself in another process implements :class:`ShareableSearch`;
-:func:`reluverify.solver.sharing.run_shared` runs one on several processes.
+:func:`reluverify.solver.sharing.run_shared` runs one on several processes of this machine, and
+:func:`reluverify.solver.distributed.run_distributed` on the workers of a Ray cluster, each of which
+builds its copy from a :class:`Recipe` (plain data, never a live solver object).
 
 Invariant of every search: each open item weighs ``2^-d`` (``d`` the splits that made it), and the
 items refuted plus the items open sum to 1. :func:`exhausted` answers ``unsat`` only when the
@@ -17,6 +19,7 @@ refuted share is 1, so work lost anywhere can never read as a proof.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,6 +58,8 @@ class ShareableSearch(Protocol):
     """
 
     statistics: Statistics
+    deadline: float | None
+    """``time.monotonic()`` past which :meth:`work` ends with ``timeout`` (None: no limit)."""
     proven: float
     """The share of the search tree refuted so far."""
     undecided: list[str]
@@ -71,10 +76,28 @@ class ShareableSearch(Protocol):
         """The pool, taken out and cut into ``parts`` payloads of similar work."""
 
     def add(self, payload: Any) -> None:
-        """Take a payload (from :meth:`split_off` of this search or of a copy of it)."""
+        """Take a payload (from :meth:`split_off` or :meth:`take` of this search or of a copy of it)."""
+
+    def take(self, count: int) -> Any:
+        """At most ``count`` items, the ones the search would process next, out of the pool as a payload."""
 
     def reset_statistics(self) -> None:
         """Count from zero (in a worker process: the caller keeps what was counted before the fork)."""
 
     def finish(self) -> SearchOutcome:
         """The verdict once no work is left: :func:`exhausted` of ``proven`` and ``undecided``."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a worker anywhere builds a copy of a search with an empty pool: the function ``builder``
+    (``"package.module:function"``) called with ``arguments``, which are plain data (the query,
+    options, arrays, numbers), so a recipe can travel to another machine; the copy then takes the
+    payloads of the original (:meth:`ShareableSearch.take`)."""
+
+    builder: str
+    arguments: tuple
+
+    def build(self) -> ShareableSearch:
+        module, name = self.builder.split(":")
+        return getattr(importlib.import_module(module), name)(*self.arguments)

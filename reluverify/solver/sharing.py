@@ -23,11 +23,26 @@ import multiprocessing
 import time
 from multiprocessing.connection import wait
 
+from reluverify.solver.options import SolverOptions
 from reluverify.solver.progress import Throttle
-from reluverify.solver.search import SearchOutcome, ShareableSearch
+from reluverify.solver.search import Recipe, SearchOutcome, ShareableSearch
 
 SLICE_S = 0.25
 """Seconds of work between two looks at the messages (a worker answers a request within this)."""
+
+
+def share(search: ShareableSearch, options: SolverOptions, recipe: Recipe | None, deadline: float | None,
+          progress: Throttle | None, strategy: str) -> SearchOutcome:
+    """Run ``search`` on ``options.parallel.jobs`` workers: the workers of a Ray cluster with the ``ray``
+    backend (:func:`~reluverify.solver.distributed.run_distributed`; they build their copies from
+    ``recipe``), else, or without a recipe, forked processes of this machine (:func:`run_shared`)."""
+    parallel = options.parallel
+    if parallel.backend == "ray" and recipe is not None:
+        from reluverify.solver.distributed import run_distributed
+
+        return run_distributed(search, recipe, parallel.jobs, deadline, progress, strategy, parallel.address,
+                               parallel.blas_threads)
+    return run_shared(search, parallel.jobs, deadline, progress, strategy)
 
 
 def run_shared(search: ShareableSearch, jobs: int, deadline: float | None, progress: Throttle | None = None,

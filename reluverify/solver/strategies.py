@@ -34,7 +34,7 @@ from reluverify.solver.options import STRATEGIES, SolverOptions
 from reluverify.solver.progress import Throttle
 from reluverify.solver.reluplex import LeafOutcome, ReluplexEngine
 from reluverify.solver.result import SAT, TIMEOUT, Statistics
-from reluverify.solver.search import SearchOutcome
+from reluverify.solver.search import Recipe, SearchOutcome, ShareableSearch
 
 ROOT_SHARE = 0.3
 """ReLU branch and bound: the root's optimised intermediate bounds may take this share of the time
@@ -84,12 +84,23 @@ class Context(Protocol):
     def timed_out(self) -> bool:
         """The deadline has passed."""
 
+    def recipe(self, strategy: str, members: list[int], extra: dict) -> Recipe:
+        """How a worker anywhere builds the search ``strategy`` runs on ``members`` (its
+        :meth:`Strategy.empty_search` with ``extra``), as plain data."""
+
 
 class Strategy(Protocol):
     name: str
 
     def search(self, decider: Context, live: list[int]) -> Reports:
         """Search the disjuncts ``live``, yielding each search's members and outcome."""
+
+
+class SharingStrategy(Strategy, Protocol):
+    """A strategy whose searches can spread over the workers of a Ray cluster."""
+
+    def empty_search(self, decider: Context, members: list[int], extra: dict) -> ShareableSearch:
+        """The search of ``members`` with an empty pool (what :meth:`Context.recipe` builds)."""
 
 
 def _leaf_outcome(outcome: LeafOutcome, disjunct: int) -> SearchOutcome:
@@ -102,17 +113,12 @@ class InputSplitting:
     name = "input-split"
 
     def search(self, decider: Context, live: list[int]) -> Reports:
-        from reluverify.solver.input_split import Target, input_split_search
+        from reluverify.solver.input_split import input_split_search
 
         query, options = decider.query, decider.options
-        input_rows = query.input_constraints
         for members in decider.box_groups(live):
             box = query.disjuncts[members[0]]
-            targets = [Target(k, *decider.targets[k]) for k in members]
-
-            def leaf_solver(position: int, lo: np.ndarray, hi: np.ndarray, members=members, box=box):
-                return decider.leaf(decider.engine(box.lower, box.upper), members[position], lo, hi)
-
+            targets, confirm, leaf_solver, input_rows = self.parts(decider, members)
             outcome = input_split_search(
                 decider.chain,
                 targets,
@@ -121,14 +127,39 @@ class InputSplitting:
                 options,
                 decider.stats,
                 decider.deadline,
-                confirm=lambda x, position, members=members: decider.try_confirm(x, members[position]),
+                confirm=confirm,
                 leaf_solver=leaf_solver,
                 known=decider.known,
                 progress=decider.progress,
                 trees=[decider.trees[k] for k in members] if options.proof else None,
-                input_rows=(input_rows.matrix, input_rows.rhs) if input_rows.num_rows else None,
+                input_rows=input_rows,
+                recipe=decider.recipe(self.name, members, {"known": decider.known}),
             )
             yield members, outcome  # a sat outcome names its target's index: the query's disjunct
+
+    def empty_search(self, decider: Context, members: list[int], extra: dict) -> ShareableSearch:
+        from reluverify.solver.input_split.search import empty_search
+
+        targets, confirm, leaf_solver, input_rows = self.parts(decider, members)
+        return empty_search(decider.chain, targets, decider.options, confirm, leaf_solver, extra["known"], input_rows)
+
+    @staticmethod
+    def parts(decider: Context, members: list[int]):
+        """The search's targets, its confirmation and leaves (query disjuncts for target positions),
+        and the query's input rows."""
+        from reluverify.solver.input_split import Target
+
+        box = decider.query.disjuncts[members[0]]
+        input_rows = decider.query.input_constraints
+        targets = [Target(k, *decider.targets[k]) for k in members]
+
+        def leaf_solver(position: int, lo: np.ndarray, hi: np.ndarray):
+            return decider.leaf(decider.engine(box.lower, box.upper), members[position], lo, hi)
+
+        def confirm(x: np.ndarray, position: int) -> bool:
+            return decider.try_confirm(x, members[position])
+
+        return targets, confirm, leaf_solver, (input_rows.matrix, input_rows.rhs) if input_rows.num_rows else None
 
 
 class ReluBranchAndBound:
@@ -167,7 +198,7 @@ class ReluBranchAndBound:
                 yield [], SearchOutcome(TIMEOUT, reason="time budget exhausted bounding the disjuncts")
                 return
         for members, region, root, targets, start in sorted(starts, key=lambda entry: entry[4].value):
-            box = query.disjuncts[members[0]]
+            confirm, leaf_solver = self.callbacks(decider, members)
             outcome = relu_bab_search(
                 decider.chain,
                 targets,
@@ -176,16 +207,35 @@ class ReluBranchAndBound:
                 options,
                 decider.stats,
                 decider.deadline,
-                confirm=lambda v, t, members=members: decider.try_confirm(v, members[t]),
-                leaf_solver=lambda t, lo, hi, phases, members=members, box=box: self.reduced_leaf(
-                    decider, members[t], box, lo, hi, phases),
+                confirm=confirm,
+                leaf_solver=leaf_solver,
                 start=start,
                 progress=decider.progress,
                 tree=decider.trees.get(members[0]) if len(members) == 1 else None,
+                recipe=decider.recipe(self.name, members, {"region": region}),
             )
             if outcome.status == SAT:  # the search's target position -> the query's disjunct
                 outcome.disjunct = members[outcome.disjunct]
             yield members, outcome
+
+    def empty_search(self, decider: Context, members: list[int], extra: dict) -> ShareableSearch:
+        from reluverify.solver.relu_bab import Disjunction
+        from reluverify.solver.relu_bab.search import empty_search
+
+        targets = [Disjunction(*decider.targets[k]) for k in members]
+        return empty_search(decider.chain, targets, extra["region"], decider.options, *self.callbacks(decider, members))
+
+    def callbacks(self, decider: Context, members: list[int]):
+        """The search's confirmation and leaf engine (query disjuncts for target positions)."""
+        box = decider.query.disjuncts[members[0]]
+
+        def confirm(v: np.ndarray, t: int) -> bool:
+            return decider.try_confirm(v, members[t])
+
+        def leaf_solver(t: int, lo: np.ndarray, hi: np.ndarray, phases: np.ndarray) -> LeafOutcome | None:
+            return self.reduced_leaf(decider, members[t], box, lo, hi, phases)
+
+        return confirm, leaf_solver
 
     @staticmethod
     def reduced_leaf(decider: Context, k: int, disjunct, lower: np.ndarray, upper: np.ndarray,

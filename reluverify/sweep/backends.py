@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 from reluverify.errors import ReluverifyError
+from reluverify.ray_cluster import BackendError, connect
 from reluverify.sweep.plan import Job
 from reluverify.sweep.worker import guarded, load_network, one_blas_thread, restore_blas_threads, run_job, warm_up
 
@@ -54,10 +55,6 @@ class JobOutcome:
     finished: float
     backend: str
     worker: str | None = None
-
-
-class BackendError(ReluverifyError):
-    """A backend cannot be used (Ray not installed, no cluster at the address)."""
 
 
 def _limit(timeout: float | None, kill_grace: float) -> float | None:
@@ -151,38 +148,6 @@ def _ray_task(worker: Callable, job: dict, settings: dict, network_data: bytes):
     return value
 
 
-AUTH_FIX_NO_MODE = (
-    "the cluster requires token authentication: set RAY_AUTH_MODE=token and give the cluster's token in "
-    "~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN ('ray get-auth-token' on the head node prints it)"
-)
-AUTH_FIX_WRONG_TOKEN = (
-    "the cluster refused this machine's token: copy the head node's token ('ray get-auth-token' there) to "
-    "~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN"
-)
-
-
-def _is_auth_failure(exc: BaseException) -> bool:
-    """True when ``exc`` or an exception it was raised from is Ray refusing this client's token (or its absence)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if type(exc).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(exc) or \
-                "Unauthenticated" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def connection_error(exc: BaseException, address: str | None) -> BackendError:
-    """The one-line error for a failed ``ray.init``; an authentication failure names its fix."""
-    where = f" at {address}" if address else ""
-    if _is_auth_failure(exc):
-        token_mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token"
-        return BackendError(f"cannot reach the Ray cluster{where}: {AUTH_FIX_WRONG_TOKEN if token_mode else AUTH_FIX_NO_MODE}")
-    first = (str(exc).splitlines() or [type(exc).__name__])[0]
-    return BackendError(f"cannot start or reach a Ray cluster{where}: {first}")
-
-
 class RayBackend:
     """Ray tasks on a cluster at ``address`` (``None``: ``RAY_ADDRESS``, else a fresh local instance).
 
@@ -214,24 +179,7 @@ class RayBackend:
         return f"{where}" + (f", {self.jobs} queries at a time" if self.jobs else "")
 
     def _connect(self):
-        try:
-            import ray
-        except ImportError:
-            raise BackendError('--backend ray needs Ray: pip install "reluverify[distributed]"') from None
-        if ray.is_initialized():
-            return ray, False
-        options = {"include_dashboard": False, "log_to_driver": False, **self.init_options}
-        if self.address:
-            options["address"] = self.address
-        elif not os.environ.get("RAY_ADDRESS") and "address" not in options:
-            options["address"] = "local"  # a fresh instance, never someone else's cluster by accident
-            if self.jobs and "num_cpus" not in options:
-                options["num_cpus"] = int(self.jobs)
-        try:
-            ray.init(**options)
-        except Exception as exc:  # noqa: BLE001 - ray raises many types (ConnectionError, RuntimeError, ...)
-            raise connection_error(exc, self.address or os.environ.get("RAY_ADDRESS")) from None
-        return ray, True
+        return connect(self.address, self.jobs, self.init_options)
 
     def run(self, jobs: Sequence[Job], settings: dict) -> Iterator[JobOutcome]:
         if not jobs:

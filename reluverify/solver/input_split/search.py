@@ -25,8 +25,8 @@ from reluverify.solver.options import SolverOptions
 from reluverify.solver.progress import Throttle
 from reluverify.solver.reluplex import LeafOutcome
 from reluverify.solver.result import Statistics
-from reluverify.solver.search import SearchOutcome, exhausted
-from reluverify.solver.sharing import run_shared
+from reluverify.solver.search import Recipe, SearchOutcome, exhausted
+from reluverify.solver.sharing import share
 
 BATCH_SIZE = 512
 """Boxes bounded together in one numpy pass, at most (fewer while a box takes long: a batch is about a
@@ -57,6 +57,7 @@ def input_split_search(
     input_rows: tuple[np.ndarray, np.ndarray] | None = None,
     progress: Throttle | None = None,
     trees: list[ProofTree] | None = None,
+    recipe: Recipe | None = None,
 ) -> SearchOutcome:
     """Search ``lower <= x <= upper`` for a point satisfying some target (see the package docstring).
 
@@ -67,7 +68,8 @@ def input_split_search(
     shrink each box before it is bounded (e.g. the pair rows of a two-copy query);
     ``progress`` receives where the search stands (the input volume proven: a box split ``d``
     times holds ``2 ** -d`` of it). With ``options.parallel.jobs > 1`` the boxes are shared among worker
-    processes (:mod:`~reluverify.solver.sharing`). ``trees`` (one
+    processes, or with the ``ray`` backend among the workers of a Ray cluster, which build their copies
+    from ``recipe`` (:func:`~reluverify.solver.sharing.share`). ``trees`` (one
     :class:`~reluverify.solver.certificate.ProofTree` per target), when given, record the proof:
     then a box is refuted only by evidence the certificate checker recomputes
     (:mod:`~reluverify.solver.input_split.proof`), and the boxes are neither shrunk by the input rows
@@ -82,11 +84,20 @@ def input_split_search(
     search = BoxSearch(problem, statistics, deadline, confirm, leaf_solver, known, progress, trees)
     search.add(search.fresh(lower[None, :], upper[None, :]))
     if options.parallel.jobs > 1 and trees is None:  # a proof's trees live in this process
-        outcome = run_shared(search, options.parallel.jobs, deadline, search.progress, "input-split")
+        outcome = share(search, options, recipe, deadline, search.progress, "input-split")
     else:
         outcome = search.work(float("inf")) or search.finish()
     search.report(force=True)
     return outcome
+
+
+def empty_search(chain: ReluChain, targets: list[Target], options: SolverOptions,
+                 confirm: Callable[[np.ndarray, int], bool], leaf_solver: Callable[[int, np.ndarray, np.ndarray], LeafOutcome],
+                 known: tuple[list, list] | None = None,
+                 input_rows: tuple[np.ndarray, np.ndarray] | None = None) -> "BoxSearch":
+    """The search of :func:`input_split_search` with no boxes and no deadline, for a worker that takes
+    the boxes of another copy (:mod:`~reluverify.solver.distributed`)."""
+    return BoxSearch(Problem(chain, targets, options, input_rows), Statistics(), None, confirm, leaf_solver, known, None)
 
 
 class Stop(Exception):
@@ -146,6 +157,10 @@ class BoxSearch:
 
     def add(self, payload: Boxes) -> None:
         self.stack.push(payload)
+
+    def take(self, count: int) -> Boxes:
+        """The top ``count`` boxes of the stack (the ones :meth:`step` would take next)."""
+        return self.stack.pop(count)
 
     def split_off(self, parts: int) -> list[Boxes]:
         """The open boxes cut into ``parts`` payloads, dealt in turn so each gets a similar mix."""

@@ -35,8 +35,8 @@ from reluverify.solver.relu_bab.root import RootBounds, RootSolution, bound_root
 from reluverify.solver.relu_bab.targets import Disjunction, Items, item_params, objectives, repeat_region, scatter_params
 from reluverify.solver.reluplex import LeafOutcome
 from reluverify.solver.result import Statistics
-from reluverify.solver.search import SearchOutcome, ShareableSearch, exhausted
-from reluverify.solver.sharing import run_shared
+from reluverify.solver.search import Recipe, SearchOutcome, ShareableSearch, exhausted
+from reluverify.solver.sharing import share
 from reluverify.solver.triangle_lp import CANDIDATE, REFUTED, solve_triangle_lp
 
 BATCH = 256
@@ -71,6 +71,7 @@ def relu_bab_search(
     start: RootSolution | None = None,
     progress: Throttle | None = None,
     tree: ProofTree | None = None,
+    recipe: Recipe | None = None,
 ) -> SearchOutcome:
     """Search the region for a point satisfying one of ``targets`` (see the package docstring).
 
@@ -83,11 +84,22 @@ def relu_bab_search(
     (docs/certificates.md: every split, and each leaf's evidence: its bound's parameters or the LP's
     Farkas multipliers). Recording a proof turns off what a proof could not show: implied phases,
     Reluplex leaves and sharing among processes. A ``sat`` outcome names its target in ``disjunct``.
+    With ``options.parallel.jobs > 1`` the sub-problems are shared among worker processes, or with
+    the ``ray`` backend among the workers of a Ray cluster, which build their copies from ``recipe``
+    (:func:`~reluverify.solver.sharing.share`).
     """
     if tree is not None and len(targets) != 1:
         raise ValueError("a proof tree records the search of a single target")
     search = _Search(chain, targets, region, options, statistics, deadline, confirm, leaf_solver, rng, progress, tree)
-    return search.run(root, start)
+    return search.run(root, start, recipe)
+
+
+def empty_search(chain: ReluChain, targets: list[Disjunction], region: alpha_crown.Region, options: SolverOptions,
+                 confirm: Callable[[np.ndarray, int], bool],
+                 leaf_solver: Callable[[int, np.ndarray, np.ndarray, np.ndarray], LeafOutcome | None]) -> ShareableSearch:
+    """The search of :func:`relu_bab_search` with an empty pool and no deadline, for a worker that takes
+    the sub-problems of another copy (:mod:`~reluverify.solver.distributed`)."""
+    return _Search(chain, targets, region, options, Statistics(), None, confirm, leaf_solver, None, None)
 
 
 class _Stop(Exception):
@@ -140,7 +152,7 @@ class _Search(ShareableSearch):
             self.progress.report("relu-bab", self.stats.subproblems, self.pool.size, self.proven, best, force=force)
 
     # ------------------------------------------------------------------ the search
-    def run(self, root: RootBounds, start: RootSolution | None) -> SearchOutcome:
+    def run(self, root: RootBounds, start: RootSolution | None, recipe: Recipe | None = None) -> SearchOutcome:
         self.recorder.root(root)
         relaxation = root.relaxation
         if relaxation.infeasible()[0]:
@@ -155,7 +167,7 @@ class _Search(ShareableSearch):
             return stop.outcome
         # a proof's tree is this process's: no sharing
         if self.options.parallel.jobs > 1 and self.pool.size and not self.proof:
-            outcome = run_shared(self, self.options.parallel.jobs, self.deadline, self.progress, "relu-bab")
+            outcome = share(self, self.options, recipe, self.deadline, self.progress, "relu-bab")
         else:
             outcome = self.work(float("inf")) or self.finish()
         self.report(force=True)
@@ -202,6 +214,10 @@ class _Search(ShareableSearch):
 
     def add(self, payload: dict[str, np.ndarray]) -> None:
         self.pool.push(payload)
+
+    def take(self, count: int) -> dict[str, np.ndarray]:
+        """The ``count`` sub-problems :meth:`Pool.select` would branch next."""
+        return self.pool.select(max(1, min(count, self.pool.size)))
 
     def reset_statistics(self) -> None:
         """In a worker process: count from zero (the caller keeps what was counted before the fork)."""
