@@ -44,6 +44,12 @@ stop the others, and the most work a lost worker costs) ..."""
 SHORT_LEASE_S = 0.1
 """... or while the pool holds fewer than two items per worker (the start of a search: short leases
 grow it until every worker has work)."""
+QUEUE = 2
+"""Leases in flight per worker: the next one waits in the worker's queue while it works on the
+current one, so it never idles for a round trip."""
+GROW_S = 0.05
+"""Seconds of work in the calling process between two looks at the pool while it grows to two items a
+worker (as :func:`~reluverify.solver.sharing.run_shared` does)."""
 WAIT_S = 0.25
 """Seconds between two looks at the deadline while every worker is busy."""
 
@@ -74,6 +80,8 @@ class Worker:
 
             self.blas = threadpool_limits(limits=blas_threads)
         import ray
+
+        import reluverify.solver.decide  # noqa: F401 - the solver's imports, before the first lease needs them
 
         self.key: int | None = None
         self.search: ShareableSearch | None = None
@@ -107,6 +115,7 @@ class _Handle:
         self.actor = actor
         self.key: int | None = None  # the search whose recipe the worker holds
         self.rate = 0.0  # items processed per second, measured on its last lease
+        self.out = 0  # its leases in flight
 
 
 _WORKERS: list[_Handle] = []
@@ -132,19 +141,34 @@ def _workers(ray, jobs: int, blas_threads: int | None) -> list[_Handle]:
     return alive[:jobs]
 
 
+def prepare(jobs: int, address: str | None = None, blas_threads: int | None = 1) -> None:
+    """Join the cluster and start ``jobs`` workers now (they import the solver while the caller
+    falsifies and bounds the root), so the first lease does not wait for them."""
+    ray, _ = connect(address, cpus=jobs)
+    _workers(ray, jobs, blas_threads)
+
+
 def run_distributed(search: ShareableSearch, recipe: Recipe, jobs: int, deadline: float | None,
                     progress: Throttle | None = None, strategy: str = "", address: str | None = None,
                     blas_threads: int | None = 1) -> SearchOutcome:
     """Run ``search`` (its pool holds the work so far) on ``jobs`` workers of the Ray cluster at
     ``address`` (:func:`~reluverify.ray_cluster.connect`), which build their copies from ``recipe``."""
+    # enough open items that every worker can start with some (a small search ends here, with no round trip)
+    while 0 < search.open_count() < 2 * jobs:
+        outcome = search.work(GROW_S)
+        if outcome is not None:
+            return outcome
+    if search.open_count() == 0:
+        return search.finish()
     ray, _ = connect(address, cpus=jobs)
     from ray.exceptions import RayActorError, RayTaskError
 
     progress = progress or Throttle(None)
     workers = _workers(ray, jobs, blas_threads)
+    for worker in workers:
+        worker.out = 0
     key = next(_KEYS)
     out: dict = {}  # lease reference -> (worker, the lease's payload)
-    idle = list(workers)
     lost: list[str] = []
     nodes: set[str] = set()
     final: SearchOutcome | None = None
@@ -152,27 +176,34 @@ def run_distributed(search: ShareableSearch, recipe: Recipe, jobs: int, deadline
         if deadline is not None and time.monotonic() > deadline:
             final = SearchOutcome("timeout", reason="time budget exhausted with the work on a Ray cluster")
             break
-        while idle and search.open_count():
-            worker = idle.pop()
+        while search.open_count():
+            free = [w for w in workers if w.out < QUEUE]
+            if not free:
+                break
+            worker = min(free, key=lambda w: w.out)
             seconds = LEASE_S if search.open_count() >= 2 * len(workers) else SHORT_LEASE_S
-            payload = search.take(_lease_size(search.open_count(), worker, len(idle) + 1, seconds))
+            slots = sum(QUEUE - w.out for w in free)
+            payload = search.take(_lease_size(search.open_count(), worker, slots, seconds))
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             reference = worker.actor.lease.remote(key, recipe if worker.key != key else None, payload, seconds, remaining)
             worker.key = key
+            worker.out += 1
             out[reference] = (worker, payload)
         if not out:
             break  # nothing open, nothing out: the search is exhausted
         ready, _ = ray.wait(list(out), num_returns=1, timeout=WAIT_S)
         for reference in ready:
             worker, payload = out.pop(reference)
+            worker.out -= 1
             try:
                 answer: Answer = ray.get(reference)
-            except RayActorError as exc:  # the worker is gone: its lease goes back whole
+            except RayActorError as exc:  # the worker is gone: each of its leases goes back whole
                 search.add(payload)
-                worker.actor = None
-                workers.remove(worker)
-                search.statistics.lost_workers += 1
-                lost.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                if worker in workers:
+                    worker.actor = None
+                    workers.remove(worker)
+                    search.statistics.lost_workers += 1
+                    lost.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                 if not workers:
                     final = SearchOutcome("unknown", reason=f"every Ray worker was lost ({lost[-1]})")
                 continue
@@ -192,7 +223,6 @@ def run_distributed(search: ShareableSearch, recipe: Recipe, jobs: int, deadline
             if answer.outcome is not None:
                 final = answer.outcome
                 break
-            idle.append(worker)
         if progress:
             progress.report(strategy, search.statistics.subproblems + search.statistics.boxes,
                             search.open_count() + sum(_size(p) for _, p in out.values()), search.proven)
@@ -202,10 +232,10 @@ def run_distributed(search: ShareableSearch, recipe: Recipe, jobs: int, deadline
     return search.finish()
 
 
-def _lease_size(open_items: int, worker: _Handle, idle: int, seconds: float) -> int:
+def _lease_size(open_items: int, worker: _Handle, slots: int, seconds: float) -> int:
     """Items for a lease of ``seconds``: what the worker processes in that time (measured on its last
-    lease), at most a fair share of the pool among the idle workers, at least one."""
-    share = math.ceil(open_items / idle)
+    lease), at most a fair share of the pool among the free lease slots, at least one."""
+    share = math.ceil(open_items / slots)
     if worker.rate <= 0:
         return max(1, share)
     return max(1, min(share, math.ceil(worker.rate * seconds)))
