@@ -99,3 +99,9 @@ def test_the_command_line_refuses_what_cannot_work(tmp_path, capsys):
         assert main(["vnnlib", str(net), str(spec), "--quiet", *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_bench_takes_the_backend_for_each_instance_search(capsys):
+    assert main(["bench", "/nonexistent", "--backend", "ray"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["reluverify: error: --backend ray spreads one search over --jobs-per-instance N workers: give N >= 2"]

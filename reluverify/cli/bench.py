@@ -8,7 +8,7 @@ from reluverify.solver.options import STRATEGIES, SolverOptions
 
 
 def register(subparsers) -> None:
-    from reluverify.cli.common import add_memory_argument, seconds
+    from reluverify.cli.common import add_backend_arguments, add_memory_argument, seconds
 
     parser = subparsers.add_parser(
         "bench",
@@ -23,6 +23,7 @@ def register(subparsers) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="instances run in parallel (default 1)")
     parser.add_argument("--jobs-per-instance", type=int, default=1, metavar="N",
                         help="worker processes sharing each instance's search (default 1)")
+    add_backend_arguments(parser)
     add_memory_argument(parser)
     parser.add_argument("--csv", metavar="OUT", help="write one row per instance")
     parser.add_argument("--filter", metavar="TEXT", help="only instances whose onnx or vnnlib name contains TEXT")
@@ -44,6 +45,7 @@ def run(args) -> int:
         summary_rows,
         write_csv,
     )
+    from reluverify.cli.common import with_backend
     from reluverify.errors import ReluverifyError
 
     if args.timeout_scale <= 0:
@@ -72,7 +74,8 @@ def run(args) -> int:
             flush=True,
         )
 
-    options = SolverOptions(strategy=args.strategy).with_jobs(args.jobs_per_instance)
+    options = with_backend(SolverOptions(strategy=args.strategy).with_jobs(args.jobs_per_instance), args,
+                           "--jobs-per-instance")
     results = run_benchmark(instances, args.timeout_scale, args.jobs, options, progress, cap=args.cap)
     by = choose_grouping(instances) if args.group_by == "auto" else args.group_by
     print(format_table(summary_rows(results, by)))

@@ -202,16 +202,17 @@ def add_backend_arguments(parser) -> None:
                         "default: RAY_ADDRESS, else a fresh local Ray instance)")
 
 
-def with_backend(options, args):
-    """``options`` with the command's ``--backend`` and ``--address`` (checked: one line on misuse)."""
+def with_backend(options, args, jobs_flag: str = "--jobs"):
+    """``options`` with the command's ``--backend`` and ``--address`` (checked: one line on misuse);
+    ``jobs_flag`` names the option that gives one search's workers."""
     from dataclasses import replace
 
     from reluverify.errors import SpecError
 
     if args.address and args.backend != "ray":
         raise SpecError("--address applies to --backend ray only")
-    if args.backend == "ray" and args.jobs < 2:
-        raise SpecError("--backend ray spreads one search over --jobs N workers: give N >= 2")
+    if args.backend == "ray" and options.parallel.jobs < 2:
+        raise SpecError(f"--backend ray spreads one search over {jobs_flag} N workers: give N >= 2")
     if args.backend == "ray" and getattr(args, "proof", None):
         raise SpecError("--proof runs the search in one process: drop --backend ray")
     return replace(options, parallel=replace(options.parallel, backend=args.backend, address=args.address))
