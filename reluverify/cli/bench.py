@@ -54,6 +54,8 @@ def run(args) -> int:
         raise ReluverifyError("--cap must be positive")
     if args.jobs < 1 or args.jobs_per_instance < 1:
         raise ReluverifyError("--jobs and --jobs-per-instance must be at least 1")
+    options = with_backend(SolverOptions(strategy=args.strategy).with_jobs(args.jobs_per_instance), args,
+                           "--jobs-per-instance")
     instances = load_instances(args.folder)
     if args.filter:
         instances = [i for i in instances if args.filter in Path(i.onnx).name or args.filter in Path(i.vnnlib).name]
@@ -74,8 +76,6 @@ def run(args) -> int:
             flush=True,
         )
 
-    options = with_backend(SolverOptions(strategy=args.strategy).with_jobs(args.jobs_per_instance), args,
-                           "--jobs-per-instance")
     results = run_benchmark(instances, args.timeout_scale, args.jobs, options, progress, cap=args.cap)
     by = choose_grouping(instances) if args.group_by == "auto" else args.group_by
     print(format_table(summary_rows(results, by)))
