@@ -7,14 +7,16 @@ and ports), then decides each instance with ``reluverify vnnlib --jobs 2`` on lo
 ``--backend ray --address ADDR --jobs 2``, one after the other in alternating order, each a whole
 process under ``/usr/bin/time -v`` with the same limit. Peak memory is the command's own (the driver
 and, locally, its forked workers) plus, for Ray, the largest growth of the cluster's processes'
-resident memory while it ran (sampled every 0.2 s). ``--mode conservation`` runs each instance on
-local processes with ``--jobs`` 1, 2, 4 and 8 (oversubscribed on a small machine) and counts the
-sub-problems bounded (``statistics.subproblems + boxes`` of ``--json``).
+resident memory while it ran (sampled every 0.2 s). ``--mode conservation`` runs each instance with
+``--jobs`` 1, 2, 4 and 8 (oversubscribed on a small machine), on local processes or with
+``--backend ray`` on the workers of such a cluster (4 CPUs a node), and counts the sub-problems
+bounded (``statistics.subproblems + boxes`` of ``--json``).
 
 Prints a table, writes ``results/NAME.csv``.
 
     python benchmarks/distributed.py ../shared/benchmarks/mnistfc --slowest 5 --cap 120 --name ray_mnistfc
     python benchmarks/distributed.py ../shared/benchmarks/mnistfc --slowest 5 --mode conservation --name work_mnistfc
+    python benchmarks/distributed.py ../shared/benchmarks/mnistfc --slowest 5 --mode conservation --backend ray --name work_ray
 """
 
 from __future__ import annotations
@@ -53,9 +55,10 @@ def free_port() -> int:
 
 
 class Cluster:
-    """A head and a worker node on this machine, one CPU each, token authentication."""
+    """A head and a worker node on this machine, ``cpus`` CPUs each (default 1), token authentication."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpus: int = 1) -> None:
+        self.cpus = cpus
         self.root = tempfile.mkdtemp(prefix="rv-ray-", dir="/tmp")
         home = Path(self.root, "home")
         (home / ".ray").mkdir(parents=True)
@@ -81,7 +84,7 @@ class Cluster:
                                                         "metrics-export-port", "runtime-env-agent-port")]
         log = Path(self.root, f"{name}.log").open("w")
         self.nodes.append(subprocess.Popen(
-            [*RAY, "start", "--block", "--num-cpus=1", "--disable-usage-stats", "--node-ip-address=127.0.0.1",
+            [*RAY, "start", "--block", f"--num-cpus={self.cpus}", "--disable-usage-stats", "--node-ip-address=127.0.0.1",
              f"--temp-dir={self.root}/{name}", *ports, *options],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
 
@@ -161,6 +164,7 @@ def main() -> int:
     parser.add_argument("--cap", type=float, default=120.0)
     parser.add_argument("--mode", choices=("ray", "conservation"), default="ray")
     parser.add_argument("--workers", default="1,2,4,8", help="--mode conservation: the --jobs values")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local", help="--mode conservation: where")
     parser.add_argument("--name", default="distributed")
     args = parser.parse_args()
     instances = SLOWEST[: args.slowest]
@@ -169,17 +173,28 @@ def main() -> int:
     rows = []
     if args.mode == "conservation":
         counts = [int(j) for j in args.workers.split(",")]
-        for net, spec in instances:
-            row = {"onnx": net, "vnnlib": spec}
-            for jobs in counts:
-                r = decide(args.folder, net, spec, args.cap, jobs, env)
-                row.update({f"j{jobs}_verdict": r["verdict"], f"j{jobs}_s": r["s"], f"j{jobs}_work": r["work"]})
-            base = row[f"j{counts[0]}_work"] or 0
-            for jobs in counts:
-                work = row[f"j{jobs}_work"]
-                row[f"j{jobs}_ratio"] = round(work / base, 3) if work and base else None
-            rows.append(row)
-            print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        cluster = Cluster(cpus=4) if args.backend == "ray" else None
+        try:
+            if cluster is not None:
+                cluster.start()
+            for net, spec in instances:
+                row = {"onnx": net, "vnnlib": spec}
+                for jobs in counts:
+                    if cluster is not None and jobs > 1:
+                        r = decide(args.folder, net, spec, args.cap, jobs, cluster.env,
+                                   ("--backend", "ray", "--address", cluster.address))
+                    else:
+                        r = decide(args.folder, net, spec, args.cap, jobs, env)
+                    row.update({f"j{jobs}_verdict": r["verdict"], f"j{jobs}_s": r["s"], f"j{jobs}_work": r["work"]})
+                base = row[f"j{counts[0]}_work"] or 0
+                for jobs in counts:
+                    work = row[f"j{jobs}_work"]
+                    row[f"j{jobs}_ratio"] = round(work / base, 3) if work and base else None
+                rows.append(row)
+                print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        finally:
+            if cluster is not None:
+                cluster.stop()
     else:
         cluster = Cluster()
         try:
