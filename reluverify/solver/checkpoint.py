@@ -127,6 +127,8 @@ def _open(path: str):
         return None
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the checkpoint: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise SpecError(f"{path}: is a directory, not a checkpoint file")
     if not stat.S_ISREG(info.st_mode):
         raise SpecError(f"{path}: not a regular file, so not a checkpoint")
     if info.st_size == 0:
@@ -138,23 +140,27 @@ def _open(path: str):
 
 
 def _why(exc: BaseException) -> str:
-    if isinstance(exc, zipfile.BadZipFile) or "pickle" in str(exc):
-        return "not an .npz archive, or a truncated one"
+    if "pickle" in str(exc):  # numpy's word for bytes that are neither .npy nor .npz
+        return "not an .npz archive"
+    if isinstance(exc, (zipfile.BadZipFile, EOFError)):
+        return "a truncated or damaged .npz archive"
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}".rstrip(": ")
 
 
 def check(path: str) -> None:
     """Raise :class:`SpecError` (one line naming ``path``) unless ``path`` is absent (a new checkpoint)
-    or a readable checkpoint file whose folder can take the next save."""
+    or a readable checkpoint file (every array read once, one at a time) whose folder can take the
+    next save."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise SpecError(f"{path}: the checkpoint's folder {folder} does not exist")
-    read(path)
+    read(path, want=lambda key: False, verify=True)
 
 
-def read(path: str, want=None) -> dict[str, Entry]:
+def read(path: str, want=None, verify: bool = False) -> dict[str, Entry]:
     """Every entry of the checkpoint at ``path`` by key ({} when there is no file); the arrays of the
-    entries whose key ``want(key)`` accepts are read, the others' left empty (all when ``want`` is None)."""
+    entries whose key ``want(key)`` accepts are read, the others' left empty (all when ``want`` is None);
+    with ``verify`` the others' are read too, and dropped (a damaged array is found now)."""
     archive = _open(path)
     if archive is None:
         return {}
@@ -166,6 +172,9 @@ def read(path: str, want=None) -> dict[str, Entry]:
             for number, e in enumerate(_manifest(path, archive)):
                 chosen = want is None or want(e["key"])
                 arrays = {name: archive[f"e{number}.{name}"] for name in e["arrays"]} if chosen else {}
+                if verify and not chosen:
+                    for name in e["arrays"]:
+                        archive[f"e{number}.{name}"]
                 entries[e["key"]] = Entry(e["status"], str(e.get("strategy", "")), float(e.get("proven", 0.0)), arrays,
                                           int(e.get("open", 0)), int(e.get("done", 0)), float(e.get("seconds", 0.0)),
                                           [str(u) for u in e.get("undecided", [])])
@@ -193,6 +202,7 @@ def write(path: str, key: str, entry: Entry) -> None:
     temporary = None
     try:
         descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+        os.fchmod(descriptor, _mode(path))  # as an ordinary new file would be (mkstemp's is private)
         with os.fdopen(descriptor, "wb") as handle:
             np.savez(handle, **arrays)
             handle.flush()
@@ -208,6 +218,16 @@ def write(path: str, key: str, entry: Entry) -> None:
                 os.unlink(temporary)
             except OSError:
                 pass
+
+
+def _mode(path: str) -> int:
+    """The permissions of the checkpoint at ``path``, or those the umask gives a new file."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _sync_folder(folder: str) -> None:
