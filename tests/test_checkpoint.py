@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from random_queries import chain_to_onnx, interval_bounds, random_chain
-from reluverify.errors import SpecError
+from reluverify.errors import ReluverifyError, SpecError
 from reluverify.query import Disjunct, LinearConstraints, Query
 from reluverify.solver import SolverOptions, solve
 from reluverify.solver import checkpoint
@@ -172,6 +172,39 @@ def test_a_checkpoint_of_another_query_is_not_used(tmp_path, capsys):
     looser = replace(SolverOptions().tolerances, prune_margin=1e-6)
     assert solve(a, _options("relu-bab", tolerances=looser).with_checkpoint(path)).verdict == "unsat"
     assert "resuming" not in capsys.readouterr().err
+
+
+def test_saved_boxes_resume_under_options_that_keep_other_hints(tmp_path, starts):
+    """A box's kept bounds and ascent parameters depend on the options (here: no ascent, so no parameters
+    kept); resumed under other options they are dropped and the box is bounded afresh."""
+    strategy, sizes, seed, position, budget, expected = CASES["input-split unsat"]
+    query = threshold_query(seed, sizes, position)
+    path = tmp_path / "hints.npz"
+    solve(query, _options(strategy, node_budget=budget).with_checkpoint(path))
+    saved = _entry(path)
+    assert saved.arrays["params"].shape[2] > 0
+    no_ascent = replace(SolverOptions().input_split, alpha_iterations=0)
+    starts.clear()
+    resumed = solve(query, _options(strategy, input_split=no_ascent).with_checkpoint(path))
+    assert starts[0] == (saved.proven, saved.open) and resumed.verdict == expected
+
+
+def test_a_save_that_fails_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "kept.npz"
+    first = checkpoint.Entry("open", "relu-bab", 0.25, {"depth": np.array([1, 2, 2])}, 3)
+    checkpoint.write(str(path), "a" * 64, first)
+    before = path.read_bytes()
+
+    def full_disk(handle, **arrays):
+        handle.write(b"PK\x03\x04 half an archive")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(ReluverifyError, match="cannot write the checkpoint: No space left"):
+        checkpoint.write(str(path), "a" * 64, checkpoint.Entry("unsat", "relu-bab", 1.0))
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["kept.npz"]
+    entry = checkpoint.read(str(path))["a" * 64]
+    assert entry.proven == 0.25 and entry.arrays["depth"].tolist() == [1, 2, 2]
 
 
 def test_options_and_files_that_are_refused(tmp_path):

@@ -59,7 +59,8 @@ class Entry:
     open: int = 0
     """Work items in ``arrays``."""
     done: int = 0
-    """Work items processed before the save (over every run that led to it)."""
+    """Work items processed before the save, over every run that led to it, as the runs' statistics
+    count them (for information only: a query with several searches counts them all)."""
     seconds: float = 0.0
     """Seconds of search before the save (over every run that led to it)."""
     undecided: list[str] = field(default_factory=list)
@@ -315,8 +316,8 @@ class SearchCheckpoint:
         self.last = time.monotonic()
         self.saves += 1
 
-    def finished(self) -> None:
-        """The search ended ``unsat``: a rerun answers so at once."""
-        write(self.path, self.key, Entry(UNSAT, self.strategy, 1.0, {}, 0, self.before[0],
+    def finished(self, done: int) -> None:
+        """The search ended ``unsat`` after processing ``done`` items in this run: a rerun answers so at once."""
+        write(self.path, self.key, Entry(UNSAT, self.strategy, 1.0, {}, 0, self.before[0] + int(done),
                                          self.before[1] + time.monotonic() - self.started))
         self.saves += 1

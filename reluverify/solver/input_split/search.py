@@ -17,7 +17,7 @@ from reluverify.network import ReluChain
 from reluverify.solver.bounds.deeppoly import deeppoly_bounds
 from reluverify.solver.bounds.rows import conjunction_lower_bound, dual_lower_bound, gradient_magnitude, row_lower_bounds
 from reluverify.solver.certificate import ProofTree
-from reluverify.solver.checkpoint import OPEN, UNSAT, SearchCheckpoint, fits
+from reluverify.solver.checkpoint import OPEN, UNSAT, SearchCheckpoint
 from reluverify.solver.input_split.boxes import Bounded, Boxes, BoxStack, tighten_boxes
 from reluverify.solver.input_split.candidates import attack_open_boxes, try_candidates, vertex_points
 from reluverify.solver.input_split.problem import Problem, Target
@@ -93,6 +93,7 @@ def input_split_search(
         search.add(saved)
         search.proven = entry.proven
         search.undecided.extend(entry.undecided)
+        entry.arrays, saved = {}, None  # the stack holds them now (not twice in memory)
     if options.parallel.jobs > 1 and trees is None:  # a proof's trees live in this process
         outcome = run_shared(search, options.parallel.jobs, deadline, search.progress, "input-split")
     else:
@@ -101,7 +102,7 @@ def input_split_search(
             search.save_now()  # a timeout or a spent budget: what is left, for the next run
         outcome = outcome or search.finish()
     if outcome.status == "unsat" and checkpoint is not None:
-        checkpoint.finished()
+        checkpoint.finished(search.stats.boxes)
     search.report(force=True)
     return outcome
 

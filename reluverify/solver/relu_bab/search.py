@@ -173,6 +173,7 @@ class _Search(ShareableSearch):
                     self.add(entry.arrays)
                 self.proven = entry.proven
                 self.undecided.extend(entry.undecided)
+                entry.arrays = {}  # the pool holds them now (not twice in memory)
         except _Stop as stop:
             return stop.outcome
         # a proof's tree is this process's: no sharing
@@ -184,7 +185,7 @@ class _Search(ShareableSearch):
                 self.save_now()  # a timeout or a spent budget: what is left, for the next run
             outcome = outcome or self.finish()
         if outcome.status == "unsat" and self.checkpoint is not None:
-            self.checkpoint.finished()
+            self.checkpoint.finished(self.stats.subproblems)
         self.report(force=True)
         return outcome
 
