@@ -61,6 +61,10 @@ class Verifier:
     (``timeout``, ``parallel.jobs``).
     ``decision`` is how a label is read from the scores: ``"max"`` (classifiers) or ``"min"``
     (e.g. ACAS Xu, whose advisory is the lowest score).
+    Options with a checkpoint (``SolverOptions().with_checkpoint("run.npz", every=60)``,
+    :mod:`reluverify.solver.checkpoint`) keep the open work of each search of :meth:`vnnlib` and of the
+    checks of one property in that file and resume from it, as ``--checkpoint`` does (not with
+    ``proof``; :meth:`certified_accuracy` runs its points without it).
     """
 
     def __init__(self, network, options=None, *, timeout: float | None = 60.0, jobs: int | None = None,

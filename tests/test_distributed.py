@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -105,3 +106,29 @@ def test_bench_takes_the_backend_for_each_instance_search(capsys):
     assert main(["bench", "/nonexistent", "--backend", "ray"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["reluverify: error: --backend ray spreads one search over --jobs-per-instance N workers: give N >= 2"]
+
+
+def test_a_search_on_ray_workers_saves_consistent_checkpoints_and_resumes(local_ray, tmp_path, monkeypatch):
+    """Every save holds the pool and the leases in flight: with the refuted share, the whole tree; a
+    run stopped by its timeout resumes (on local processes) to the verdict."""
+    from reluverify.solver import checkpoint
+
+    shares = []
+    save = checkpoint.SearchCheckpoint.save
+
+    def checked(self, arrays, proven, undecided, done):
+        shares.append(proven + (float(np.sum(0.5 ** arrays["depth"].astype(float))) if arrays else 0.0))
+        return save(self, arrays, proven, undecided, done)
+
+    monkeypatch.setattr(checkpoint.SearchCheckpoint, "save", checked)
+    query = robustness_query(23, BAB, 0.17)  # about 4 s of branching in one process
+    path = tmp_path / "ray.npz"
+    prepared = options("relu-bab", "ray", 2)
+    distributed.prepare(2)  # the workers up before the clock starts
+    stopped = solve(query, replace(prepared, timeout=1.2).with_checkpoint(path, every=0.1))
+    assert stopped.verdict == "timeout"
+    assert len(shares) >= 2 and all(abs(share - 1.0) < 1e-9 for share in shares), shares
+    entries = checkpoint.read(str(path))
+    assert [e.status for e in entries.values()] == ["open"] and 0 < next(iter(entries.values())).proven < 1
+    resumed = solve(query, options("relu-bab", jobs=2).with_checkpoint(path))
+    assert resumed.verdict == "unsat"

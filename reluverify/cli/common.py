@@ -32,6 +32,34 @@ def add_memory_argument(parser) -> None:
                         "one error line naming the limit (default: no limit)")
 
 
+def add_checkpoint_arguments(parser) -> None:
+    """``--checkpoint FILE`` and ``--checkpoint-every SECONDS``, read by :func:`with_checkpoint`."""
+    parser.add_argument("--checkpoint", metavar="FILE",
+                        help="keep the search's open work in FILE (.npz) as it goes, and resume from it: a rerun of "
+                        "the same command after a kill or a timeout goes on where the last save left off (a "
+                        "search it finished is answered at once); an entry of another query in FILE is not used")
+    parser.add_argument("--checkpoint-every", type=seconds(), metavar="SECONDS",
+                        help="seconds between two saves of the checkpoint (default 60)")
+
+
+def with_checkpoint(options, args):
+    """``options`` with the checkpoint of ``--checkpoint`` / ``--checkpoint-every``, once the file is known to
+    be absent (a new checkpoint) or readable; one error line when the flags do not go together."""
+    from reluverify.errors import SpecError
+
+    path, every = getattr(args, "checkpoint", None), getattr(args, "checkpoint_every", None)
+    if path is None:
+        if every is not None:
+            raise SpecError("--checkpoint-every needs --checkpoint FILE")
+        return options
+    if getattr(args, "proof", None):
+        raise SpecError("--checkpoint cannot be kept with --proof (proof trees are not saved in a checkpoint)")
+    from reluverify.solver.checkpoint import check
+
+    check(path)
+    return options.with_checkpoint(path, every)
+
+
 def seconds(zero: bool = False, unit: str = " of seconds"):
     """An argparse ``type`` for a time (``--timeout``, ``--probe-timeout``, ...; ``unit=""`` for a factor): a
     finite number > 0 (>= 0 with ``zero``); anything else -- a negative number, 0, ``nan``, ``inf`` -- is a one-line argument error

@@ -37,8 +37,8 @@ import json
 import sys
 from contextlib import contextmanager
 
-from reluverify.cli.common import (add_backend_arguments, add_exit_status_arguments, add_memory_argument,
-                                   add_numbers_argument, seconds, verdict_status, with_backend)
+from reluverify.cli.common import (add_backend_arguments, add_checkpoint_arguments, add_exit_status_arguments,
+                                   add_memory_argument, add_numbers_argument, seconds, verdict_status, with_backend)
 from reluverify.cli.inputs import LABELS_HELP, add_domain_argument
 from reluverify.solver.options import STRATEGIES
 
@@ -111,6 +111,7 @@ def register(subparsers) -> None:
     parser.add_argument("--exact", action="store_true",
                         help="--point/--global: re-evaluate a counterexample in exact rational arithmetic on the "
                         "network's weights (does the violation hold exactly, or only within the tolerance?)")
+    add_checkpoint_arguments(parser)
     add_exit_status_arguments(parser, "a check is not robust or a tie (with many points: also a point the "
                               "network misclassifies)")
     add_memory_argument(parser)
@@ -118,10 +119,13 @@ def register(subparsers) -> None:
 
 
 def command_options(args):
-    """The command's solver options: ``--strategy``, ``--timeout``, ``--jobs`` and ``--backend``, set once here."""
+    """The command's solver options: ``--strategy``, ``--timeout``, ``--jobs``, ``--backend`` and (``verify``)
+    ``--checkpoint``, set once here."""
+    from reluverify.cli.common import with_checkpoint
     from reluverify.solver import SolverOptions
 
-    return with_backend(SolverOptions(strategy=args.strategy).with_timeout(args.timeout).with_jobs(args.jobs), args)
+    options = SolverOptions(strategy=args.strategy).with_timeout(args.timeout).with_jobs(args.jobs)
+    return with_checkpoint(with_backend(options, args), args)
 
 
 def run(args) -> int:
@@ -150,6 +154,8 @@ def run(args) -> int:
     options = command_options(args)
     epsilons = args.epsilon or [None]
     if not args.global_ and not args.point:
+        if args.checkpoint:
+            raise SpecError("--checkpoint keeps the search of one property (--point or --global), not of many points")
         if args.proof or args.exact:
             raise SpecError("--proof and --exact apply to one property (--point or --global), not to many points")
         if len(epsilons) > 1:

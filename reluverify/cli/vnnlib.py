@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from reluverify.cli.common import add_backend_arguments, add_quiet_argument, seconds
+from reluverify.cli.common import add_backend_arguments, add_checkpoint_arguments, add_quiet_argument, seconds
 from reluverify.solver.options import STRATEGIES
 
 MEANING = ("sat = the specification's condition can be met: a counterexample exists (the property is violated); "
@@ -50,6 +50,7 @@ def register(subparsers) -> None:
                         help="worker processes sharing the search (boxes or sub-problems); all stop at the first "
                         "confirmed counterexample (default 1)")
     add_backend_arguments(parser)
+    add_checkpoint_arguments(parser)
     add_exit_status_arguments(parser, "the answer is sat (a counterexample exists)")
     parser.set_defaults(handler=run)
 
@@ -69,7 +70,10 @@ def run(args) -> int:
         raise ReluverifyError("--jobs must be at least 1")
     from reluverify.cli.verify import live_progress
 
-    options = with_backend(SolverOptions(timeout=args.timeout, strategy=args.strategy).with_jobs(args.jobs), args)
+    from reluverify.cli.common import with_checkpoint
+
+    options = SolverOptions(timeout=args.timeout, strategy=args.strategy).with_jobs(args.jobs)
+    options = with_checkpoint(with_backend(options, args), args)
     proof = exact = None
     with live_progress(args):
         if args.proof:

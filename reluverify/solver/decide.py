@@ -120,8 +120,10 @@ class Decider:
 
     def recipe(self, strategy: str, members: list[int], extra: dict) -> Recipe:
         """How a worker anywhere builds the search ``strategy`` runs on ``members`` (:func:`worker_search`):
-        the query as given, these options in one process without a deadline (the coordinator keeps it)."""
-        options = replace(self.options, timeout=None, parallel=replace(self.options.parallel, jobs=1, backend="local"))
+        the query as given, these options in one process, without a deadline or a checkpoint (the
+        coordinator keeps both)."""
+        options = replace(self.options, timeout=None, parallel=replace(self.options.parallel, jobs=1, backend="local"),
+                          checkpoint=replace(self.options.checkpoint, path=None))
         return Recipe("reluverify.solver.decide:worker_search", (strategy, self.original, options, list(members), extra))
 
     def expand(self, inputs: np.ndarray) -> np.ndarray:

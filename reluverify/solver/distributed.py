@@ -18,6 +18,10 @@ is empty, no lease is out and the refuted share is exactly 1
 the caller confirms again with onnxruntime; ``unknown``; ``timeout``) ends the search; leases still
 out then finish unheeded.
 
+A search with a checkpoint (:mod:`~reluverify.solver.checkpoint`) saves every ``checkpoint.every``
+seconds, and at a timeout, its pool together with every lease in flight: by the invariant above that
+is all its open work, consistent with the share refuted so far.
+
 The workers stay up for the life of the process (:data:`_WORKERS`), so the searches of one query
 (one per input box) pay for starting them once; each worker keeps the copy of the search it is
 serving and builds a new one when a lease of another search comes.
@@ -226,10 +230,22 @@ def run_distributed(search: ShareableSearch, recipe: Recipe, jobs: int, deadline
         if progress:
             progress.report(strategy, search.statistics.subproblems + search.statistics.boxes,
                             search.open_count() + sum(_size(p) for _, p in out.values()), search.proven)
+        if search.checkpoint is not None and final is None and search.checkpoint.due():
+            _save(search, out)
     _WORKERS[:] = [w for w in _WORKERS if w.actor is not None]
+    if search.checkpoint is not None and final is not None and final.status != "sat":
+        _save(search, out)  # a timeout or an unknown: what is left, for the next run
     if final is not None:
         return final
     return search.finish()
+
+
+def _save(search: ShareableSearch, out: dict) -> None:
+    """Save the search's open work to its checkpoint: the pool and every lease in flight (whose items
+    count as open until their answers come back), with the share refuted by the answers received: a
+    consistent pair at any moment."""
+    search.save([search.snapshot(), *(payload for _, payload in out.values())], search.proven, search.undecided,
+                search.statistics.subproblems + search.statistics.boxes)
 
 
 def _lease_size(open_items: int, worker: _Handle, slots: int, seconds: float) -> int:

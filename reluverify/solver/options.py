@@ -2,8 +2,8 @@
 
 :class:`SolverOptions` holds what applies to a whole query (strategy, time, node budget, proof,
 falsification) and one frozen section per concern: :class:`Tolerances`, :class:`ReluplexOptions`,
-:class:`InputSplitOptions`, :class:`BranchAndBoundOptions`, :class:`AttackOptions` and
-:class:`ParallelOptions`. A section holds the settings a user, a test or a benchmark varies; the
+:class:`InputSplitOptions`, :class:`BranchAndBoundOptions`, :class:`AttackOptions`,
+:class:`ParallelOptions` and :class:`CheckpointOptions`. A section holds the settings a user, a test or a benchmark varies; the
 fixed tuning of each strategy is named constants beside its one use (``docs/tuning.md`` records the
 measurements behind them).
 
@@ -23,6 +23,8 @@ Tolerances (all absolute, in the units of the network's values):
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field, replace
 
 STRATEGIES = ("auto", "input-split", "relu-bab", "relu-split")
@@ -155,6 +157,25 @@ class ParallelOptions:
 
 
 @dataclass(frozen=True)
+class CheckpointOptions:
+    """Keeping a long search's open work in a file (:mod:`~reluverify.solver.checkpoint`)."""
+
+    path: str | None = None
+    """The checkpoint file (one ``.npz``); ``None``: no checkpoint. A search of ReLU branch and bound or of
+    input splitting whose entry the file holds starts from the open work saved there (or answers
+    ``unsat`` at once when it was finished so), and saves its own as it goes; an entry of another search
+    (another network, specification, box, strategy or tolerances) is never used."""
+    every: float = 60.0
+    """Seconds between two saves of a running search (a killed run loses at most about this much work)."""
+
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            object.__setattr__(self, "path", os.fspath(self.path))  # a pathlib.Path is welcome too
+        if not (isinstance(self.every, (int, float)) and math.isfinite(self.every) and self.every > 0):
+            raise ValueError(f"checkpoint every must be a finite number of seconds > 0, got {self.every!r}")
+
+
+@dataclass(frozen=True)
 class SolverOptions:
     strategy: str = "auto"
     """``auto``, ``input-split`` (box splitting + Reluplex on small residues), ``relu-bab`` (branch and
@@ -184,18 +205,27 @@ class SolverOptions:
     bab: BranchAndBoundOptions = field(default_factory=BranchAndBoundOptions)
     attack: AttackOptions = field(default_factory=AttackOptions)
     parallel: ParallelOptions = field(default_factory=ParallelOptions)
+    checkpoint: CheckpointOptions = field(default_factory=CheckpointOptions)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}")
         sections = {"tolerances": Tolerances, "reluplex": ReluplexOptions, "input_split": InputSplitOptions,
-                    "bab": BranchAndBoundOptions, "attack": AttackOptions, "parallel": ParallelOptions}
+                    "bab": BranchAndBoundOptions, "attack": AttackOptions, "parallel": ParallelOptions,
+                    "checkpoint": CheckpointOptions}
         for name, kind in sections.items():
             if not isinstance(getattr(self, name), kind):
                 raise TypeError(f"SolverOptions.{name} must be a {kind.__name__}")
+        if self.proof and self.checkpoint.path is not None:
+            raise ValueError("a checkpoint cannot be kept while a proof is recorded (proof trees are not saved in it)")
 
     def with_timeout(self, timeout: float | None) -> "SolverOptions":
         return replace(self, timeout=timeout)
 
     def with_jobs(self, jobs: int) -> "SolverOptions":
         return replace(self, parallel=replace(self.parallel, jobs=int(jobs)))
+
+    def with_checkpoint(self, path: str | None, every: float | None = None) -> "SolverOptions":
+        """These options with the checkpoint file ``path`` (saved every ``every`` seconds, else as before)."""
+        every = self.checkpoint.every if every is None else every
+        return replace(self, checkpoint=CheckpointOptions(path, every))

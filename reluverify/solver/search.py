@@ -54,7 +54,9 @@ class ShareableSearch(Protocol):
     Contract (what :func:`~reluverify.solver.sharing.run_shared` relies on): ``split_off`` takes
     the *whole* pool out and ``add`` puts a payload back, so the items given away plus the items
     kept are always the items held; ``proven`` grows by ``2^-d`` for every item of depth ``d``
-    refuted, and ``undecided`` collects the reason of every item left undecided.
+    refuted, and ``undecided`` collects the reason of every item left undecided. Between two calls of
+    :meth:`work` (also one that ended in a timeout) the pool and ``proven`` are a consistent pair: the
+    pool's weight plus ``proven`` is the share of the tree the search started with.
     """
 
     statistics: Statistics
@@ -86,6 +88,18 @@ class ShareableSearch(Protocol):
 
     def finish(self) -> SearchOutcome:
         """The verdict once no work is left: :func:`exhausted` of ``proven`` and ``undecided``."""
+
+    checkpoint: Any
+    """The search's entry in a checkpoint file (:class:`~reluverify.solver.checkpoint.SearchCheckpoint`),
+    or None; a worker process gets None (the caller saves the snapshots of a shared search)."""
+
+    def snapshot(self) -> Any:
+        """A copy of the pool as one payload (the pool is unchanged), taken between two pieces of work:
+        with ``proven``, a consistent pair."""
+
+    def save(self, payloads: list[Any], proven: float, undecided: list[str], done: int) -> None:
+        """Save to ``checkpoint`` the open items ``payloads`` (of :meth:`snapshot`) and the refuted share
+        ``proven`` taken with them, the reasons ``undecided`` and the count of items ``done``."""
 
 
 @dataclass(frozen=True)

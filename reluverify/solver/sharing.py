@@ -15,6 +15,15 @@ each worker's statistics are merged into the caller's at the end.
 Invariant: every open item is in exactly one place at any time: a worker's pool, a message in
 flight, or being processed; so the union of the workers' pools plus what they refuted is the
 caller's pool at the fork, and ``unsat`` from all of them is ``unsat`` for the search.
+
+Checkpoints (a search with a ``checkpoint``, :mod:`~reluverify.solver.checkpoint`): every
+``checkpoint.every`` seconds, and once more at a timeout, the parent takes a *consistent snapshot*.
+It starts no new share request, waits until none is in flight (every ``request`` answered and its
+``items`` forwarded), then asks every worker for a copy of its pool and its refuted share. A pipe
+delivers in order, so items forwarded before the ask are in the receiver's pool when it answers; no
+item moves between workers while the answers come, so the copies are the items open at the fork
+less those refuted since, each once, and the share refuted is the share before the fork plus the
+workers' (the invariant above). Workers never save; the parent saves the snapshot.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from reluverify.solver.search import Recipe, SearchOutcome, ShareableSearch
 
 SLICE_S = 0.25
 """Seconds of work between two looks at the messages (a worker answers a request within this)."""
+FINAL_SNAPSHOT_S = 3.0
+"""At a timeout, a search with a checkpoint waits at most this long for the workers' last snapshot."""
 
 
 def share(search: ShareableSearch, options: SolverOptions, recipe: Recipe | None, deadline: float | None,
@@ -76,6 +87,15 @@ def run_shared(search: ShareableSearch, jobs: int, deadline: float | None, progr
             w.connection.close()
 
 
+class _Snapshot:
+    """A consistent snapshot being taken: ``wanted`` (no new share request), ``asked`` (every worker asked),
+    and the workers' ``answers``: (pool copy, proven, undecided, items done)."""
+
+    def __init__(self) -> None:
+        self.wanted = self.asked = False
+        self.answers: dict = {}
+
+
 class _Handle:
     def __init__(self, process, connection) -> None:
         self.process, self.connection = process, connection
@@ -91,10 +111,19 @@ class _Handle:
 
 def _coordinate(search, workers: list[_Handle], deadline, progress: Throttle, strategy: str, before: float) -> SearchOutcome:
     by_connection = {w.connection: w for w in workers}
+    checkpoint = getattr(search, "checkpoint", None)
     final: SearchOutcome | None = None
+    ending: tuple[SearchOutcome, float] | None = None  # the outcome, and until when the last snapshot may take
+    snapshot = _Snapshot()
     while True:
-        if deadline is not None and time.monotonic() > deadline:
+        if ending is None and deadline is not None and time.monotonic() > deadline:
             final = SearchOutcome("timeout", reason="time budget exhausted with the work shared among processes")
+            if checkpoint is None:
+                break
+            ending = (final, time.monotonic() + FINAL_SNAPSHOT_S)
+            final = None
+        if ending is not None and time.monotonic() > ending[1]:
+            final = ending[0]  # no last snapshot in time: the previous one stays
             break
         ready = wait(list(by_connection), timeout=SLICE_S)
         for connection in ready:
@@ -118,21 +147,43 @@ def _coordinate(search, workers: list[_Handle], deadline, progress: Throttle, st
                     receiver.idle = False
                     receiver.open = -1  # unknown until its next status
                 w.open = data[1]
+            elif kind == "snapshot":
+                snapshot.answers[w] = data
             elif kind == "outcome":
-                final = data[0]
-                break
+                if data[0].status == "sat" or checkpoint is None:
+                    final = data[0]
+                    break
+                if ending is None:  # a worker's timeout or spent budget: the last snapshot first
+                    ending = (data[0], time.monotonic() + FINAL_SNAPSHOT_S)
         if final is not None:
             break
-        for receiver in workers:
-            if receiver.idle and not receiver.waiting:
-                donors = [d for d in workers if not d.idle and d.asked is None and d.open != 0]
-                if not donors:
+        if checkpoint is not None and not snapshot.wanted and (ending is not None or checkpoint.due()):
+            snapshot.wanted = True
+        if snapshot.wanted:
+            # no new share request: once none is in flight, every worker is asked for its pool
+            if not snapshot.asked and not any(w.asked is not None for w in workers):
+                for w in workers:
+                    w.connection.send(("snapshot",))
+                snapshot.asked = True
+            if snapshot.asked and len(snapshot.answers) == len(workers):
+                answers = snapshot.answers.values()
+                search.save([a[0] for a in answers], before + sum(a[1] for a in answers),
+                            search.undecided + [u for a in answers for u in a[2]], _done(search) + sum(a[3] for a in answers))
+                snapshot = _Snapshot()
+                if ending is not None:
+                    final = ending[0]
                     break
-                donor = max(donors, key=lambda d: d.open)
-                donor.connection.send(("request",))
-                donor.asked = receiver
-                receiver.waiting = True
-        if all(w.idle for w in workers) and not any(w.asked is not None for w in workers):
+        else:
+            for receiver in workers:
+                if receiver.idle and not receiver.waiting:
+                    donors = [d for d in workers if not d.idle and d.asked is None and d.open != 0]
+                    if not donors:
+                        break
+                    donor = max(donors, key=lambda d: d.open)
+                    donor.connection.send(("request",))
+                    donor.asked = receiver
+                    receiver.waiting = True
+        if ending is None and all(w.idle for w in workers) and not any(w.asked is not None for w in workers):
             break
         if progress:
             progress.report(strategy, search.statistics.subproblems + search.statistics.boxes + sum(w.done for w in workers),
@@ -173,6 +224,7 @@ def _worker(search, part, connection) -> None:
 
     _OBSERVER.set(None)
     search.reset_statistics()
+    search.checkpoint = None  # the parent saves the snapshots
     search.add(part)
     try:
         while True:
@@ -182,6 +234,8 @@ def _worker(search, part, connection) -> None:
                     search.add(data[0])
                 elif kind == "request":
                     connection.send(("share", _give_half(search), search.open_count()))
+                elif kind == "snapshot":
+                    connection.send(_snapshot(search))
                 elif kind == "stop":
                     connection.send(("stats", search.statistics, search.undecided))
                     return
@@ -214,7 +268,15 @@ def _done(search) -> int:
     return search.statistics.subproblems + search.statistics.boxes
 
 
+def _snapshot(search) -> tuple:
+    """A worker's answer to a snapshot request: a copy of its pool, its refuted share and undecided reasons,
+    and its items done (taken between two slices of work, a consistent pair)."""
+    return ("snapshot", search.snapshot(), search.proven, list(search.undecided), _done(search))
+
+
 def _wait_for_stop(search, connection) -> None:
+    """After a final outcome: answer until the parent says stop (a share request gets nothing; items in
+    flight are still taken, and a snapshot request answered, so that a last snapshot is whole)."""
     while True:
         kind, *data = connection.recv()
         if kind == "stop":
@@ -222,3 +284,7 @@ def _wait_for_stop(search, connection) -> None:
             return
         if kind == "request":
             connection.send(("share", None, 0))
+        elif kind == "items":
+            search.add(data[0])
+        elif kind == "snapshot":
+            connection.send(_snapshot(search))

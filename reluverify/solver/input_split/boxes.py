@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from reluverify.solver.bounds.deeppoly import LayerBounds
+from reluverify.solver.checkpoint import fits
 
 INITIAL_CAPACITY = 64
 
@@ -50,6 +51,29 @@ class Boxes:
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         return tuple(getattr(self, f.name) for f in fields(self))
+
+    def copy(self) -> "Boxes":
+        return Boxes(*(a.copy() for a in self.arrays()))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fields by name (a checkpoint's arrays, :mod:`~reluverify.solver.checkpoint`)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @staticmethod
+    def from_arrays(arrays: dict[str, np.ndarray], template: "Boxes") -> "Boxes | None":
+        """The boxes of :meth:`to_arrays` for a search whose boxes are laid out as ``template``'s, or None
+        when they are not. Kept pre-activation bounds or parameters of another width than ``template``'s
+        (they depend on the options) are dropped: unbounded, no parameters."""
+        arrays = dict(arrays)
+        like = template.to_arrays()
+        rows = next(iter(arrays.values())).shape[0] if arrays else 0
+        fresh = Boxes.fresh(np.zeros((rows, 0)), np.zeros((rows, 0)), template.alive.shape[1],
+                            template.pre_lower.shape[1], template.params.shape[2]).to_arrays()
+        for names in (("pre_lower", "pre_upper"), ("params", "warm")):
+            if any(name in arrays and arrays[name].shape[1:] != like[name].shape[1:] for name in names):
+                for name in names:
+                    arrays[name] = fresh[name]
+        return Boxes(**arrays) if fits(arrays, like) else None
 
     def __len__(self) -> int:
         return self.lower.shape[0]

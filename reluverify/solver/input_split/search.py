@@ -17,6 +17,7 @@ from reluverify.network import ReluChain
 from reluverify.solver.bounds.deeppoly import deeppoly_bounds
 from reluverify.solver.bounds.rows import conjunction_lower_bound, dual_lower_bound, gradient_magnitude, row_lower_bounds
 from reluverify.solver.certificate import ProofTree
+from reluverify.solver.checkpoint import OPEN, UNSAT, SearchCheckpoint
 from reluverify.solver.input_split.boxes import Bounded, Boxes, BoxStack, tighten_boxes
 from reluverify.solver.input_split.candidates import attack_open_boxes, try_candidates, vertex_points
 from reluverify.solver.input_split.problem import Problem, Target
@@ -73,7 +74,8 @@ def input_split_search(
     :class:`~reluverify.solver.certificate.ProofTree` per target), when given, record the proof:
     then a box is refuted only by evidence the certificate checker recomputes
     (:mod:`~reluverify.solver.input_split.proof`), and the boxes are neither shrunk by the input rows
-    nor shared.
+    nor shared. With ``options.checkpoint.path``, the search resumes from its entry in that checkpoint
+    (:mod:`~reluverify.solver.checkpoint`) and saves its open boxes there as it goes.
     """
     centre = 0.5 * (lower + upper)
     for position, target in enumerate(targets):
@@ -81,12 +83,28 @@ def input_split_search(
             # a disjunct with no rows holds everywhere in its box
             return SearchOutcome("sat", centre, target.index)
     problem = Problem(chain, targets, options, input_rows)
-    search = BoxSearch(problem, statistics, deadline, confirm, leaf_solver, known, progress, trees)
-    search.add(search.fresh(lower[None, :], upper[None, :]))
+    checkpoint = SearchCheckpoint.of(options, "input-split", chain, key_arrays(targets, lower, upper, input_rows),
+                                     "boxes", "the input box")
+    search = BoxSearch(problem, statistics, deadline, confirm, leaf_solver, known, progress, trees, checkpoint)
+    entry, saved = search.saved_entry()
+    if entry is not None and entry.status == UNSAT:
+        return SearchOutcome("unsat")
+    if entry is None:
+        search.add(search.fresh(lower[None, :], upper[None, :]))
+    else:  # the saved boxes and refuted share instead of the whole box (a consistent pair)
+        search.add(saved)
+        search.proven = entry.proven
+        search.undecided.extend(entry.undecided)
+        entry.arrays, saved = {}, None  # the stack holds them now (not twice in memory)
     if options.parallel.jobs > 1 and trees is None:  # a proof's trees live in this process
         outcome = share(search, options, recipe, deadline, search.progress, "input-split")
     else:
-        outcome = search.work(float("inf")) or search.finish()
+        outcome = search.work(float("inf"))
+        if outcome is not None and outcome.status != "sat":
+            search.save_now()  # a timeout or a spent budget: what is left, for the next run
+        outcome = outcome or search.finish()
+    if outcome.status == "unsat" and checkpoint is not None:
+        checkpoint.finished(search.stats.boxes)
     search.report(force=True)
     return outcome
 
@@ -98,6 +116,15 @@ def empty_search(chain: ReluChain, targets: list[Target], options: SolverOptions
     """The search of :func:`input_split_search` with no boxes and no deadline, for a worker that takes
     the boxes of another copy (:mod:`~reluverify.solver.distributed`)."""
     return BoxSearch(Problem(chain, targets, options, input_rows), Statistics(), None, confirm, leaf_solver, known, None)
+
+
+def key_arrays(targets: list[Target], lower: np.ndarray, upper: np.ndarray, input_rows) -> list:
+    """What defines a search besides its chain (:func:`~reluverify.solver.checkpoint.search_key`): the
+    targets' rows and right-hand sides, the box and the input rows."""
+    arrays = [np.array([len(targets)])]
+    for t in targets:
+        arrays += [t.rows, t.rhs]
+    return arrays + [lower, upper] + (list(input_rows) if input_rows is not None else [None, None])
 
 
 class Stop(Exception):
@@ -113,7 +140,8 @@ class BoxSearch:
     (a :class:`~reluverify.solver.search.ShareableSearch`)."""
 
     def __init__(self, problem: Problem, statistics: Statistics, deadline, confirm, leaf_solver, known,
-                 progress: Throttle | None, trees: list[ProofTree] | None = None) -> None:
+                 progress: Throttle | None, trees: list[ProofTree] | None = None,
+                 checkpoint: SearchCheckpoint | None = None) -> None:
         self.problem, self.options, self.stats = problem, problem.options, statistics
         self.deadline, self.confirm, self.leaf_solver = deadline, confirm, leaf_solver
         self.known_lower, self.known_upper = known if known is not None else (None, None)
@@ -138,6 +166,8 @@ class BoxSearch:
         # the weighted conjunctions and the in-box attack pay on networks of many ReLUs (ACAS Xu: 300); on a
         # few dozen, boxes turn linear within a few splits and the per-batch ascent costs more than it saves
         self.large = chain.num_relus >= split_options.min_relus
+        self.checkpoint = checkpoint
+        """The entry of this search in the checkpoint file, if one is kept (solver/checkpoint.py)."""
 
     def fresh(self, lower: np.ndarray, upper: np.ndarray) -> Boxes:
         """Boxes of this search that nothing is known on yet."""
@@ -176,6 +206,41 @@ class BoxSearch:
     def finish(self) -> SearchOutcome:
         return exhausted(self.proven, self.undecided)
 
+    # ------------------------------------------------ checkpoints (solver/checkpoint.py)
+    def snapshot(self) -> Boxes:
+        """The open boxes (views: the stack is unchanged), as one payload."""
+        return self.stack.held.take(slice(0, self.stack.size))
+
+    def save(self, payloads: list[Boxes], proven: float, undecided: list[str], done: int) -> None:
+        """Save the open boxes ``payloads`` and the refuted share ``proven``, taken at one moment, to the
+        checkpoint."""
+        parts = [p for p in payloads if len(p)] or payloads[:1]
+        boxes = parts[0] if len(parts) == 1 else Boxes.concatenate(parts)
+        self.checkpoint.save(boxes.to_arrays(), proven, undecided, done)
+
+    def save_now(self) -> None:
+        """Save this process's stack and refuted share (between batches: a consistent pair)."""
+        if self.checkpoint is not None:
+            self.save([self.snapshot()], self.proven, self.undecided, self.stats.boxes)
+
+    def saved_entry(self):
+        """This search's entry in the checkpoint (None without one), announced, and its boxes (for an open one).
+        The bounds and parameters a box keeps for its children are hints that depend on the options: saved
+        ones of another width are dropped (the box is bounded afresh). An entry whose boxes are not laid out
+        as this search's otherwise is not used."""
+        if self.checkpoint is None:
+            return None, None
+        entry, boxes = self.checkpoint.load(), None
+        if entry is not None and entry.status == OPEN:
+            template = self.fresh(np.zeros((1, self.problem.n)), np.zeros((1, self.problem.n)))
+            boxes = Boxes.from_arrays(entry.arrays, template) if entry.arrays else template.take(slice(0, 0))
+            if boxes is None:
+                self.checkpoint.refuse(entry, "its boxes are not laid out as this search's")
+                return None, None
+        if entry is not None:
+            self.checkpoint.announce(entry)
+        return entry, boxes
+
     # ------------------------------------------------------------------ the search
     def work(self, seconds: float) -> SearchOutcome | None:
         """Bound and split boxes for about ``seconds`` (or until none is left); a final outcome, or None."""
@@ -188,8 +253,10 @@ class BoxSearch:
                 # about a second of work per batch, so the deadline is never overshot by much
                 batch_size = int(np.clip(1.0 / max(self.seconds_per_box, 1e-6), 16, BATCH_SIZE))
                 started = time.monotonic()
-                batch = self.step(batch_size)
+                batch = self.round(batch_size)
                 self.seconds_per_box = 0.5 * self.seconds_per_box + 0.5 * (time.monotonic() - started) / batch
+                if self.checkpoint is not None and self.checkpoint.due():
+                    self.save_now()
         except Stop as stop:
             return stop.outcome
         return None
@@ -198,10 +265,26 @@ class BoxSearch:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise Stop(SearchOutcome("timeout", reason="time budget exhausted in input splitting"))
 
-    def step(self, batch_size: int) -> int:
-        """One batch of boxes from the stack: bound them and drop the targets refuted, look for
-        counterexamples, settle the residues, split the rest. Returns the boxes taken."""
+    def round(self, batch_size: int) -> int:
+        """:meth:`step` on the top ``batch_size`` boxes of the stack; the boxes taken. A step stopped before
+        its end (a timeout) is undone: its boxes go back on the stack as they were taken and ``proven`` and
+        ``undecided`` are as before it (no child is pushed before the step's last phase), so the stack and
+        the refuted share stay a consistent pair, which a checkpoint can save."""
         boxes = self.stack.pop(batch_size)
+        taken = boxes.copy()
+        proven, undecided = self.proven, len(self.undecided)
+        try:
+            return self.step(boxes)
+        except Stop as stop:
+            if stop.outcome.status != "sat":
+                self.proven = proven
+                del self.undecided[undecided:]
+                self.stack.push(taken)
+            raise
+
+    def step(self, boxes: Boxes) -> int:
+        """One batch of boxes taken from the stack: bound them and drop the targets refuted, look for
+        counterexamples, settle the residues, split the rest. Returns the boxes taken."""
         self.processed += len(boxes)
         self.stats.boxes += len(boxes)
         if self.proof:  # a proof refutes only with evidence its checker recomputes

@@ -23,6 +23,7 @@ import numpy as np
 from reluverify.network import ReluChain
 from reluverify.solver.bounds import alpha_crown
 from reluverify.solver.certificate import ProofTree
+from reluverify.solver.checkpoint import OPEN, UNSAT, SearchCheckpoint, fits
 from reluverify.solver.options import SolverOptions
 from reluverify.solver.progress import Throttle
 from reluverify.solver.relu_bab.ascent import bound_settings
@@ -102,6 +103,15 @@ def empty_search(chain: ReluChain, targets: list[Disjunction], region: alpha_cro
     return _Search(chain, targets, region, options, Statistics(), None, confirm, leaf_solver, None, None)
 
 
+def key_arrays(targets: list[Disjunction], region: alpha_crown.Region) -> list:
+    """What defines a search besides its chain (:func:`~reluverify.solver.checkpoint.search_key`): the
+    targets' rows and right-hand sides, and the region."""
+    arrays = [np.array([len(targets)])]
+    for t in targets:
+        arrays += [t.rows, t.rhs]
+    return arrays + [region.lower, region.upper, region.rows, region.rhs]
+
+
 class _Stop(Exception):
     """Ends the search with an outcome (sat, timeout, unknown)."""
 
@@ -140,6 +150,9 @@ class _Search(ShareableSearch):
         # re-optimised (deep networks: a split there tightens every layer above it), in every layer
         # otherwise (on shallow networks the last hidden layer's splits are the ones that count)
         self.earliest = self.new_bounds.reoptimise
+        # the entry of this search in the checkpoint file, if one is kept (solver/checkpoint.py)
+        self.checkpoint = SearchCheckpoint.of(options, "relu-bab", chain, key_arrays(targets, region),
+                                              "sub-problems", "the search tree")
 
     def check_time(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -159,19 +172,50 @@ class _Search(ShareableSearch):
             return SearchOutcome("unsat")
         if start is None:
             start = bound_root(self.chain, self.targets, self.region, root, self.options)
-        self.stats.subproblems += 1
+        entry = self.saved_entry(relaxation, start)
+        if entry is not None and entry.status == UNSAT:
+            return SearchOutcome("unsat")
         try:
-            self.settle(relaxation, start.params, start.values[None, :], start.vertices[None, :, :],
-                        np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+            if entry is None:
+                self.stats.subproblems += 1
+                self.settle(relaxation, start.params, start.values[None, :], start.vertices[None, :, :],
+                            np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+            else:  # the saved pool and refuted share instead of the root (a consistent pair)
+                if entry.arrays:
+                    self.add(entry.arrays)
+                self.proven = entry.proven
+                self.undecided.extend(entry.undecided)
+                entry.arrays = {}  # the pool holds them now (not twice in memory)
         except _Stop as stop:
             return stop.outcome
         # a proof's tree is this process's: no sharing
         if self.options.parallel.jobs > 1 and self.pool.size and not self.proof:
             outcome = share(self, self.options, recipe, self.deadline, self.progress, "relu-bab")
         else:
-            outcome = self.work(float("inf")) or self.finish()
+            outcome = self.work(float("inf"))
+            if outcome is not None and outcome.status != "sat":
+                self.save_now()  # a timeout or a spent budget: what is left, for the next run
+            outcome = outcome or self.finish()
+        if outcome.status == "unsat" and self.checkpoint is not None:
+            self.checkpoint.finished(self.stats.subproblems)
         self.report(force=True)
         return outcome
+
+    def saved_entry(self, relaxation: alpha_crown.Relaxation, start: RootSolution):
+        """This search's entry in the checkpoint (None without one), announced; an open entry whose rows
+        are not this search's rows (another version's layout) is not used."""
+        if self.checkpoint is None:
+            return None
+        entry = self.checkpoint.load()
+        if entry is not None and entry.status == OPEN and entry.arrays:
+            template = pack(relaxation, start.params, start.values[None, :], np.zeros(1, dtype=np.int64),
+                            np.zeros(1, dtype=np.int64))
+            if not fits(entry.arrays, template):
+                self.checkpoint.refuse(entry, "its sub-problems are not laid out as this search's")
+                return None
+        if entry is not None:
+            self.checkpoint.announce(entry)
+        return entry
 
     def work(self, seconds: float) -> SearchOutcome | None:
         """Branch for about ``seconds`` (or until the pool is empty); a final outcome, or None."""
@@ -185,11 +229,13 @@ class _Search(ShareableSearch):
                 started = time.monotonic()
                 # about half a second of work per round, so the deadline is never overshot by much
                 batch = min(int(np.clip(0.5 / max(self.seconds_per_item, 1e-6), 8, BATCH)), self.pool.size)
-                self.branch(self.select(batch))
+                self.round(self.select(batch))
                 if self.options.falsify and self.num_v == self.n_x and self.pool.size and self.rounds % ATTACK_EVERY == 0:
                     self.attack()
                 self.seconds_per_item = 0.5 * self.seconds_per_item + 0.5 * (time.monotonic() - started) / batch
                 self.report()
+                if self.checkpoint is not None and self.checkpoint.due():
+                    self.save_now()
         except _Stop as stop:
             self.report(force=True)
             return stop.outcome
@@ -226,6 +272,23 @@ class _Search(ShareableSearch):
         self.undecided = []
         self.progress = Throttle(None)
 
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """The pool's rows (views: the pool is unchanged), as one payload."""
+        return {name: self.pool.view(name) for name in self.pool.arrays}
+
+    def save(self, payloads: list[dict[str, np.ndarray]], proven: float, undecided: list[str], done: int) -> None:
+        """Save the open sub-problems ``payloads`` and the refuted share ``proven``, taken at one moment, to
+        the checkpoint."""
+        parts = [p for p in payloads if p and next(iter(p.values())).shape[0]]
+        if len(parts) > 1:
+            parts = [{name: np.concatenate([p[name] for p in parts]) for name in parts[0]}]
+        self.checkpoint.save(parts[0] if parts else {}, proven, undecided, done)
+
+    def save_now(self) -> None:
+        """Save this process's pool and refuted share (between rounds: a consistent pair)."""
+        if self.checkpoint is not None:
+            self.save([self.snapshot()], self.proven, self.undecided, self.stats.subproblems)
+
     # ------------------------------------------------------------------ one round
     def select(self, batch: int) -> dict[str, np.ndarray]:
         """Take ``batch`` sub-problems (:meth:`Pool.select`); stop when the pool outgrew its memory."""
@@ -234,6 +297,21 @@ class _Search(ShareableSearch):
                 "unknown", reason=f"the sub-problem pool outgrew its memory cap ({MEMORY_MB} MB)"
             ))
         return self.pool.select(batch)
+
+    def round(self, arrays: dict[str, np.ndarray]) -> None:
+        """:meth:`branch` the sub-problems ``arrays`` taken from the pool. A round stopped before its end
+        (a timeout) is undone: its sub-problems go back to the pool and ``proven`` and ``undecided`` are
+        as before it (no child is pooled before the round's last step), so the pool and the refuted share
+        stay a consistent pair, which a checkpoint can save."""
+        proven, undecided = self.proven, len(self.undecided)
+        try:
+            self.branch(arrays)
+        except _Stop as stop:
+            if stop.outcome.status != "sat":
+                self.proven = proven
+                del self.undecided[undecided:]
+                self.pool.push(arrays)
+            raise
 
     def item_batch(self, relaxation: alpha_crown.Relaxation, items: Items):
         """The items' region, relaxation and objective (a batch of ``items.size``)."""
