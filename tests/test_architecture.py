@@ -18,7 +18,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "reluverify"
 
 LAYERS = [
-    ("reluverify.errors", "reluverify.version", "reluverify.onnx_proto", "reluverify.memory", "reluverify.user_files"),
+    ("reluverify.errors", "reluverify.version", "reluverify.onnx_proto", "reluverify.memory", "reluverify.user_files",
+     "reluverify.ray_cluster"),
     ("reluverify.linear_ops",),
     ("reluverify.network",),
     ("reluverify.onnx_import", "reluverify.onnx_export", "reluverify.onnx_runtime", "reluverify.query",

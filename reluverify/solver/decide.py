@@ -286,7 +286,7 @@ class Decider:
         if parallel.backend == "ray" and parallel.jobs > 1 and not self.options.proof:
             from reluverify.solver.distributed import prepare
 
-            prepare(parallel.jobs, parallel.address, parallel.blas_threads)  # workers start while this falsifies
+            prepare(parallel.jobs, parallel.address, parallel.blas_threads, (__name__,))  # workers start while this falsifies
         if self.projection is not None and self.projection.empty:
             self.verdicts = [UNSAT] * len(self.query.disjuncts)
             return self.result(UNSAT, "the input rows over the constant inputs have no solution")

@@ -29,6 +29,7 @@ serving and builds a new one when a lease of another search comes.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
 import os
@@ -76,16 +77,17 @@ class Answer:
 
 
 class Worker:
-    """A Ray actor serving leases of one search at a time (see the module docstring)."""
+    """A Ray actor serving leases of one search at a time (see the module docstring); it imports the
+    modules ``imports`` at once (those its recipes will build from)."""
 
-    def __init__(self, blas_threads: int | None) -> None:
+    def __init__(self, blas_threads: int | None, imports: tuple[str, ...] = ()) -> None:
+        for module in imports:  # the solver's modules, before the first lease needs them
+            importlib.import_module(module)
         if blas_threads is not None:  # as in every solver process (options.parallel.blas_threads)
             from threadpoolctl import threadpool_limits
 
             self.blas = threadpool_limits(limits=blas_threads)
         import ray
-
-        import reluverify.solver.decide  # noqa: F401 - the solver's imports, before the first lease needs them
 
         self.key: int | None = None
         self.search: ShareableSearch | None = None
@@ -129,7 +131,7 @@ _SESSION: list[str] = []
 _KEYS = itertools.count(1)
 
 
-def _workers(ray, jobs: int, blas_threads: int | None) -> list[_Handle]:
+def _workers(ray, jobs: int, blas_threads: int | None, imports: tuple[str, ...] = ()) -> list[_Handle]:
     """``jobs`` workers: those already started (still alive), and new ones spread over the nodes."""
     context = ray.get_runtime_context()
     session = f"{context.get_session_name()} {context.get_job_id()}"
@@ -139,17 +141,19 @@ def _workers(ray, jobs: int, blas_threads: int | None) -> list[_Handle]:
     alive = [w for w in _WORKERS if w.actor is not None]
     actor_class = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(Worker)
     while len(alive) < jobs:
-        actor = actor_class.options(scheduling_strategy="SPREAD").remote(blas_threads)
+        actor = actor_class.options(scheduling_strategy="SPREAD").remote(blas_threads, imports)
         alive.append(_Handle(actor))
     _WORKERS[:] = alive
     return alive[:jobs]
 
 
-def prepare(jobs: int, address: str | None = None, blas_threads: int | None = 1) -> None:
-    """Join the cluster and start ``jobs`` workers now (they import the solver while the caller
-    falsifies and bounds the root), so the first lease does not wait for them."""
+def prepare(jobs: int, address: str | None = None, blas_threads: int | None = 1,
+            imports: tuple[str, ...] = ()) -> None:
+    """Join the cluster and start ``jobs`` workers now, which import the modules ``imports`` (those
+    their recipes will build from) while the caller falsifies and bounds the root, so the first lease
+    does not wait for them."""
     ray, _ = connect(address, cpus=jobs)
-    _workers(ray, jobs, blas_threads)
+    _workers(ray, jobs, blas_threads, imports)
 
 
 def run_distributed(search: ShareableSearch, recipe: Recipe, jobs: int, deadline: float | None,
