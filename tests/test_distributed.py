@@ -55,7 +55,9 @@ CASES = [  # (strategy, sizes, seed, radius, verdict): each needs hundreds of su
 
 
 @pytest.mark.parametrize("strategy,sizes,seed,radius,verdict", CASES)
-def test_the_search_on_ray_workers_agrees_with_one_process(local_ray, strategy, sizes, seed, radius, verdict):
+def test_the_search_on_ray_workers_agrees_with_one_process(local_ray, monkeypatch, strategy, sizes, seed, radius,
+                                                           verdict):
+    monkeypatch.setattr(distributed, "ALONE_S", 0.0)  # lease at once: these searches take a second or two
     query = robustness_query(seed, sizes, radius)
     alone = solve(query, options(strategy))
     spread = solve(query, options(strategy, "ray", 2))
@@ -70,6 +72,7 @@ def test_the_search_on_ray_workers_agrees_with_one_process(local_ray, strategy, 
 
 def test_a_worker_killed_mid_search_loses_nothing(local_ray, monkeypatch):
     monkeypatch.setattr(distributed, "LEASE_S", 0.05)  # many short leases: the kill lands mid-lease
+    monkeypatch.setattr(distributed, "ALONE_S", 0.0)
     query = robustness_query(23, BAB, 0.17)
     results = []
     thread = threading.Thread(target=lambda: results.append(solve(query, options("relu-bab", "ray", 2))))

@@ -1,6 +1,8 @@
 """One search's open work spread over the workers of a Ray cluster (any number of nodes).
 
-The calling process coordinates: it keeps the search's pool and hands out *leases*. A worker is a
+The calling process coordinates: it searches alone for :data:`ALONE_S` seconds and until the pool
+holds two items a worker (most small searches end there), then keeps the search's pool and hands out
+*leases*. A worker is a
 Ray actor that builds its own copy of the search from a :class:`~reluverify.solver.search.Recipe`
 (plain data: never a live solver object), then serves leases: it takes a lease (the pool's most
 promising items, :meth:`~reluverify.solver.search.ShareableSearch.take`), works on it and on its
@@ -52,6 +54,10 @@ grow it until every worker has work)."""
 QUEUE = 2
 """Leases in flight per worker: the next one waits in the worker's queue while it works on the
 current one, so it never idles for a round trip."""
+ALONE_S = 0.5
+"""Seconds the calling process searches alone before it leases (a search that ends within them, as
+many of a query's searches do, costs no round trip; a long one loses at most this much of its
+parallel time)."""
 GROW_S = 0.05
 """Seconds of work in the calling process between two looks at the pool while it grows to two items a
 worker (as :func:`~reluverify.solver.sharing.run_shared` does)."""
@@ -161,8 +167,10 @@ def run_distributed(search: ShareableSearch, recipe: Recipe, jobs: int, deadline
                     blas_threads: int | None = 1) -> SearchOutcome:
     """Run ``search`` (its pool holds the work so far) on ``jobs`` workers of the Ray cluster at
     ``address`` (:func:`~reluverify.ray_cluster.connect`), which build their copies from ``recipe``."""
-    # enough open items that every worker can start with some (a small search ends here, with no round trip)
-    while 0 < search.open_count() < 2 * jobs:
+    # alone for a moment, and until every worker can start with some items: a small search (a query
+    # often has one per disjunct) ends here without a round trip
+    alone_until = time.monotonic() + ALONE_S
+    while search.open_count() and (search.open_count() < 2 * jobs or time.monotonic() < alone_until):
         outcome = search.work(GROW_S)
         if outcome is not None:
             return outcome
