@@ -114,16 +114,11 @@ def test_bench_takes_the_backend_for_each_instance_search(capsys):
 def test_a_search_on_ray_workers_saves_consistent_checkpoints_and_resumes(local_ray, tmp_path, monkeypatch):
     """Every save holds the pool and the leases in flight: with the refuted share, the whole tree; a
     run stopped by its timeout resumes (on local processes) to the verdict."""
+    from test_checkpoint import record_saves
+
     from reluverify.solver import checkpoint
 
-    shares = []
-    save = checkpoint.SearchCheckpoint.save
-
-    def checked(self, arrays, proven, undecided, done):
-        shares.append(proven + (float(np.sum(0.5 ** arrays["depth"].astype(float))) if arrays else 0.0))
-        return save(self, arrays, proven, undecided, done)
-
-    monkeypatch.setattr(checkpoint.SearchCheckpoint, "save", checked)
+    shares = record_saves(monkeypatch)
     query = robustness_query(23, BAB, 0.17)  # about 4 s of branching in one process
     path = tmp_path / "ray.npz"
     prepared = options("relu-bab", "ray", 2)

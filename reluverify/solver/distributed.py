@@ -43,7 +43,7 @@ from typing import Any
 from reluverify.ray_cluster import connect
 from reluverify.solver.progress import Throttle
 from reluverify.solver.result import Statistics
-from reluverify.solver.search import Recipe, SearchOutcome, ShareableSearch
+from reluverify.solver.search import Recipe, SearchOutcome, ShareableSearch, grow
 
 LEASE_S = 1.0
 """Seconds a worker works on a lease before it answers (the longest a first counterexample waits to
@@ -169,11 +169,9 @@ def run_distributed(search: ShareableSearch, recipe: Recipe, jobs: int, deadline
     ``address`` (:func:`~reluverify.ray_cluster.connect`), which build their copies from ``recipe``."""
     # alone for a moment, and until every worker can start with some items: a small search (a query
     # often has one per disjunct) ends here without a round trip
-    alone_until = time.monotonic() + ALONE_S
-    while search.open_count() and (search.open_count() < 2 * jobs or time.monotonic() < alone_until):
-        outcome = search.work(GROW_S)
-        if outcome is not None:
-            return outcome
+    outcome = grow(search, 2 * jobs, ALONE_S, GROW_S)
+    if outcome is not None:
+        return outcome
     if search.open_count() == 0:
         return search.finish()
     ray, _ = connect(address, cpus=jobs)

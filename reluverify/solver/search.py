@@ -20,6 +20,7 @@ refuted share is 1, so work lost anywhere can never read as a proof.
 from __future__ import annotations
 
 import importlib
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -100,6 +101,22 @@ class ShareableSearch(Protocol):
     def save(self, payloads: list[Any], proven: float, undecided: list[str], done: int) -> None:
         """Save to ``checkpoint`` the open items ``payloads`` (of :meth:`snapshot`) and the refuted share
         ``proven`` taken with them, the reasons ``undecided`` and the count of items ``done``."""
+
+
+def grow(search: ShareableSearch, items: int, seconds: float = 0.0, step: float = 0.05) -> SearchOutcome | None:
+    """Work on ``search`` in this process for at least ``seconds`` and until its pool holds ``items``
+    items (or runs out), before it is shared; a final outcome if one came. An outcome other than
+    ``sat`` (a timeout, a spent budget) first saves the search's open work to its checkpoint, if it
+    keeps one, as a search in one process does."""
+    until = time.monotonic() + seconds
+    while search.open_count() and (search.open_count() < items or time.monotonic() < until):
+        outcome = search.work(step)
+        if outcome is not None:
+            if outcome.status != "sat" and getattr(search, "checkpoint", None) is not None:
+                statistics = search.statistics
+                search.save([search.snapshot()], search.proven, search.undecided, statistics.subproblems + statistics.boxes)
+            return outcome
+    return None
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from multiprocessing.connection import wait
 
 from reluverify.solver.options import SolverOptions
 from reluverify.solver.progress import Throttle
-from reluverify.solver.search import Recipe, SearchOutcome, ShareableSearch
+from reluverify.solver.search import Recipe, SearchOutcome, ShareableSearch, grow
 
 SLICE_S = 0.25
 """Seconds of work between two looks at the messages (a worker answers a request within this)."""
@@ -61,10 +61,9 @@ def run_shared(search: ShareableSearch, jobs: int, deadline: float | None, progr
     """Run ``search`` (see the module docstring) on ``jobs`` worker processes."""
     progress = progress or Throttle(None)
     # enough open items that every worker can start with some
-    while 0 < search.open_count() < 2 * jobs:
-        outcome = search.work(0.05)
-        if outcome is not None:
-            return outcome
+    outcome = grow(search, 2 * jobs)
+    if outcome is not None:
+        return outcome
     if search.open_count() == 0:
         return search.finish()
     before = search.proven
