@@ -105,6 +105,16 @@ def test_the_command_line_refuses_what_cannot_work(tmp_path, capsys):
         assert len(err) == 1 and message in err[0], err
 
 
+def test_verify_of_many_points_sends_ray_users_to_the_sweep(tmp_path, capsys):
+    net = chain_to_onnx(random_chain(np.random.default_rng(0), (2, 4, 2)), tmp_path / "n.onnx")
+    points = tmp_path / "points.json"
+    points.write_text("[[0.1, 0.2], [0.3, 0.4]]")
+    assert main(["verify", str(net), "--points", str(points), "--delta", "0.01", "--jobs", "2", "--backend", "ray",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "use it with --point or --global" in err[0] and "reluverify sweep" in err[0], err
+
+
 def test_bench_takes_the_backend_for_each_instance_search(capsys):
     assert main(["bench", "/nonexistent", "--backend", "ray"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

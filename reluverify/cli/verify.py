@@ -154,6 +154,9 @@ def run(args) -> int:
     options = command_options(args)
     epsilons = args.epsilon or [None]
     if not args.global_ and not args.point:
+        if args.backend == "ray":
+            raise SpecError("--backend ray spreads one query's search over a cluster: use it with --point or --global "
+                            "(many points on a cluster: 'reluverify sweep ... --backend ray')")
         if args.checkpoint:
             raise SpecError("--checkpoint keeps the search of one property (--point or --global), not of many points")
         if args.proof or args.exact:
