@@ -56,7 +56,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from reluverify.cli.common import print_summary, run_cross_check, verdict_status, with_backend
+    from reluverify.cli.common import print_summary, run_cross_check, verdict_status, with_backend, with_checkpoint
     from reluverify.onnx_import import load_onnx
     from reluverify.solver import SolverOptions, solve
     from reluverify.vnncomp import format_result
@@ -69,8 +69,6 @@ def run(args) -> int:
 
         raise ReluverifyError("--jobs must be at least 1")
     from reluverify.cli.verify import live_progress
-
-    from reluverify.cli.common import with_checkpoint
 
     options = SolverOptions(timeout=args.timeout, strategy=args.strategy).with_jobs(args.jobs)
     options = with_checkpoint(with_backend(options, args), args)

@@ -71,15 +71,16 @@ class Entry:
                 "arrays": names}
 
 
-def search_key(strategy: str, chain, arrays, options) -> str:
-    """The key of a search: sha256 over ``strategy``, the chain's weights and biases, ``arrays`` (the
-    targets' rows and right-hand sides, the box or region; None for an absent one) and the options that
-    change what a refutation means (tolerances, proof)."""
+def search_key(strategy: str, chain, targets, arrays, options) -> str:
+    """The key of a search: sha256 over ``strategy``, the chain's weights and biases, the ``targets``'
+    rows and right-hand sides, ``arrays`` (the box or region; None for an absent one) and the options
+    that change what a refutation means (tolerances, proof)."""
     from reluverify.solver.facts import chain_fingerprint
 
     digest = hashlib.sha256()
     digest.update(f"{FORMAT} {VERSION} {strategy} {chain_fingerprint(chain)}".encode())
-    for a in arrays:
+    rows = [a for t in targets for a in (t.rows, t.rhs)]
+    for a in [np.array([len(targets)]), *rows, *arrays]:
         if a is None:
             digest.update(b"none")
             continue
@@ -271,13 +272,13 @@ class SearchCheckpoint:
         self.saves = 0
 
     @classmethod
-    def of(cls, options, strategy: str, chain, arrays, unit: str, whole: str) -> "SearchCheckpoint | None":
-        """The entry of the search ``strategy`` on ``chain`` and ``arrays`` (:func:`search_key`) in the
-        checkpoint of ``options``; None when no checkpoint is asked for."""
+    def of(cls, options, strategy: str, chain, targets, arrays, unit: str, whole: str) -> "SearchCheckpoint | None":
+        """The entry of the search ``strategy`` on ``chain``, ``targets`` and ``arrays`` (:func:`search_key`)
+        in the checkpoint of ``options``; None when no checkpoint is asked for."""
         if options.checkpoint.path is None:
             return None
-        return cls(options.checkpoint.path, options.checkpoint.every, search_key(strategy, chain, arrays, options),
-                   strategy, unit, whole)
+        return cls(options.checkpoint.path, options.checkpoint.every,
+                   search_key(strategy, chain, targets, arrays, options), strategy, unit, whole)
 
     def load(self) -> Entry | None:
         """This search's entry in the file (None when it has none)."""

@@ -34,8 +34,6 @@ from __future__ import annotations
 import importlib
 import itertools
 import math
-import os
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +67,7 @@ WAIT_S = 0.25
 class Answer:
     """A worker's answer to one lease: what is still open of it (a payload, or None), the share it
     refuted, the reasons of items left undecided, its statistics, a final outcome (or None), the
-    items it processed, the seconds it worked, where it ran (``host:pid``) and its node's ID."""
+    items it processed, the seconds it worked and its node's ID."""
 
     rest: Any
     proven: float
@@ -78,7 +76,6 @@ class Answer:
     outcome: SearchOutcome | None
     processed: int
     seconds: float
-    where: str
     node: str
 
 
@@ -98,7 +95,6 @@ class Worker:
         self.key: int | None = None
         self.search: ShareableSearch | None = None
         self.node = ray.get_runtime_context().get_node_id()
-        self.where = f"{socket.gethostname()}:{os.getpid()}"
 
     def lease(self, key: int, recipe: Recipe | None, payload: Any, seconds: float, remaining: float | None) -> Answer:
         """Work on ``payload`` (items of search ``key``; ``recipe`` builds that search when this worker
@@ -114,10 +110,8 @@ class Worker:
         started = time.monotonic()
         outcome = search.work(seconds)
         rest = search.split_off(1)[0] if search.open_count() else None
-        statistics = search.statistics
-        processed = statistics.subproblems + statistics.boxes
-        return Answer(rest, search.proven, list(search.undecided), statistics, outcome, processed,
-                      time.monotonic() - started, self.where, self.node)
+        return Answer(rest, search.proven, list(search.undecided), search.statistics, outcome,
+                      search.statistics.work_items, time.monotonic() - started, self.node)
 
 
 class _Handle:
@@ -238,7 +232,7 @@ def run_distributed(search: ShareableSearch, recipe: Recipe, jobs: int, deadline
                 final = answer.outcome
                 break
         if progress:
-            progress.report(strategy, search.statistics.subproblems + search.statistics.boxes,
+            progress.report(strategy, search.statistics.work_items,
                             search.open_count() + sum(_size(p) for _, p in out.values()), search.proven)
         if search.checkpoint is not None and final is None and search.checkpoint.due():
             _save(search, out)
@@ -255,7 +249,7 @@ def _save(search: ShareableSearch, out: dict) -> None:
     count as open until their answers come back), with the share refuted by the answers received: a
     consistent pair at any moment."""
     search.save([search.snapshot(), *(payload for _, payload in out.values())], search.proven, search.undecided,
-                search.statistics.subproblems + search.statistics.boxes)
+                search.statistics.work_items)
 
 
 def _lease_size(open_items: int, worker: _Handle, slots: int, seconds: float) -> int:

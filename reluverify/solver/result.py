@@ -72,6 +72,11 @@ class Statistics:
     nodes: int = 0
     """... and the most cluster nodes one search's leases ran on."""
 
+    @property
+    def work_items(self) -> int:
+        """The work items processed: sub-problems of ReLU branch and bound plus boxes of input splitting."""
+        return self.subproblems + self.boxes
+
     def merge(self, other: "Statistics") -> None:
         for key, value in asdict(other).items():
             if key in ("max_depth", "nodes"):

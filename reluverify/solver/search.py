@@ -102,6 +102,10 @@ class ShareableSearch(Protocol):
         """Save to ``checkpoint`` the open items ``payloads`` (of :meth:`snapshot`) and the refuted share
         ``proven`` taken with them, the reasons ``undecided`` and the count of items ``done``."""
 
+    def save_now(self) -> None:
+        """Save this process's pool and ``proven`` (between two pieces of work: a consistent pair) to
+        ``checkpoint``, if the search keeps one."""
+
 
 def grow(search: ShareableSearch, items: int, seconds: float = 0.0, step: float = 0.05) -> SearchOutcome | None:
     """Work on ``search`` in this process for at least ``seconds`` and until its pool holds ``items``
@@ -112,9 +116,8 @@ def grow(search: ShareableSearch, items: int, seconds: float = 0.0, step: float 
     while search.open_count() and (search.open_count() < items or time.monotonic() < until):
         outcome = search.work(step)
         if outcome is not None:
-            if outcome.status != "sat" and getattr(search, "checkpoint", None) is not None:
-                statistics = search.statistics
-                search.save([search.snapshot()], search.proven, search.undecided, statistics.subproblems + statistics.boxes)
+            if outcome.status != "sat":
+                search.save_now()
             return outcome
     return None
 

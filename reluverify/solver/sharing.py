@@ -185,7 +185,7 @@ def _coordinate(search, workers: list[_Handle], deadline, progress: Throttle, st
         if ending is None and all(w.idle for w in workers) and not any(w.asked is not None for w in workers):
             break
         if progress:
-            progress.report(strategy, search.statistics.subproblems + search.statistics.boxes + sum(w.done for w in workers),
+            progress.report(strategy, search.statistics.work_items + sum(w.done for w in workers),
                             sum(max(w.open, 0) for w in workers), before + sum(w.proven for w in workers))
     # collect every worker's statistics (a worker that is killed keeps its own)
     for w in workers:
@@ -264,7 +264,7 @@ def _give_half(search):
 
 
 def _done(search) -> int:
-    return search.statistics.subproblems + search.statistics.boxes
+    return search.statistics.work_items
 
 
 def _snapshot(search) -> tuple:

@@ -83,7 +83,8 @@ def input_split_search(
             # a disjunct with no rows holds everywhere in its box
             return SearchOutcome("sat", centre, target.index)
     problem = Problem(chain, targets, options, input_rows)
-    checkpoint = SearchCheckpoint.of(options, "input-split", chain, key_arrays(targets, lower, upper, input_rows),
+    checkpoint = SearchCheckpoint.of(options, "input-split", chain, targets,
+                                     [lower, upper, *(input_rows if input_rows is not None else (None, None))],
                                      "boxes", "the input box")
     search = BoxSearch(problem, statistics, deadline, confirm, leaf_solver, known, progress, trees, checkpoint)
     entry, saved = search.saved_entry()
@@ -116,15 +117,6 @@ def empty_search(chain: ReluChain, targets: list[Target], options: SolverOptions
     """The search of :func:`input_split_search` with no boxes and no deadline, for a worker that takes
     the boxes of another copy (:mod:`~reluverify.solver.distributed`)."""
     return BoxSearch(Problem(chain, targets, options, input_rows), Statistics(), None, confirm, leaf_solver, known, None)
-
-
-def key_arrays(targets: list[Target], lower: np.ndarray, upper: np.ndarray, input_rows) -> list:
-    """What defines a search besides its chain (:func:`~reluverify.solver.checkpoint.search_key`): the
-    targets' rows and right-hand sides, the box and the input rows."""
-    arrays = [np.array([len(targets)])]
-    for t in targets:
-        arrays += [t.rows, t.rhs]
-    return arrays + [lower, upper] + (list(input_rows) if input_rows is not None else [None, None])
 
 
 class Stop(Exception):

@@ -103,15 +103,6 @@ def empty_search(chain: ReluChain, targets: list[Disjunction], region: alpha_cro
     return _Search(chain, targets, region, options, Statistics(), None, confirm, leaf_solver, None, None)
 
 
-def key_arrays(targets: list[Disjunction], region: alpha_crown.Region) -> list:
-    """What defines a search besides its chain (:func:`~reluverify.solver.checkpoint.search_key`): the
-    targets' rows and right-hand sides, and the region."""
-    arrays = [np.array([len(targets)])]
-    for t in targets:
-        arrays += [t.rows, t.rhs]
-    return arrays + [region.lower, region.upper, region.rows, region.rhs]
-
-
 class _Stop(Exception):
     """Ends the search with an outcome (sat, timeout, unknown)."""
 
@@ -151,7 +142,8 @@ class _Search(ShareableSearch):
         # otherwise (on shallow networks the last hidden layer's splits are the ones that count)
         self.earliest = self.new_bounds.reoptimise
         # the entry of this search in the checkpoint file, if one is kept (solver/checkpoint.py)
-        self.checkpoint = SearchCheckpoint.of(options, "relu-bab", chain, key_arrays(targets, region),
+        self.checkpoint = SearchCheckpoint.of(options, "relu-bab", chain, targets,
+                                              [region.lower, region.upper, region.rows, region.rhs],
                                               "sub-problems", "the search tree")
 
     def check_time(self) -> None:
