@@ -97,7 +97,9 @@ def run_tasks(
                     exhausted = True
                     break
                 parent_end, child_end = context.Pipe(duplex=False)
-                process = context.Process(target=_child, args=(child_end, function, args), daemon=True)
+                # not daemonic: a task may share its own search among processes (bench --jobs-per-instance);
+                # every child is killed in the finally below, however this generator ends
+                process = context.Process(target=_child, args=(child_end, function, args))
                 process.start()
                 child_end.close()
                 running[process.sentinel] = _Running(key, process, parent_end, time.monotonic(), time_limit(key))

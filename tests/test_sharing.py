@@ -137,3 +137,17 @@ def test_an_unsat_shared_search_has_refuted_its_whole_tree(monkeypatch):
     assert shares and abs(shares[-1] - 1.0) < 1e-9
     assert exhausted(0.7, []).status == "unknown" and exhausted(1.0, []).status == "unsat"
     assert exhausted(1.0, ["a leaf was undecided"]).status == "unknown"
+
+
+def test_bench_shares_each_instance_among_processes(mnist_dir, tmp_path):
+    """``bench --jobs-per-instance 2``: an instance runs in a task process, whose search forks its own
+    workers (a task process must be allowed children)."""
+    import csv
+
+    from reluverify.cli import main
+
+    out = tmp_path / "bench.csv"
+    assert main(["bench", str(mnist_dir), "--filter", "256x2.onnx", "--limit", "2", "--jobs-per-instance", "2",
+                 "--csv", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["verdict"] for r in rows] == [r["expected"] for r in rows], [r["reason"] for r in rows]
