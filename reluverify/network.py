@@ -5,8 +5,9 @@ A :class:`Network` is a tuple of nodes in topological order. Node 0 is the
 
 * :class:`AffineNode` -- ``out = sum_k W_k @ value[source_k] + bias`` (any number of
   sources, so skip connections are representable);
-* :class:`ActivationNode` -- an elementwise activation (``relu``, ``sigmoid``,
-  ``tanh``) of one source;
+* :class:`ActivationNode` -- an elementwise activation of one source: ``relu``, ``sigmoid``,
+  ``tanh``, ``sin``, ``cos``, ``exp``, ``log``, ``sqrt``, ``reciprocal``, ``square``, ``sign``,
+  ``floor`` (:mod:`reluverify.elementwise` defines them);
 * :class:`ProductNode` -- the elementwise product of two sources (SRU gates).
 
 The last node is the output. A file whose last operator is a Softmax or LogSoftmax over the
@@ -33,7 +34,7 @@ The ReLU solver works on :class:`ReluChain`, the special case
 :meth:`Network.relu_chain` returns it, also for a graph of affine and ReLU nodes with skip
 connections (residual blocks), whose skipped values are passed through the ReLU layers
 between (see :func:`_dag_to_chain`), or raises :class:`NetworkError` saying why the
-network is not one (a sigmoid, tanh or product node).
+network is not one (any other activation, or a product node).
 """
 
 from __future__ import annotations
@@ -45,13 +46,11 @@ from typing import Sequence
 import numpy as np
 
 from reluverify import linear_ops as lo
+from reluverify.elementwise import FUNCTIONS
 from reluverify.errors import NetworkError
 
-ACTIVATIONS = {
-    "relu": lambda z: np.maximum(z, 0.0),
-    "sigmoid": lambda z: 0.5 * (1.0 + np.tanh(0.5 * z)),  # overflow-free logistic
-    "tanh": np.tanh,
-}
+ACTIVATIONS = {kind: f.value for kind, f in FUNCTIONS.items()}
+"""The value of every activation kind (:mod:`reluverify.elementwise` has the whole table)."""
 
 
 @dataclass(frozen=True)

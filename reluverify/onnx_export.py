@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from reluverify import linear_ops as lo
+from reluverify.elementwise import FUNCTIONS
 from reluverify.network import ActivationNode, AffineNode, InputNode, Network, ProductNode
 
-_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}
 
 
 class _Graph:
@@ -146,7 +146,11 @@ def network_to_onnx(network: Network, opset: int = 13):
                 acc = term if acc is None else g.node("Add", [acc, term], "sum")
             out = g.node("Add", [acc, g.const(node.bias.reshape(1, -1), "bias")], f"n{index}")
         elif isinstance(node, ActivationNode):
-            out = g.node(_OPS[node.kind], [names[node.source]], f"n{index}")
+            op = FUNCTIONS[node.kind].onnx_op
+            if op is None:  # square: the one kind without an ONNX operator of its own
+                out = g.node("Mul", [names[node.source], names[node.source]], f"n{index}")
+            else:
+                out = g.node(op, [names[node.source]], f"n{index}")
         else:
             assert isinstance(node, ProductNode)
             out = g.node("Mul", [names[node.left], names[node.right]], f"n{index}")

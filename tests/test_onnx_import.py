@@ -171,9 +171,15 @@ def test_output_independent_of_input_is_rejected(tmp_path):
 
 
 def test_product_of_inputs_is_imported_but_not_a_relu_chain(tmp_path):
-    nodes = [helper.make_node("Mul", ["x", "x"], ["y"])]
+    nodes = [helper.make_node("Mul", ["x", "x"], ["y"])]  # one tensor times itself: a square activation
     m = model(nodes, [value("x", [1, 2])], [value("y", [1, 2])])
     network = load_onnx(save(m, tmp_path / "sq.onnx"))
     assert np.allclose(network.evaluate(np.array([[2.0, -3.0]])), [[4.0, 9.0]])
-    with pytest.raises(NetworkError, match="product"):
+    with pytest.raises(NetworkError, match="is a square node"):
+        network.relu_chain()
+    nodes = [helper.make_node("Neg", ["x"], ["n"]), helper.make_node("Mul", ["x", "n"], ["y"])]
+    m = model(nodes, [value("x", [1, 2])], [value("y", [1, 2])])
+    network = load_onnx(save(m, tmp_path / "product.onnx"))
+    assert np.allclose(network.evaluate(np.array([[2.0, -3.0]])), [[-4.0, -9.0]])
+    with pytest.raises(NetworkError, match="is a product node"):
         network.relu_chain()

@@ -87,10 +87,10 @@ def test_a_registered_operator_is_traced_with_its_attributes(tmp_path):
 
 
 def _many_unsupported(tmp_path):
-    """Relu, then Hardmax x4 (two named, two not), Sign once and a node of another domain."""
+    """Relu, then Hardmax x4 (two named, two not), Erf once and a node of another domain."""
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="first"),
              helper.make_node("Hardmax", ["r"], ["a"], name="h1"),
-             helper.make_node("Sign", ["a"], ["b"], name="binarise"),
+             helper.make_node("Erf", ["a"], ["b"], name="binarise"),
              helper.make_node("Hardmax", ["b"], ["c"], name="h2"),
              helper.make_node("Hardmax", ["c"], ["d"]),
              helper.make_node("Relu", ["d"], ["e"]),
@@ -102,7 +102,7 @@ def _many_unsupported(tmp_path):
 def test_every_unsupported_operator_is_named_in_one_line(tmp_path):
     message = _error(_many_unsupported(tmp_path))
     assert message.endswith("3 unsupported operators in 6 nodes: 'Hardmax' x4 (nodes 'h1', 'h2', #4 and 1 more), "
-                            "'Sign' x1 (node 'binarise'), 'com.example.Custom' x1 (node 'mine')"), message
+                            "'Erf' x1 (node 'binarise'), 'com.example.Custom' x1 (node 'mine')"), message
 
 
 def test_info_and_verify_name_every_unsupported_operator(tmp_path):
@@ -114,7 +114,7 @@ def test_info_and_verify_name_every_unsupported_operator(tmp_path):
     for argv in (["info", path], ["verify", path, "--point", point, "--delta", "0.1"]):
         status, out, err = run_main(argv)
         assert status == 2 and not out and err.count("\n") == 1, err
-        assert all(word in err for word in ("'Hardmax' x4", "'Sign' x1", "'com.example.Custom' x1", "6 nodes")), err
+        assert all(word in err for word in ("'Hardmax' x4", "'Erf' x1", "'com.example.Custom' x1", "6 nodes")), err
 
 
 def test_a_node_that_fails_otherwise_is_not_called_unsupported(tmp_path):

@@ -8,7 +8,9 @@ Flatten, Reshape, Transpose, Conv, ConvTranspose, BatchNormalization, Pad, Avera
 Concat, ReduceSum, ...) transform that function; a nonlinear operator (Relu, Sigmoid, Tanh, the product of
 two traced tensors) closes it into an IR affine node followed by the nonlinear node. So
 input normalisation (Sub/Div before the first layer) and chains of linear operators fold
-into single affine layers by construction. MaxPool is lowered exactly to ReLUs
+into single affine layers by construction. Products, quotients and matrix products of two traced
+tensors, powers and mid-graph Softmax are built from product nodes and activations (:mod:`.products`,
+:mod:`.softmax`). MaxPool is lowered exactly to ReLUs
 (:func:`.pooling.op_maxpool`), as are Clip, LeakyRelu, Max and Min (:mod:`.piecewise`). The part
 of the graph that does not depend on the input (shape and index arithmetic) is evaluated before
 tracing (:mod:`.folding`).
@@ -22,7 +24,9 @@ The modules:
 * :mod:`.tracer` -- :func:`load_onnx` and the graph walk;
 * :mod:`.final_softmax` -- the last Softmax or LogSoftmax of a classifier, dropped when the caller allows;
 * one module per operator family: :mod:`.arithmetic`, :mod:`.shapes`, :mod:`.convolution`,
-  :mod:`.pooling`, :mod:`.activations`, :mod:`.piecewise` (Clip, LeakyRelu, Max, Min as ReLUs),
+  :mod:`.pooling`, :mod:`.activations` (Relu, Sigmoid, Tanh, Sin, Cos, Exp, Log, Sqrt, Reciprocal, Sign,
+  Floor), :mod:`.products` (traced Mul, Div, MatMul; Pow), :mod:`.softmax` (Softmax, LogSoftmax),
+  :mod:`.piecewise` (Clip, LeakyRelu, Max, Min, Abs as ReLUs),
   :mod:`.reductions` (ReduceSum, ReduceMean), :mod:`.selection` (Expand, Where),
   :mod:`.resizing` (Upsample, Resize).
 
@@ -37,10 +41,12 @@ from reluverify.onnx_import import (  # noqa: F401 - registers
     convolution,
     piecewise,
     pooling,
+    products,
     reductions,
     resizing,
     selection,
     shapes,
+    softmax,
 )
 from reluverify.onnx_import.tracer import load_onnx
 from reluverify.onnx_import.values import DENSE_LIMIT

@@ -1,9 +1,8 @@
 """Arithmetic operators: Add, Sub, Sum, Neg, Mul, Div, MatMul, Gemm.
 
 Sums, differences and products or quotients by constants transform the traced affine
-function; the product of two traced tensors closes both into affine nodes and adds a
-:class:`~reluverify.network.ProductNode`. Division by, or the matrix product of, two
-input-dependent tensors is refused.
+function; the product, quotient or matrix product of two traced tensors is built from product
+nodes and activations by :mod:`.products`.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import numpy as np
 
 from reluverify import linear_ops as lo
 from reluverify.errors import NetworkError
-from reluverify.network import ProductNode
+from reluverify.onnx_import.products import bilinear_matmul, divide_by_traced, times
 from reluverify.onnx_import.registry import LEGACY, need, operator
 from reluverify.onnx_import.values import (
     Linear,
@@ -54,21 +53,14 @@ def op_neg(tracer, inputs, attrs, where):
 
 @operator("Mul", attributes=("broadcast", *LEGACY))
 def op_mul(tracer, inputs, attrs, where):
-    a, b = need(inputs, 0, where), need(inputs, 1, where)
-    if traced(a) and traced(b):
-        return [_product(tracer, a, b, where)]
-    if not traced(a) and not traced(b):
-        return [a * b]
-    if traced(b):
-        a, b = b, a
-    return [multiply(tracer, a, as_float(b), where)]
+    return [times(tracer, need(inputs, 0, where), need(inputs, 1, where), where)]
 
 
 @operator("Div", attributes=("broadcast", *LEGACY))
 def op_div(tracer, inputs, attrs, where):
     a, b = need(inputs, 0, where), need(inputs, 1, where)
     if traced(b):
-        raise NetworkError(f"{where}: division by a tensor that depends on the input is not supported")
+        return [divide_by_traced(tracer, a, b, where)]
     if not traced(a):
         return [a / b]
     c = as_float(b)
@@ -77,18 +69,9 @@ def op_div(tracer, inputs, attrs, where):
     return [multiply(tracer, a, c, where, divide=True)]
 
 
-def _product(tracer, a, b, where: str):
-    """The elementwise product of two traced tensors: a new ProductNode over both, closed."""
-    shape = np.broadcast_shapes(a.shape, b.shape)
-    left = tracer.close(a.broadcast(shape), where)
-    right = tracer.close(b.broadcast(shape), where)
-    size = tracer.nodes[left].size
-    return tracer.fresh(ProductNode(left, right, size), shape)
-
-
-def _matmul(a: Value, b: Value, where: str) -> Value:
+def _matmul(tracer, a: Value, b: Value, where: str) -> Value:
     if traced(a) and traced(b):
-        raise NetworkError(f"{where}: the product of two input-dependent tensors is not supported")
+        return bilinear_matmul(tracer, a, b, where)
     if not traced(a) and not traced(b):
         return np.matmul(a, b)
     if traced(a):
@@ -105,7 +88,7 @@ def _matmul(a: Value, b: Value, where: str) -> Value:
 
 @operator("MatMul")
 def op_matmul(tracer, inputs, attrs, where):
-    return [_matmul(need(inputs, 0, where), need(inputs, 1, where), where)]
+    return [_matmul(tracer, need(inputs, 0, where), need(inputs, 1, where), where)]
 
 
 @operator("Gemm", attributes=("alpha", "beta", "transA", "transB", "broadcast"))
@@ -128,7 +111,7 @@ def op_gemm(tracer, inputs, attrs, where):
     for v in (a, b):
         if len(shape_of(v)) != 2:
             raise NetworkError(f"{where}: Gemm needs 2-D operands")
-    out = _matmul(a, b, where)
+    out = _matmul(tracer, a, b, where)
     if alpha != 1.0:
         out = scale(out, alpha)
     if c is not None:

@@ -10,19 +10,20 @@ the outputs are not.
 :func:`candidate` finds the node this rule is about: the one that produces the graph's output, of
 type Softmax or LogSoftmax in the default domain, whose output no other node reads. The tracer walks
 every other node, then :func:`logits` checks the candidate -- no attribute but ``axis``, over the class
-axis of a traced ``(batch, classes)`` or ``(classes,)`` tensor -- and returns the name and value of its
-input, which becomes the network's output (:attr:`~reluverify.network.Network.final_softmax` records
-the operator). Without the caller's leave (``load_onnx(path, drop_final_softmax=True)``) it refuses
-with :func:`~reluverify.network.softmax_refusal`. A Softmax anywhere else, or over another axis, stays
-an unsupported operator.
+axis of a traced ``(batch, classes)`` or ``(classes,)`` tensor -- and returns the name of its input,
+which becomes the network's output (:attr:`~reluverify.network.Network.final_softmax` records the
+operator; the properties that read score differences refuse such a network with
+:func:`~reluverify.network.softmax_refusal`). Without the caller's leave
+(``load_onnx(path, drop_final_softmax=True)``, which VNN-LIB queries do not give: their outputs are the
+file's), or over another axis, the operator is kept and traced like any Softmax (:mod:`.softmax`).
 """
 
 from __future__ import annotations
 
 from reluverify import onnx_proto
 from reluverify.errors import NetworkError
-from reluverify.network import FINAL_SOFTMAX, softmax_refusal
-from reluverify.onnx_import.values import Value, shape_of, traced
+from reluverify.network import FINAL_SOFTMAX
+from reluverify.onnx_import.values import shape_of, traced
 
 
 def candidate(graph) -> int | None:
@@ -40,13 +41,13 @@ def candidate(graph) -> int | None:
     return None
 
 
-def logits(tracer, node, where: str, allowed: bool) -> tuple[str, Value]:
-    """The name and traced value of the input of the final ``node`` (see the module docstring).
-
-    NetworkError when it is not over the class axis of a ``(batch, classes)`` or ``(classes,)``
-    tensor, or when it qualifies but dropping it is not ``allowed``.
+def logits(tracer, node, where: str, allowed: bool) -> str | None:
+    """The name of the input of the final ``node`` when it is dropped (see the module docstring), or
+    None when it is kept: dropping is not ``allowed``, or it is not over the class axis of a
+    ``(batch, classes)`` or ``(classes,)`` tensor. A kept one is traced as any Softmax (:mod:`.softmax`).
     """
-    kind = node.op_type
+    if not allowed:
+        return None
     for attribute in node.attribute:
         if attribute.name != "axis":
             raise NetworkError(f"{where}: attribute {attribute.name!r} is not supported")
@@ -58,9 +59,5 @@ def logits(tracer, node, where: str, allowed: bool) -> tuple[str, Value]:
     axis = next((onnx_proto.attribute_value(a) for a in node.attribute if a.name == "axis"),
                 -1 if tracer.opset >= 13 else 1)
     if shape is None or len(shape) not in (1, 2) or int(axis) not in (len(shape) - 1, -1):
-        raise NetworkError(f"{where}: unsupported operator {kind!r}: only a final {kind} over the class axis of "
-                           f"a (batch, classes) or (classes,) output is accepted (and dropped for Def. 1)"
-                           + ("" if shape is None else f"; this one has axis {int(axis)} over shape {tuple(shape)}"))
-    if not allowed:
-        raise NetworkError(f"{where}: {softmax_refusal(kind)}")
-    return name, value
+        return None
+    return name

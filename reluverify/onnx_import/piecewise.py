@@ -1,10 +1,11 @@
-"""Piecewise-linear operators as ReLU combinations, exactly: Clip, LeakyRelu, Max, Min.
+"""Piecewise-linear operators as ReLU combinations, exactly: Clip, LeakyRelu, Max, Min, Abs.
 
 * ``Clip(x, lo, hi) = lo + relu(x - lo) - relu(x - hi)`` (one ReLU with only ``lo``: ``lo + relu(x - lo)``,
   one with only ``hi``: ``hi - relu(hi - x)``); bounds must be constants;
 * ``LeakyRelu(x) = alpha * x + (1 - alpha) * relu(x)``, for any ``alpha``;
 * ``Max(a, b) = b + relu(a - b)`` and ``Min(a, b) = a - relu(a - b)``, broadcast, over two or more inputs
-  pairwise.
+  pairwise;
+* ``Abs(x) = 2 relu(x) - x``.
 
 Each ReLU closes its argument into an affine node followed by an
 :class:`~reluverify.network.ActivationNode` (as :mod:`.activations` does); the terms outside the ReLU
@@ -100,3 +101,12 @@ def op_max(tracer, inputs, attrs, where):
 @operator("Min", attributes=LEGACY)
 def op_min(tracer, inputs, attrs, where):
     return _extreme(tracer, inputs, where, larger=False)
+
+
+@operator("Abs", attributes=LEGACY)
+def op_abs(tracer, inputs, attrs, where):
+    """``|x| = 2 relu(x) - x``: one ReLU, exact."""
+    x = need(inputs, 0, where)
+    if not traced(x):
+        return [np.abs(x)]
+    return [add(tracer, scale(relu(tracer, x, where), 2.0), x, where, sign=-1.0)]

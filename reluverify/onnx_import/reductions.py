@@ -36,22 +36,26 @@ def _axes(inputs, attrs, where: str, rank: int) -> list[int] | None:
 def reduce(tracer, inputs, attrs, where: str, mean: bool):
     """The sum (``mean``: the average) of the first input over the node's axes."""
     v = need(inputs, 0, where)
-    shape = shape_of(v)
-    axes = _axes(inputs, attrs, where, len(shape))
+    axes = _axes(inputs, attrs, where, len(shape_of(v)))
     if axes is None:
         return [v]
-    keepdims = bool(int(attrs.get("keepdims", 1)))
+    return [reduce_axes(tracer, v, axes, bool(int(attrs.get("keepdims", 1))), mean, where)]
+
+
+def reduce_axes(tracer, v, axes: list[int], keepdims: bool, mean: bool, where: str):
+    """The sum (``mean``: the average) of ``v`` over ``axes`` (non-negative, sorted)."""
+    shape = shape_of(v)
     kept = tuple(1 if i in axes else d for i, d in enumerate(shape))
     out_shape = kept if keepdims else tuple(d for i, d in enumerate(shape) if i not in axes)
     count = elements([shape[a] for a in axes])
     if not traced(v):
         total = np.sum(np.asarray(v), axis=tuple(axes), keepdims=keepdims)
-        return [total / count if mean else total]
+        return total / count if mean else total
     size = elements(shape)
     target = np.broadcast_to(np.arange(elements(kept)).reshape(kept), shape).ravel()
     weight = 1.0 / count if mean and count else 1.0
     op = lo.Sparse(target, np.arange(size), np.full(size, weight), (elements(kept), size))
-    return [apply_op(tracer, v, op, out_shape, where)]
+    return apply_op(tracer, v, op, out_shape, where)
 
 
 @operator("ReduceSum", attributes=_ATTRIBUTES)

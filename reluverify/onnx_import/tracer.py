@@ -125,9 +125,14 @@ class Tracer:
                     raise
 
         out_name = graph.output[0].name
+        dropped = None
         if final is not None:
             node = graph.node[final]
-            out_name, _ = final_softmax.logits(self, node, _where(node, final), self.drop_final_softmax)
+            dropped = final_softmax.logits(self, node, _where(node, final), self.drop_final_softmax)
+            if dropped is None:  # kept: traced like any other Softmax
+                self.trace_node(node, _where(node, final))
+            else:
+                out_name = dropped
         if out_name not in self.values:
             raise NetworkError(f"the graph output {out_name!r} is not produced by any node")
         output = self.values[out_name]
@@ -143,7 +148,7 @@ class Tracer:
             output_name=out_name,
             source_path=os.path.abspath(self.path) if self.path else None,
             source_sha256=file_sha256(self.path) if self.path else None,
-            final_softmax=None if final is None else graph.node[final].op_type,
+            final_softmax=None if dropped is None else graph.node[final].op_type,
         )
 
     def trace_node(self, node, where: str) -> None:

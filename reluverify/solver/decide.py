@@ -328,7 +328,7 @@ def solve(query: Query, options: SolverOptions | None = None, facts=(), progress
     """Decide ``query``: ``sat`` (with a confirmed counterexample), ``unsat``, ``timeout`` or ``unknown``.
 
     Networks made of affine maps and ReLUs go to the exact ReLU procedure above; networks
-    with sigmoid, tanh or products (SRU) go to :mod:`reluverify.solver.nonlinear`, which is
+    with other activations or products (SRU, attention, ...) go to :mod:`reluverify.solver.nonlinear`, which is
     sound but may answer ``unknown``.
 
     ``facts`` are :class:`~reluverify.solver.facts.PhaseFacts` from earlier runs; only those

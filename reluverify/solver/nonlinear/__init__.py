@@ -1,4 +1,5 @@
-"""Sound verification of networks with sigmoid, tanh and elementwise products (SRU classifiers).
+"""Sound verification of networks with any activation of :mod:`reluverify.elementwise` and elementwise
+products (SRU classifiers, attention, physics models).
 
 No piecewise-linear encoding captures these operations exactly, so the procedure relaxes them
 and refines: linear relaxations (:mod:`.relaxations`), bounds over the DAG (:mod:`.bounds`),

@@ -41,6 +41,7 @@ from reluverify.solver.nonlinear.relaxations import (
     product_interval,
     product_relaxation,
     relu_relaxation,
+    S_SHAPED,
     s_shaped_lines,
     s_shaped_plan,
 )
@@ -208,12 +209,15 @@ def node_bounds(
     empty = np.zeros(batch, dtype=bool)
     for k, node in enumerate(network.nodes[1:], start=1):
         if isinstance(node, AffineNode):
-            centre = np.broadcast_to(node.bias, (batch, node.size)).copy()
-            radius = np.zeros((batch, node.size))
-            for source, weight in zip(node.sources, node.weights):
-                centre += 0.5 * (lo[source] + hi[source]) @ weight.T
-                radius += 0.5 * (hi[source] - lo[source]) @ np.abs(weight).T
-            node_lo, node_hi = centre - radius, centre + radius
+            if all(np.all(np.isfinite(lo[s])) and np.all(np.isfinite(hi[s])) for s in node.sources):
+                centre = np.broadcast_to(node.bias, (batch, node.size)).copy()
+                radius = np.zeros((batch, node.size))
+                for source, weight in zip(node.sources, node.weights):
+                    centre += 0.5 * (lo[source] + hi[source]) @ weight.T
+                    radius += 0.5 * (hi[source] - lo[source]) @ np.abs(weight).T
+                node_lo, node_hi = centre - radius, centre + radius
+            else:
+                node_lo, node_hi = _open_affine(node, lo, hi, batch)
         elif isinstance(node, ActivationNode):
             relaxations[k] = activation_relaxation(node.kind, lo[node.source], hi[node.source])
             node_lo, node_hi = activation_interval(node.kind, lo[node.source], hi[node.source])
@@ -246,6 +250,25 @@ def node_bounds(
         lo.append(node_lo)
         hi.append(node_hi)
     return DagBounds(lo, hi, relaxations, empty)
+
+
+def _open_affine(node: AffineNode, lo: list, hi: list, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Interval bounds of an affine node some of whose sources have infinite bounds (``0 * inf = 0``:
+    a zero weight ignores an infinite source; any other weight passes the infinity on)."""
+    node_lo = np.broadcast_to(node.bias, (batch, node.size)).copy()
+    node_hi = node_lo.copy()
+    reach_lo = np.zeros((batch, node.size))  # > 0 where the lower bound is -inf
+    reach_hi = np.zeros((batch, node.size))
+    for source, weight in zip(node.sources, node.weights):
+        pos, neg = np.maximum(weight, 0.0), np.minimum(weight, 0.0)
+        a, b = lo[source], hi[source]
+        fa, fb = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(b), b, 0.0)
+        node_lo += fa @ pos.T + fb @ neg.T
+        node_hi += fb @ pos.T + fa @ neg.T
+        low_open, high_open = (a == -np.inf).astype(np.float64), (b == np.inf).astype(np.float64)
+        reach_lo += low_open @ (pos > 0).T + high_open @ (neg < 0).T
+        reach_hi += high_open @ (pos > 0).T + low_open @ (neg < 0).T
+    return np.where(reach_lo > 0, -np.inf, node_lo), np.where(reach_hi > 0, np.inf, node_hi)
 
 
 def row_bounds(
@@ -345,10 +368,12 @@ def _relaxations_at(network: Network, lo, hi, values: list[np.ndarray], upto: in
             point = values[node.source]
             if node.kind == "relu":
                 out[k] = relu_relaxation(l, u, point)
-            else:
+            elif node.kind in S_SHAPED:
                 if k not in plans:
                     plans[k] = s_shaped_plan(node.kind, l, u)
                 out[k] = s_shaped_lines(plans[k], point, point)
+            else:
+                out[k] = activation_relaxation(node.kind, l, u, point, point)
         elif isinstance(node, ProductNode):
             lx, ux = lo[node.left][:, None, :], hi[node.left][:, None, :]
             ly, uy = lo[node.right][:, None, :], hi[node.right][:, None, :]

@@ -2,23 +2,19 @@
 
 :func:`input_gradient` takes the node values of a batch (from ``Network.evaluate_all``) and a
 cotangent on the output, and returns the cotangent on the input: affine nodes pass it back
-through their weights to every source, activations multiply by their derivative (ReLU's is
-taken as 1 for positive inputs, 0 otherwise), products by the other operand.
+through their weights to every source, activations multiply by their derivative
+(:data:`reluverify.elementwise.FUNCTIONS`: ReLU's is taken as 1 for positive inputs, 0 otherwise; the
+step functions give a straight-through surrogate), products by the other operand. A derivative that is
+not finite (at a point outside a function's domain) is taken as 0, so one such point cannot spoil the
+gradients of a whole batch.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from reluverify.elementwise import FUNCTIONS
 from reluverify.network import ActivationNode, AffineNode, Network
-
-
-def _derivative(kind: str, z: np.ndarray, out: np.ndarray) -> np.ndarray:
-    if kind == "relu":
-        return (z > 0).astype(np.float64)
-    if kind == "sigmoid":
-        return out * (1.0 - out)
-    return 1.0 - out * out  # tanh
 
 
 def input_gradient(network: Network, values: list[np.ndarray], cotangent: np.ndarray) -> np.ndarray:
@@ -33,7 +29,8 @@ def input_gradient(network: Network, values: list[np.ndarray], cotangent: np.nda
             for source, weight in zip(node.sources, node.weights):
                 _add(grads, source, g @ weight)
         elif isinstance(node, ActivationNode):
-            _add(grads, node.source, g * _derivative(node.kind, values[node.source], values[k]))
+            slope = FUNCTIONS[node.kind].derivative(values[node.source], values[k])
+            _add(grads, node.source, g * np.where(np.isfinite(slope), slope, 0.0))
         else:
             _add(grads, node.left, g * values[node.right])
             _add(grads, node.right, g * values[node.left])

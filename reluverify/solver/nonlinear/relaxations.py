@@ -1,5 +1,12 @@
 """Linear relaxations of the nonlinear IR operations on intervals: pure, vectorised functions.
 
+:data:`BOUNDS` has one entry per activation kind of :data:`reluverify.elementwise.FUNCTIONS`: its image
+of an interval, its lines there and where a relaxation split cuts the interval. ReLU, sigmoid and tanh
+are relaxed here; the functions that are convex or concave on an interval (exp, log, sqrt, reciprocal,
+square) in :mod:`.curvature`, sin and cos in :mod:`.periodic`, sign and floor in :mod:`.steps`, with the
+shared line type and floating-point margins of :mod:`.lines`. A new kind is one entry here and one
+relaxation module function, with a sampling test.
+
 For a scalar activation ``f`` on ``z in [l, u]`` a :class:`Relaxation` gives two lines with
 
     lower_slope * z + lower_offset  <=  f(z)  <=  upper_slope * z + upper_offset   for all z in [l, u];
@@ -38,28 +45,19 @@ end the relaxation is the constant ``-inf`` / ``+inf`` (slopes 0): sound and nev
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, NamedTuple
 
 import numpy as np
 
+from reluverify.elementwise import FUNCTIONS
 from reluverify.solver.bounds.relaxation import chord, lower_slope
+from reluverify.solver.nonlinear import curvature, periodic, steps
+from reluverify.solver.nonlinear.lines import NARROW, SAFETY, Relaxation, margin as _margin
 
-SAFETY = 1e-12
-"""Relative margin added to every relaxation line (see the module docstring)."""
-
-NARROW = 1e-10
-"""Intervals narrower than ``NARROW * (1 + |l| + |u|)`` get constant bounds."""
+__all__ = ["NARROW", "SAFETY", "Relaxation"]
 
 BISECTION_STEPS = 40
-
-
-class Relaxation(NamedTuple):
-    """``lower_slope * z + lower_offset <= f(z) <= upper_slope * z + upper_offset`` on the interval."""
-
-    lower_slope: np.ndarray
-    lower_offset: np.ndarray
-    upper_slope: np.ndarray
-    upper_offset: np.ndarray
 
 
 class ProductRelaxation(NamedTuple):
@@ -100,17 +98,21 @@ _S_SHAPED = {
     "sigmoid": _SShaped(sigmoid, sigmoid_slope, 0.5, 0.25),
     "tanh": _SShaped(np.tanh, tanh_slope, 0.0, 1.0),
 }
+S_SHAPED = tuple(_S_SHAPED)
+"""The S-shaped kinds, whose tangent case analysis can be planned once per interval (:func:`s_shaped_plan`)."""
 
 
 def activation_value(kind: str, z: np.ndarray) -> np.ndarray:
-    if kind == "relu":
-        return np.maximum(z, 0.0)
-    return _S_SHAPED[kind].f(z)
+    return FUNCTIONS[kind].value(np.asarray(z, dtype=np.float64))
 
 
 # ------------------------------------------------------------------ intervals
 def activation_interval(kind: str, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact image ``[f(l), f(u)]`` of an interval under an increasing activation."""
+    """The image of ``[l, u]`` under ``kind`` (exact, or wider where it leaves the function's domain)."""
+    return BOUNDS[kind].interval(l, u)
+
+
+def _increasing(kind: str, l, u):
     return activation_value(kind, l), activation_value(kind, u)
 
 
@@ -220,10 +222,6 @@ def s_shaped_relaxation(
     return s_shaped_lines(s_shaped_plan(kind, l, u), lower_point, upper_point)
 
 
-def _margin(slope, offset, reach, extra=0.0):
-    return SAFETY * (1.0 + np.abs(offset) + np.abs(slope) * reach + extra)
-
-
 # ------------------------------------------------------------------ ReLU
 def relu_relaxation(l: np.ndarray, u: np.ndarray, lower_point: np.ndarray | None = None) -> Relaxation:
     """The triangle relaxation (the lines of :mod:`reluverify.solver.bounds.relaxation`): the chord above;
@@ -257,9 +255,42 @@ def relu_relaxation(l: np.ndarray, u: np.ndarray, lower_point: np.ndarray | None
 
 def activation_relaxation(kind: str, l, u, lower_point=None, upper_point=None) -> Relaxation:
     """The relaxation of ``kind`` on ``[l, u]``; the points (optional) steer the choice among sound lines."""
-    if kind == "relu":
-        return relu_relaxation(l, u, lower_point)
-    return s_shaped_relaxation(kind, l, u, lower_point, upper_point)
+    return BOUNDS[kind].relaxation(l, u, lower_point, upper_point)
+
+
+def split_point(kind: str, l: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Where a relaxation split cuts the input interval ``[l, u]`` of a ``kind`` activation."""
+    return BOUNDS[kind].split(l, u)
+
+
+def _middle(l, u):
+    return 0.5 * (l + u)
+
+
+def _at_zero(l, u):
+    return np.where((l < 0) & (u > 0), 0.0, 0.5 * (l + u))
+
+
+class ActivationBounds(NamedTuple):
+    """What the bounds need of an activation kind: its image of an interval, its lines there, and
+    where a relaxation split cuts the interval."""
+
+    interval: Callable
+    relaxation: Callable
+    split: Callable
+
+
+BOUNDS: dict[str, ActivationBounds] = {
+    "relu": ActivationBounds(partial(_increasing, "relu"), lambda l, u, lp=None, up=None: relu_relaxation(l, u, lp), _at_zero),
+    **{kind: ActivationBounds(partial(_increasing, kind), partial(s_shaped_relaxation, kind), _middle) for kind in _S_SHAPED},
+    **{kind: ActivationBounds(partial(curvature.interval, kind), partial(curvature.relaxation, kind), _middle)
+       for kind in curvature.KINDS},
+    **{kind: ActivationBounds(partial(periodic.interval, kind), partial(periodic.relaxation, kind), _middle)
+       for kind in periodic.KINDS},
+    **{kind: ActivationBounds(partial(steps.interval, kind), partial(steps.relaxation, kind), partial(steps.split_point, kind))
+       for kind in steps.KINDS},
+}
+"""The bounds of every activation kind of :data:`reluverify.elementwise.FUNCTIONS`, one entry each."""
 
 
 # ------------------------------------------------------------------ products

@@ -1,4 +1,4 @@
-"""The decision procedure for queries on networks with sigmoid, tanh and products (SRU).
+"""The decision procedure for queries on networks with general activations and products (SRU, attention, ...).
 
 ``solve_nonlinear(query, options)`` decides the whole query (every disjunct):
 

@@ -5,7 +5,7 @@
   of the children is at least as tight, and all of them become exact as boxes shrink.
 * **Relaxation split** -- halve the interval of one *relaxed value* (the input of a sigmoid, tanh
   or ReLU, or an operand of a product): the two children clamp it below and above the middle
-  (0 for a ReLU input, which makes its relaxation exact). The value chosen is the one whose
+  (0 for a ReLU or sign input, which makes its relaxation exact; an integer for floor). The value chosen is the one whose
   relaxations cost the tightest rows most (BaBSR-like): the rows' multiplier at each consumer
   times the consumer's relaxation gap (for an activation, the vertical distance of its two
   lines at the interval's middle; for a product, half the product of its operands' widths).
@@ -17,6 +17,7 @@ import numpy as np
 
 from reluverify.network import ActivationNode, Network, ProductNode
 from reluverify.solver.nonlinear.bounds import DagBounds, Layout, back_substitute
+from reluverify.solver.nonlinear.relaxations import split_point
 
 
 def input_influence(coef: np.ndarray, alive: np.ndarray, width: np.ndarray) -> np.ndarray:
@@ -32,9 +33,11 @@ class RelaxationScorer:
         self.layout = layout
         self.consumers: dict[int, list[tuple[int, int | None]]] = {k: [] for k in layout.nodes}
         self.relu_input = np.zeros(layout.size, dtype=bool)
+        self.kind = np.full(layout.size, "", dtype=object)  # the activation reading each relaxed value ("" for products)
         for k, node in enumerate(network.nodes):
             if isinstance(node, ActivationNode):
                 self.consumers[node.source].append((k, None))
+                self.kind[layout.slices[node.source]] = node.kind
                 if node.kind == "relu":
                     self.relu_input[layout.slices[node.source]] = True
             elif isinstance(node, ProductNode):
@@ -66,7 +69,12 @@ class RelaxationScorer:
         return out
 
     def split_points(self, lower: np.ndarray, upper: np.ndarray, index: np.ndarray) -> np.ndarray:
-        """Where to cut the chosen relaxed values: 0 for a ReLU input that straddles it, else the middle."""
-        middle = 0.5 * (lower + upper)
-        at_zero = self.relu_input[index] & (lower < 0) & (upper > 0)
-        return np.where(at_zero, 0.0, middle)
+        """Where to cut the chosen relaxed values: where the activation reading it says
+        (:func:`~reluverify.solver.nonlinear.relaxations.split_point`: 0 for a ReLU or sign input that
+        straddles it, an integer for floor, else the middle); the middle for a product's operand."""
+        out = 0.5 * (lower + upper)
+        kinds = self.kind[index]
+        for kind in set(kinds.tolist()) - {""}:
+            chosen = kinds == kind
+            out = np.where(chosen, split_point(kind, lower, upper), out)
+        return out
