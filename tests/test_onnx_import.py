@@ -177,3 +177,12 @@ def test_product_of_inputs_is_imported_but_not_a_relu_chain(tmp_path):
     assert np.allclose(network.evaluate(np.array([[2.0, -3.0]])), [[4.0, 9.0]])
     with pytest.raises(NetworkError, match="product"):
         network.relu_chain()
+
+
+def test_a_traced_tensor_of_lower_rank_broadcasts(tmp_path, rng):
+    """x (4,) + c (2, 4): numpy's rule pads the lower rank with leading 1s (the traced table's row axis
+    once stood in the way: 'operands could not be broadcast')."""
+    nodes = [helper.make_node("Add", ["x", "c"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    m = model(nodes, [value("x", [4])], [value("y", [2, 4])], [tensor("c", rng.normal(size=(2, 4)))])
+    network = _check_against_onnxruntime(save(m, tmp_path / "rank.onnx"), rng)
+    assert network.output_size == 8
