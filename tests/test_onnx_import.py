@@ -144,10 +144,12 @@ def test_dangling_input_is_named(tmp_path):
     _expect_error(save(m, tmp_path / "dangling.onnx"), "add0", "'ghost'", "not produced")
 
 
-def test_two_inputs_are_rejected(tmp_path):
+def test_two_inputs_import_as_one_vector(tmp_path):
+    """Several input tensors are one input vector, in graph order (tests/test_multi_io.py has the rest)."""
     nodes = [helper.make_node("Add", ["x", "z"], ["y"])]
     m = model(nodes, [value("x", [1, 2]), value("z", [1, 2])], [value("y", [1, 2])])
-    _expect_error(save(m, tmp_path / "two.onnx"), "exactly one input", "found 2")
+    network = load_onnx(save(m, tmp_path / "two.onnx"))
+    np.testing.assert_array_equal(network.evaluate(np.array([1.0, 2.0, 10.0, 20.0])), [11.0, 22.0])
 
 
 def test_nan_weights_are_rejected(tmp_path, rng):
