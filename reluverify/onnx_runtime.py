@@ -73,7 +73,8 @@ class ReferenceModel:
         self.sizes = [int(np.prod(shape)) for shape in self.shapes]
         self.dtypes = [_DTYPES.get(i.type, np.float32) for i in self.inputs]
         # a batch runs at once when every input has a free leading axis; else one point per run
-        self.batchable = all(bool(i.shape) and not (isinstance(i.shape[0], int) and i.shape[0] > 0) for i in self.inputs)
+        self.batchable = all(bool(i.shape) and not (isinstance(i.shape[0], int) and i.shape[0] > 0)
+                             for i in self.inputs)
         self.output_names = [o.name for o in self.session.get_outputs()] if output is None else [output]
 
     @property

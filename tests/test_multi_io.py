@@ -9,6 +9,8 @@ component networks of VNN-COMP 2023 against onnxruntime.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnxruntime
 import pytest
@@ -17,7 +19,7 @@ from onnx import TensorProto, helper
 from conftest import benchmark_dir
 from onnx_builders import int64s, model, save, tensor, value
 from reluverify.cli import main
-from reluverify.errors import NetworkError
+from reluverify.errors import NetworkError, SpecError
 from reluverify.onnx_import import load_onnx
 from reluverify.onnx_runtime import ReferenceModel, reference_model
 from reluverify.solver.z3_encoding import decide_with_z3
@@ -282,6 +284,47 @@ def test_vnnlib_over_two_inputs_and_two_outputs_agrees_with_z3_and_onnxruntime(t
             np.testing.assert_allclose(y, replayed, rtol=0, atol=1e-6)
             assert replayed @ c <= threshold + 1e-5
     assert set(verdicts) == {"sat", "unsat"}
+
+
+def test_vnnlib_size_mismatch_names_the_tensors(tmp_path, rng):
+    path = save(tiny_two_by_two(rng), tmp_path / "tiny.onnx")
+    spec = tmp_path / "wrong.vnnlib"
+    spec.write_text(spec_text([0.0, 0.0], [1.0, 1.0], [1.0, 0.0, 0.0], 0.0))
+    with pytest.raises(SpecError, match=r"declares 2 inputs .* has 3 \(2 in 'x' \+ 1 in 'z'\)"):
+        load_query(load_onnx(path), spec)
+
+
+def test_a_written_counterexample_says_how_its_vectors_split(tmp_path, rng):
+    from reluverify.api import Verifier
+    from reluverify.properties.export import write_counterexample
+
+    path = save(tiny_two_by_two(rng), tmp_path / "tiny.onnx")
+    spec = tmp_path / "any.vnnlib"
+    spec.write_text(spec_text([-1.0, -1.0, -1.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0], 1e6))  # every point
+    result = Verifier(path, timeout=30).vnnlib(spec)
+    assert result.verdict == "sat"
+    written, _ = write_counterexample(result, tmp_path / "cex.json")
+    payload = json.loads(open(written).read())
+    assert payload["network"]["input_tensors"] == [{"name": "x", "shape": [1, 2], "first": 0},
+                                                   {"name": "z", "shape": [1], "first": 2}]
+    assert [t["name"] for t in payload["network"]["output_tensors"]] == ["u", "v"]
+    np.testing.assert_array_equal(payload["outputs"], by_hand(path, np.array(payload["inputs"]))[0])
+
+
+def test_info_lists_every_tensor(tmp_path, rng, capsys):
+    path = save(tiny_two_by_two(rng), tmp_path / "tiny.onnx")
+    assert main(["info", path]) == 0
+    text = capsys.readouterr().out
+    assert "inputs    2 tensors, 3 values in all, in this order" in text
+    assert "'x' shape (1, 2) (2 values: X_0..X_1)" in text and "'z' shape (1,) (1 values: X_2..X_2)" in text
+    assert "'u' shape (1, 1) (1 values: Y_0..Y_0)" in text and "'v' shape (1, 2) (2 values: Y_1..Y_2)" in text
+    assert main(["info", path, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["input"] == {"name": "x, z", "shape": [3], "size": 3}
+    assert report["inputs"] == [{"name": "x", "shape": [1, 2], "size": 2, "first": 0},
+                                {"name": "z", "shape": [1], "size": 1, "first": 2}]
+    assert [t["first"] for t in report["outputs"]] == [0, 1]
+    assert report["max_relative_difference_vs_onnxruntime"] < 1e-6
 
 
 # ------------------------------------------------------------------ the dist_shift components

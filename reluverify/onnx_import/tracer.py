@@ -279,7 +279,8 @@ def _graph_inputs(graph, initialisers: dict) -> list[tuple[str, tuple[int, ...]]
             else:
                 shown = ", ".join(str(e.dim_value) if e.HasField("dim_value") else repr(e.dim_param or "?")
                                   for e in ttype.shape.dim)
-                free = repr(d.dim_param) if d.dim_param else (str(d.dim_value) if d.HasField("dim_value") else "unknown")
+                free = (repr(d.dim_param) if d.dim_param else
+                        str(d.dim_value) if d.HasField("dim_value") else "unknown")
                 raise NetworkError(f"input {graph_input.name!r} of shape ({shown}) has a dynamic or unknown dimension "
                                    f"({free}) on axis {axis}: only the leading (batch) axis may be free; export the "
                                    "model with a fixed input shape")
