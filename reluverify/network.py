@@ -15,7 +15,11 @@ class axis may be imported without it (:attr:`Network.final_softmax` says so): t
 the file's logits, whose order -- all that delta-local robustness reads -- the operator keeps;
 every other question is refused with :func:`softmax_refusal`. All values are flat vectors: an ONNX tensor of
 shape ``(1, 1, 1, 5)`` is the vector of its 5 elements in C order; the ONNX shapes
-are kept only for reporting and for running onnxruntime.
+are kept only for reporting and for running onnxruntime. A file with several input tensors has one
+input vector all the same: their flat values concatenated in the order the graph declares them (as
+VNN-LIB numbers ``X_0 ...``); several output tensors likewise make one output vector (``Y_0 ...``).
+:attr:`Network.input_names` and :attr:`Network.input_shapes` (``output_...``) keep each tensor;
+``input_name`` and ``input_shape`` are then the names joined by ``", "`` and the flat shape ``(n,)``.
 
 Weights are float64: the file's float32 weights converted exactly, and linear operators
 that the importer folds together (normalisation, consecutive affine maps) composed in
@@ -40,6 +44,7 @@ network is not one (any other activation, or a product node).
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -95,7 +100,13 @@ Node = InputNode | AffineNode | ActivationNode | ProductNode
 
 @dataclass(frozen=True)
 class Network:
-    """A feed-forward network; see the module docstring for the node invariants."""
+    """A feed-forward network; see the module docstring for the node invariants.
+
+    ``input_name`` / ``input_shape`` describe the one input tensor of the file; for a file with several,
+    the names joined by ``", "`` and the flat shape ``(input_size,)``, with each tensor in
+    :attr:`input_names` / :attr:`input_shapes` (always filled: one entry for one tensor). The same holds
+    for the outputs.
+    """
 
     nodes: tuple[Node, ...]
     input_shape: tuple[int, ...] = ()
@@ -108,11 +119,23 @@ class Network:
     """``"Softmax"`` or ``"LogSoftmax"`` when the file's last operator is one that the importer dropped
     (``load_onnx(path, drop_final_softmax=True)``): the network is then the file's *logits*, the
     tensor ``output_name`` that the dropped operator reads (see :func:`softmax_refusal`)."""
+    input_names: tuple[str, ...] = ()
+    """The file's input tensors in graph order; the network input is their values, each flattened in C
+    order, concatenated in this order (VNN-LIB's ``X_0 ...``). Left empty, it is ``(input_name,)``."""
+    input_shapes: tuple[tuple[int, ...], ...] = ()
+    """The shape of each of :attr:`input_names` (a free leading axis as 1); empty: ``(input_shape,)``."""
+    output_names: tuple[str, ...] = ()
+    """The file's output tensors in graph order; the network output is their values, each flattened,
+    concatenated in this order (VNN-LIB's ``Y_0 ...``). Left empty, it is ``(output_name,)``."""
+    output_shapes: tuple[tuple[int, ...], ...] = ()
+    """The shape of each of :attr:`output_names`; empty: ``(output_shape,)``."""
     _chain_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.nodes or not isinstance(self.nodes[0], InputNode):
             raise NetworkError("a network must start with its input node")
+        self._check_tensors("input", self.nodes[0].size)
+        self._check_tensors("output", self.nodes[-1].size)
         if self.final_softmax not in (None, *FINAL_SOFTMAX):
             raise NetworkError(f"unknown final operator {self.final_softmax!r}: use one of {', '.join(FINAL_SOFTMAX)}")
         for index, node in enumerate(self.nodes[1:], start=1):
@@ -139,6 +162,33 @@ class Network:
             elif isinstance(node, ProductNode):
                 if not self.nodes[node.left].size == self.nodes[node.right].size == node.size:
                     raise NetworkError(f"node {index}: product of vectors of different sizes")
+
+    def _check_tensors(self, side: str, size: int) -> None:
+        """Fill ``{side}_names`` and ``{side}_shapes`` from the one tensor when they are not given; else check
+        that they pair up and, for several tensors, that their sizes add up to the vector's ``size``."""
+        names, shapes = getattr(self, f"{side}_names"), getattr(self, f"{side}_shapes")
+        if not names and not shapes:
+            object.__setattr__(self, f"{side}_names", (getattr(self, f"{side}_name"),))
+            object.__setattr__(self, f"{side}_shapes", (tuple(getattr(self, f"{side}_shape")),))
+            return
+        names, shapes = tuple(names), tuple(tuple(int(d) for d in shape) for shape in shapes)
+        object.__setattr__(self, f"{side}_names", names)
+        object.__setattr__(self, f"{side}_shapes", shapes)
+        if len(names) != len(shapes):
+            raise NetworkError(f"{len(names)} {side} names but {len(shapes)} {side} shapes")
+        total = sum(math.prod(shape) for shape in shapes)
+        if len(shapes) > 1 and total != size:
+            raise NetworkError(f"the {side} tensors hold {total} values but the network's {side} has {size}")
+
+    @property
+    def input_offsets(self) -> tuple[int, ...]:
+        """Where each of :attr:`input_names` starts in the flat input vector (and, last, its size)."""
+        return _offsets(self.input_shapes, self.input_size)
+
+    @property
+    def output_offsets(self) -> tuple[int, ...]:
+        """Where each of :attr:`output_names` starts in the flat output vector (and, last, its size)."""
+        return _offsets(self.output_shapes, self.output_size)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -225,6 +275,16 @@ class Network:
 
 
 FINAL_SOFTMAX = ("Softmax", "LogSoftmax")
+
+
+def _offsets(shapes: tuple[tuple[int, ...], ...], size: int) -> tuple[int, ...]:
+    """``0, n_0, n_0 + n_1, ..., size`` for tensors of ``shapes`` laid end to end in a vector of ``size``."""
+    if len(shapes) <= 1:
+        return (0, size)
+    offsets = [0]
+    for shape in shapes:
+        offsets.append(offsets[-1] + math.prod(shape))
+    return tuple(offsets)
 
 
 def softmax_refusal(kind: str) -> str:

@@ -5,7 +5,9 @@ network inputs, ``(declare-const Y_j Real)`` for its outputs, and ``(assert F)``
 where F is built from ``and``, ``or`` and the comparisons ``<=``, ``>=`` and ``=`` over
 linear terms (numbers, variables, ``+``, ``-``, ``*`` by a constant, ``/`` by a
 constant). The conjunction of all assertions describes the **counterexample**
-(the property is violated iff it is satisfiable), exactly as a :class:`Query` does.
+(the property is violated iff it is satisfiable), exactly as a :class:`Query` does. For a network
+with several input (output) tensors, ``X_i`` (``Y_j``) number their values laid end to end in graph
+order, each tensor in C order: the network's flat input (output) vector (see :mod:`reluverify.network`).
 
 The file is parsed as a real s-expression grammar; anything not understood (strict
 comparisons, ``not``, non-linear terms, unknown commands, undeclared variables, numbers
@@ -98,11 +100,13 @@ class VnnlibSpec:
             raise SpecError(f"{self.path}: {softmax_refusal(network.final_softmax)}")
         if network.input_size != self.num_inputs:
             raise SpecError(
-                f"{self.path}: declares {self.num_inputs} inputs (X_0..X_{self.num_inputs - 1}) but the network has {network.input_size}"
+                f"{self.path}: declares {self.num_inputs} inputs (X_0..X_{self.num_inputs - 1}) but the network has "
+                f"{network.input_size}{_tensor_sizes(network.input_names, network.input_offsets)}"
             )
         if network.output_size != self.num_outputs:
             raise SpecError(
-                f"{self.path}: declares {self.num_outputs} outputs (Y_0..Y_{self.num_outputs - 1}) but the network has {network.output_size}"
+                f"{self.path}: declares {self.num_outputs} outputs (Y_0..Y_{self.num_outputs - 1}) but the network has "
+                f"{network.output_size}{_tensor_sizes(network.output_names, network.output_offsets)}"
             )
         n = self.num_inputs
         live = [d for d in self.disjuncts if not np.any(d[0] > d[1])]
@@ -125,6 +129,13 @@ class VnnlibSpec:
             for k, (lower, upper, matrix, rhs) in enumerate(self.disjuncts)
         ]
         return Query((network,), hull_lower, hull_upper, tuple(disjuncts), description=f"VNN-LIB {os.path.basename(self.path)}")
+
+
+def _tensor_sizes(names: tuple[str, ...], offsets: tuple[int, ...]) -> str:
+    """For several tensors, how their values make the network's vector: `` (784 in 'a' + 8 in 'b')``."""
+    if len(names) <= 1:
+        return ""
+    return " (" + " + ".join(f"{end - start} in {name!r}" for name, start, end in zip(names, offsets, offsets[1:])) + ")"
 
 
 def read_vnnlib(path: str | os.PathLike) -> VnnlibSpec:

@@ -144,10 +144,12 @@ def test_dangling_input_is_named(tmp_path):
     _expect_error(save(m, tmp_path / "dangling.onnx"), "add0", "'ghost'", "not produced")
 
 
-def test_two_inputs_are_rejected(tmp_path):
+def test_two_inputs_import_as_one_vector(tmp_path):
+    """Several input tensors are one input vector, in graph order (tests/test_multi_io.py has the rest)."""
     nodes = [helper.make_node("Add", ["x", "z"], ["y"])]
     m = model(nodes, [value("x", [1, 2]), value("z", [1, 2])], [value("y", [1, 2])])
-    _expect_error(save(m, tmp_path / "two.onnx"), "exactly one input", "found 2")
+    network = load_onnx(save(m, tmp_path / "two.onnx"))
+    np.testing.assert_array_equal(network.evaluate(np.array([1.0, 2.0, 10.0, 20.0])), [11.0, 22.0])
 
 
 def test_nan_weights_are_rejected(tmp_path, rng):
@@ -183,3 +185,12 @@ def test_product_of_inputs_is_imported_but_not_a_relu_chain(tmp_path):
     assert np.allclose(network.evaluate(np.array([[2.0, -3.0]])), [[-4.0, -9.0]])
     with pytest.raises(NetworkError, match="is a product node"):
         network.relu_chain()
+
+
+def test_a_traced_tensor_of_lower_rank_broadcasts(tmp_path, rng):
+    """x (4,) + c (2, 4): numpy's rule pads the lower rank with leading 1s (the traced table's row axis
+    once stood in the way: 'operands could not be broadcast')."""
+    nodes = [helper.make_node("Add", ["x", "c"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    m = model(nodes, [value("x", [4])], [value("y", [2, 4])], [tensor("c", rng.normal(size=(2, 4)))])
+    network = _check_against_onnxruntime(save(m, tmp_path / "rank.onnx"), rng)
+    assert network.output_size == 8

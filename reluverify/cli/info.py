@@ -1,5 +1,10 @@
 """``reluverify info NETWORK.onnx``: layers, shapes, ReLU count, input/output names.
 
+A network with several input (output) tensors has one flat input (output) vector, the tensors' values
+in graph order: ``info`` lists each tensor with the ``X_i`` (``Y_j``) it is in VNN-LIB's numbering
+(``"inputs"`` / ``"outputs"`` in ``--json``, one entry per tensor for every network; ``"input"`` /
+``"output"`` keep the joined names and the flat shape).
+
 A network that ends in a Softmax or LogSoftmax over its classes is described without it (its
 output is then the logits, and a ``softmax`` line says that only delta-local robustness, Def. 1,
 is checked on it); the onnxruntime check compares the logits.
@@ -22,6 +27,12 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
+def _tensors(names, shapes, offsets) -> list[dict]:
+    """Each input (or output) tensor: its name, shape, size and first index in the flat vector."""
+    return [{"name": name, "shape": list(shape), "size": end - start, "first": start}
+            for name, shape, start, end in zip(names, shapes, offsets, offsets[1:])]
+
+
 def run(args) -> int:
     import numpy as np
 
@@ -35,6 +46,8 @@ def run(args) -> int:
         "sha256": network.source_sha256,
         "input": {"name": network.input_name, "shape": list(network.input_shape), "size": network.input_size},
         "output": {"name": network.output_name, "shape": list(network.output_shape), "size": network.output_size},
+        "inputs": _tensors(network.input_names, network.input_shapes, network.input_offsets),
+        "outputs": _tensors(network.output_names, network.output_shapes, network.output_offsets),
         "activations": network.activation_counts,
         "relus": network.num_relus,
         "layers": network.describe_layers(),
@@ -60,8 +73,17 @@ def run(args) -> int:
         return 0
     print(f"network   {args.network}")
     print(f"sha256    {network.source_sha256}")
-    print(f"input     {network.input_name!r} shape {tuple(network.input_shape)} ({network.input_size} values)")
-    print(f"output    {network.output_name!r} shape {tuple(network.output_shape)} ({network.output_size} values)")
+    for side, letter in (("input", "X"), ("output", "Y")):
+        tensors = report[f"{side}s"]
+        if len(tensors) == 1:
+            name, shape = getattr(network, f"{side}_name"), tuple(getattr(network, f"{side}_shape"))
+            print(f"{side:<9} {name!r} shape {shape} ({getattr(network, f'{side}_size')} values)")
+            continue
+        print(f"{side + 's':<9} {len(tensors)} tensors, {getattr(network, f'{side}_size')} values in all, in this order")
+        for tensor in tensors:
+            first, last = tensor["first"], tensor["first"] + tensor["size"] - 1
+            print(f"  {tensor['name']!r} shape {tuple(tensor['shape'])} ({tensor['size']} values: "
+                  f"{letter}_{first}..{letter}_{last})")
     if network.final_softmax:
         print(f"softmax   {report['final_softmax']['note']}; Def. 2, Def. 3 and VNN-LIB are refused")
     acts = ", ".join(f"{k} {v}" for k, v in network.activation_counts.items()) or "none"

@@ -1,13 +1,17 @@
 """The tracer: reads an ONNX file and walks its graph once, node by node, into a Network.
 
 :func:`load_onnx` checks the file, decodes the initializers (an external data file must lie
-inside the model's folder), traces the one graph input as the identity of an
-:class:`~reluverify.network.InputNode`, takes the constant tensors that
+inside the model's folder), traces the graph inputs (those that are not initializers, in graph order)
+as consecutive slices of one :class:`~reluverify.network.InputNode` -- each input tensor is the
+selection of its own elements of the flat input vector, with its own shape, so the one input of a
+single-input graph is the identity of the node -- takes the constant tensors that
 :mod:`~reluverify.onnx_import.folding` evaluates (the graph's shape and index arithmetic), then runs
 every other node through the operator that :mod:`~reluverify.onnx_import.registry` holds for its
-type, and closes the graph output
-into the last affine node (the input of a final Softmax or LogSoftmax instead, where the caller
-lets :mod:`~reluverify.onnx_import.final_softmax` drop it). :class:`Tracer` is what operators
+type, and closes the graph output into the last affine node (the input of a final Softmax or
+LogSoftmax instead, where the caller lets :mod:`~reluverify.onnx_import.final_softmax` drop it);
+several graph outputs close into one affine node of their flat values concatenated in graph order.
+So the network's input and output vectors number the tensors' elements as VNN-LIB's ``X_i`` and
+``Y_j`` do. :class:`Tracer` is what operators
 receive: it appends IR nodes (:meth:`Tracer.close` an affine function into an
 :class:`~reluverify.network.AffineNode`, :meth:`Tracer.fresh` a nonlinear node) and applies the
 size rule that picks a value's form (:meth:`Tracer.normalise`, :meth:`Tracer.structured`). Every problem is one
@@ -27,6 +31,7 @@ from reluverify.errors import NetworkError
 from reluverify.network import AffineNode, InputNode, Network, Node, file_sha256
 from reluverify.onnx_import import final_softmax, folding
 from reluverify.onnx_import.registry import lookup
+from reluverify.onnx_import.shapes import op_concat
 from reluverify.onnx_import.unsupported import check_supported
 from reluverify.onnx_import.values import (
     DENSE_LIMIT,
@@ -34,6 +39,9 @@ from reluverify.onnx_import.values import (
     Affine,
     Linear,
     Value,
+    elements,
+    reshape,
+    shape_of,
     to_affine,
     to_linear,
     traced,
@@ -104,15 +112,36 @@ class Tracer:
             raise NetworkError(f"{where}: the traced tensor would be too large ({elements} elements)")
         return isinstance(value, Linear) or value.table_size(elements) > self.limit
 
+    def input_part(self, offset: int, shape: tuple[int, ...], total: int) -> Affine | Linear:
+        """The value of the input tensor of ``shape`` whose flat values are elements ``offset ...`` of the
+        input node (of ``total`` values): a dense selection table when small, else a structured index map."""
+        size = math.prod(shape)
+        if offset == 0 and size == total:
+            return self.identity(0, total, shape)
+        if (1 + total) * size > self.limit:
+            return Linear(((0, total, lo.IndexMap(np.arange(offset, offset + size), total)),), np.zeros(shape))
+        table = np.zeros((1 + total, size))
+        table[1 + offset + np.arange(size), np.arange(size)] = 1.0
+        return Affine(((0, total),), table.reshape((1 + total,) + shape))
+
     # --------------------------------------------------------------- tracing
     def run(self) -> Network:
         graph = self.model.graph
         initialisers = _initialisers(graph, self.path)
         self.values.update(initialisers)
-        graph_input, input_shape = _graph_input(graph, initialisers)
-        self.nodes.append(InputNode(math.prod(input_shape)))
-        self.values[graph_input.name] = self.identity(0, math.prod(input_shape), input_shape)
-        constants = folding.fold(self.model, initialisers, {graph_input.name: input_shape}, self.path)
+        inputs = _graph_inputs(graph, initialisers)
+        if not graph.output:
+            raise NetworkError("the graph declares no output tensor")
+        total = sum(math.prod(shape) for _, shape in inputs)
+        if total > MAX_TENSOR_ELEMENTS:
+            raise NetworkError(f"the {len(inputs)} inputs hold {total} values: too many to trace "
+                               f"(at most {MAX_TENSOR_ELEMENTS})")
+        self.nodes.append(InputNode(total))
+        offset = 0
+        for name, shape in inputs:  # each input tensor is its slice of the one input vector
+            self.values[name] = self.input_part(offset, shape, total)
+            offset += math.prod(shape)
+        constants = folding.fold(self.model, initialisers, dict(inputs), self.path)
         self.values.update(constants.values)
 
         final = final_softmax.candidate(graph)
@@ -124,7 +153,7 @@ class Tracer:
                     check_supported(graph.node, _where, skip={final, *constants.skipped}, start=position)
                     raise
 
-        out_name = graph.output[0].name
+        out_names = [output.name for output in graph.output]
         dropped = None
         if final is not None:
             node = graph.node[final]
@@ -132,24 +161,47 @@ class Tracer:
             if dropped is None:  # kept: traced like any other Softmax
                 self.trace_node(node, _where(node, final))
             else:
-                out_name = dropped
-        if out_name not in self.values:
-            raise NetworkError(f"the graph output {out_name!r} is not produced by any node")
-        output = self.values[out_name]
-        if not traced(output):
-            raise NetworkError(f"the graph output {out_name!r} does not depend on the input")
-        self.close(output, f"output {out_name!r}")
+                out_names[0] = dropped
+        outputs = [self._output(name) for name in out_names]
+        if len(outputs) == 1:
+            output = outputs[0]
+            if not traced(output):
+                raise NetworkError(f"the graph output {out_names[0]!r} does not depend on the input")
+            self.close(output, f"output {out_names[0]!r}")
+        else:
+            output = self._concatenated(outputs, out_names)
         # nodes that the output does not depend on are harmless; keep the graph as traced.
+        several_in, several_out = len(inputs) > 1, len(outputs) > 1
         return Network(
             tuple(self.nodes),
-            input_shape=input_shape,
-            output_shape=output.shape,
-            input_name=graph_input.name,
-            output_name=out_name,
+            input_shape=(total,) if several_in else inputs[0][1],
+            output_shape=(output.size,) if several_out else output.shape,
+            input_name=", ".join(name for name, _ in inputs),
+            output_name=", ".join(out_names),
             source_path=os.path.abspath(self.path) if self.path else None,
             source_sha256=file_sha256(self.path) if self.path else None,
             final_softmax=None if dropped is None else graph.node[final].op_type,
+            input_names=tuple(name for name, _ in inputs),
+            input_shapes=tuple(shape for _, shape in inputs),
+            output_names=tuple(out_names),
+            output_shapes=tuple(shape_of(value) for value in outputs),
         )
+
+    def _output(self, name: str) -> Value:
+        if name not in self.values:
+            raise NetworkError(f"the graph output {name!r} is not produced by any node")
+        return self.values[name]
+
+    def _concatenated(self, outputs: list[Value], names: list[str]) -> Affine | Linear:
+        """Close several graph outputs into one affine node: their flat values concatenated in order (an
+        output that does not depend on the input is part of the bias; at least one must depend on it)."""
+        where = "the graph outputs " + ", ".join(repr(name) for name in names)
+        if not any(traced(value) for value in outputs):
+            raise NetworkError(f"none of {where} depends on the input")
+        flat = [reshape(value, (elements(shape_of(value)),)) for value in outputs]
+        output = self.normalise(op_concat(self, flat, {"axis": 0}, where)[0], where)
+        self.close(output, where)
+        return output
 
     def trace_node(self, node, where: str) -> None:
         """Run one graph node through its registered operator and store its outputs."""
@@ -202,30 +254,48 @@ def _initialisers(graph, path: str) -> dict[str, np.ndarray]:
     return initialisers
 
 
-def _graph_input(graph, initialisers: dict) -> tuple[object, tuple[int, ...]]:
-    """The one graph input that is not an initializer, and its shape (free dimensions as 1)."""
+def _graph_inputs(graph, initialisers: dict) -> list[tuple[str, tuple[int, ...]]]:
+    """The graph inputs that are not initializers, in graph order, each with its static shape.
+
+    A free leading axis (a symbolic or unknown batch dimension) is read as 1, a batch of one; a free
+    dimension on any other axis is refused, as is a non-float element type.
+    """
     real_inputs = [i for i in graph.input if i.name not in initialisers]
-    if len(real_inputs) != 1:
-        names = ", ".join(repr(i.name) for i in real_inputs) or "none"
-        raise NetworkError(f"the network must have exactly one input tensor, found {len(real_inputs)} ({names})")
-    if len(graph.output) != 1:
-        raise NetworkError(f"the network must have exactly one output tensor, found {len(graph.output)}")
-    graph_input = real_inputs[0]
-    ttype = graph_input.type.tensor_type
+    if not real_inputs:
+        raise NetworkError("the network has no input tensor (every graph input is an initializer)")
+    names = [i.name for i in real_inputs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise NetworkError(f"the graph declares the input {repeated[0]!r} more than once")
     types = onnx_proto.schema().TensorProto
-    if ttype.elem_type not in (types.FLOAT, types.DOUBLE, types.FLOAT16):
-        raise NetworkError(f"input {graph_input.name!r} has a non-float element type")
-    dims = []
-    for d in ttype.shape.dim:
-        dims.append(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1)
-    if not ttype.HasField("shape"):
-        raise NetworkError(f"input {graph_input.name!r} has no shape")
-    input_shape = tuple(dims)
-    size = math.prod(input_shape)
-    if size > MAX_TENSOR_ELEMENTS:
-        raise NetworkError(f"input {graph_input.name!r} of shape {input_shape} has {size} values: too many to trace "
-                           f"(at most {MAX_TENSOR_ELEMENTS})")
-    return graph_input, input_shape
+    inputs = []
+    for graph_input in real_inputs:
+        ttype = graph_input.type.tensor_type
+        if ttype.elem_type not in (types.FLOAT, types.DOUBLE, types.FLOAT16):
+            raise NetworkError(f"input {graph_input.name!r} has a non-float element type")
+        if not ttype.HasField("shape"):
+            raise NetworkError(f"input {graph_input.name!r} has no shape")
+        dims = []
+        for axis, d in enumerate(ttype.shape.dim):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(int(d.dim_value))
+            elif axis == 0:
+                dims.append(1)  # a free batch axis: one point at a time
+            else:
+                shown = ", ".join(str(e.dim_value) if e.HasField("dim_value") else repr(e.dim_param or "?")
+                                  for e in ttype.shape.dim)
+                free = (repr(d.dim_param) if d.dim_param else
+                        str(d.dim_value) if d.HasField("dim_value") else "unknown")
+                raise NetworkError(f"input {graph_input.name!r} of shape ({shown}) has a dynamic or unknown dimension "
+                                   f"({free}) on axis {axis}: only the leading (batch) axis may be free; export the "
+                                   "model with a fixed input shape")
+        shape = tuple(dims)
+        size = math.prod(shape)
+        if size > MAX_TENSOR_ELEMENTS:
+            raise NetworkError(f"input {graph_input.name!r} of shape {shape} has {size} values: too many to trace "
+                               f"(at most {MAX_TENSOR_ELEMENTS})")
+        inputs.append((graph_input.name, shape))
+    return inputs
 
 
 def _where(node, position: int) -> str:

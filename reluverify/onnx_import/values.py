@@ -83,9 +83,13 @@ class Affine:
         return Affine(self.sources, self.table.reshape((self.table.shape[0],) + tuple(shape)))
 
     def broadcast(self, shape: tuple[int, ...]) -> "Affine":
+        """The function broadcast to ``shape`` (numpy's rule: a lower rank is padded with leading 1s)."""
+        shape = tuple(shape)
         if self.shape == shape:
             return self
-        return Affine(self.sources, np.broadcast_to(self.table, (self.table.shape[0],) + shape).copy())
+        lifted = (1,) * (len(shape) - len(self.shape)) + self.shape  # not the row axis against a new one
+        table = self.table.reshape((self.table.shape[0],) + lifted)
+        return Affine(self.sources, np.broadcast_to(table, (self.table.shape[0],) + shape).copy())
 
     def plus(self, constant: np.ndarray) -> "Affine":
         """The function plus ``constant`` (which broadcasts to its shape)."""

@@ -52,7 +52,9 @@ def network_hash(network: Network) -> str:
 
 
 def network_info(network: Network) -> dict:
-    """The network as results name it; with a dropped final Softmax, which one and the note saying so."""
+    """The network as results name it; with a dropped final Softmax, which one and the note saying so; for a
+    file of several input (output) tensors, ``input_tensors`` (``output_tensors``): each tensor's name, shape
+    and first index in the flat vector (the counterexample's ``inputs`` / ``outputs``)."""
     info = {
         "path": network.source_path,
         "sha256": network_hash(network),
@@ -61,6 +63,11 @@ def network_info(network: Network) -> dict:
         "outputs": network.output_size,
         "relus": network.num_relus,
     }
+    for side in ("input", "output"):  # how the flat vectors split into the file's tensors, when they do
+        names, shapes, offsets = (getattr(network, f"{side}_{what}") for what in ("names", "shapes", "offsets"))
+        if len(names) > 1:
+            info[f"{side}_tensors"] = [{"name": name, "shape": list(shape), "first": first}
+                                       for name, shape, first in zip(names, shapes, offsets)]
     if network.final_softmax:
         info.update(final_softmax=network.final_softmax, logits=network.output_name,
                     note=softmax_note(network.final_softmax))
