@@ -21,7 +21,7 @@ LAYERS = [
     ("reluverify.errors", "reluverify.version", "reluverify.onnx_proto", "reluverify.memory", "reluverify.user_files",
      "reluverify.ray_cluster"),
     ("reluverify.linear_ops",),
-    ("reluverify.network",),
+    ("reluverify.network", "reluverify.elementwise"),
     ("reluverify.onnx_import", "reluverify.onnx_export", "reluverify.onnx_runtime", "reluverify.query",
      "reluverify.vnnlib", "reluverify.vnnlib_export", "reluverify.exact"),
     ("reluverify.solver",),

@@ -11,8 +11,10 @@ from reluverify.solver.options import SolverOptions
 class NonlinearOptions:
     timeout: float | None = 60.0
     """Wall-clock seconds for the whole query; ``None`` means no limit (the box budget still applies)."""
-    max_boxes: int = 20_000
-    """Boxes bounded before the search gives up with ``unknown`` (``SolverOptions.node_budget`` when set)."""
+    max_boxes: int | None = 20_000
+    """Boxes bounded before the search gives up with ``unknown``; None: no limit but the timeout. The
+    search keeps its open boxes on a depth-first stack, so this bounds work, not memory: taken from
+    :class:`SolverOptions` it is ``node_budget`` when set, else no limit when there is a timeout."""
     batch_size: int = 16
     """Boxes bounded together in one numpy pass."""
     intermediate_rounds: int = 1
@@ -65,4 +67,6 @@ class NonlinearOptions:
         )
         if options.node_budget is not None:
             base = replace(base, max_boxes=options.node_budget)
+        elif options.timeout is not None:
+            base = replace(base, max_boxes=None)
         return replace(base, **overrides)

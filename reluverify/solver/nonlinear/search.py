@@ -180,7 +180,7 @@ class _Search:
                 status = TIMEOUT
                 self.reasons.append("time budget exhausted in branch and bound")
                 break
-            if self.stats.boxes >= opts.max_boxes:
+            if opts.max_boxes is not None and self.stats.boxes >= opts.max_boxes:
                 status = UNKNOWN
                 self.reasons.append(f"box budget of {opts.max_boxes} exhausted in branch and bound")
                 break
