@@ -5,7 +5,10 @@ have. Each entry gives
 
 * ``value(z)`` -- the function on float64 arrays, as the network computes it (ONNX semantics:
   ``sign(0) = 0``; ``floor`` rounds down; ``reciprocal(0)``, ``log(z <= 0)`` and ``sqrt(z < 0)``
-  are infinite or NaN exactly as in numpy, points where the file's function is undefined too);
+  are infinite or NaN exactly as in numpy, points where the file's function is undefined too).
+  ``exp`` saturates at the largest float64 instead of overflowing to infinity: its true value is
+  larger still, and a finite value keeps a later sum with zero weights from turning into NaN
+  (``inf * 0``), as it does in a softmax ``1 / sum_j exp(z_j - z_i)`` far from its decision;
 * ``derivative(z, out)`` -- the derivative at ``z`` given ``out = value(z)``, for gradient
   attacks. The step functions (``sign``, ``floor``) have derivative 0 almost everywhere, which
   gives an attack nothing to follow, so they return a *surrogate*: the straight-through estimate
@@ -54,6 +57,7 @@ def _quiet(fn):
 
 
 _inverse = _quiet(lambda z: 1.0 / z)
+_LARGEST = np.finfo(np.float64).max
 
 FUNCTIONS: dict[str, Elementwise] = {
     f.kind: f
@@ -63,7 +67,7 @@ FUNCTIONS: dict[str, Elementwise] = {
         Elementwise("tanh", np.tanh, lambda z, out: 1.0 - out * out, "Tanh"),
         Elementwise("sin", np.sin, lambda z, out: np.cos(z), "Sin"),
         Elementwise("cos", np.cos, lambda z, out: -np.sin(z), "Cos"),
-        Elementwise("exp", _quiet(np.exp), lambda z, out: out, "Exp"),
+        Elementwise("exp", _quiet(lambda z: np.minimum(np.exp(z), _LARGEST)), lambda z, out: out, "Exp"),
         Elementwise("log", _quiet(np.log), lambda z, out: _inverse(z), "Log"),
         Elementwise("sqrt", _quiet(np.sqrt), lambda z, out: 0.5 * _inverse(out), "Sqrt"),
         Elementwise("reciprocal", _inverse, lambda z, out: -out * out, "Reciprocal"),
