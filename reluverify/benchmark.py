@@ -80,12 +80,10 @@ def load_instances(folder: str | Path) -> list[Instance]:
 
 def solve_instance(onnx_path: str, vnnlib_path: str, options) -> dict:
     """Worker: load, compile and solve one instance with ``options`` (a ``SolverOptions``); plain data out."""
-    from reluverify.onnx_import import load_onnx
     from reluverify.solver import solve
-    from reluverify.vnnlib import load_query
+    from reluverify.vnnlib import load_instance
 
-    network = load_onnx(onnx_path)
-    query = load_query(network, vnnlib_path)
+    _, query = load_instance(onnx_path, vnnlib_path)
     result = solve(query, options)
     return {"verdict": result.verdict, "reason": result.reason, "statistics": result.statistics.to_dict()}
 

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from reluverify.errors import SpecError
+from reluverify.errors import QueryError, SpecError
 from reluverify.network import Network, softmax_refusal
 from reluverify.query import Disjunct, LinearConstraints, Query
 from reluverify.user_files import read_text
@@ -96,8 +96,9 @@ class VnnlibSpec:
     disjuncts: tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], ...]
 
     def to_query(self, network: Network) -> Query:
-        if network.final_softmax:  # its outputs would be the logits, not the Y_i the specification constrains
-            raise SpecError(f"{self.path}: {softmax_refusal(network.final_softmax)}")
+        """The query on ``network``. A network without its final Softmax (its outputs the logits) takes a
+        specification only when every output constraint compares two scores (``Y_i >= Y_j``), which the
+        Softmax does not change; any other is refused with one line."""
         if network.input_size != self.num_inputs:
             raise SpecError(
                 f"{self.path}: declares {self.num_inputs} inputs (X_0..X_{self.num_inputs - 1}) but the network has "
@@ -128,7 +129,13 @@ class VnnlibSpec:
             Disjunct(lower, upper, LinearConstraints(matrix, rhs), f"disjunct {k}")
             for k, (lower, upper, matrix, rhs) in enumerate(self.disjuncts)
         ]
-        return Query((network,), hull_lower, hull_upper, tuple(disjuncts), description=f"VNN-LIB {os.path.basename(self.path)}")
+        try:
+            return Query((network,), hull_lower, hull_upper, tuple(disjuncts),
+                         description=f"VNN-LIB {os.path.basename(self.path)}")
+        except QueryError as exc:
+            if network.final_softmax:  # a constraint that is not a comparison of two scores
+                raise SpecError(f"{self.path}: {softmax_refusal(network.final_softmax)}") from None
+            raise
 
 
 def _tensor_sizes(names: tuple[str, ...], offsets: tuple[int, ...]) -> str:
@@ -525,4 +532,32 @@ def _same_connective(node, head: str) -> list:
 
 def load_query(network: Network, spec_path: str | os.PathLike) -> Query:
     return read_vnnlib(spec_path).to_query(network)
+
+
+def load_instance(network_path: str | os.PathLike, spec_path: str | os.PathLike) -> tuple[Network, Query]:
+    """The network of a VNN-LIB instance and its query. A final Softmax (or LogSoftmax) over the class axis
+    is dropped when every output constraint of the specification compares two outputs -- which it keeps
+    the order of, so the answer is the same and the search runs on the logits; otherwise it is computed
+    like any other operator. A counterexample's outputs are then the logits: the file's own are
+    onnxruntime's on the file (:func:`file_outputs`)."""
+    from reluverify.onnx_import import load_onnx
+
+    spec = read_vnnlib(spec_path)
+    network = load_onnx(network_path, drop_final_softmax=True)
+    if network.final_softmax:
+        try:
+            return network, spec.to_query(network)
+        except SpecError:
+            network = load_onnx(network_path)
+    return network, spec.to_query(network)
+
+
+def file_outputs(network: Network, inputs: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """The file's outputs at ``inputs``: ``outputs`` itself, or onnxruntime's on the file when the network's
+    final Softmax was dropped (``outputs`` are then its logits)."""
+    if not network.final_softmax or not network.source_path:
+        return outputs
+    from reluverify.onnx_runtime import reference_model
+
+    return np.asarray(reference_model(network.source_path)(np.asarray(inputs)[None])[0], dtype=np.float64)
 

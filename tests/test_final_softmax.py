@@ -176,6 +176,8 @@ def test_score_differences_and_vnnlib_are_refused_with_one_line(nets, tmp_path):
                               + [f"(declare-const Y_{i} Real)" for i in range(SIZES[-1])]
                               + [f"(assert (<= X_{i} 1))\n(assert (>= X_{i} -1))" for i in range(SIZES[0])]
                               + ["(assert (>= Y_1 Y_0))"]))
+    load_query(network, spec)  # a comparison of two scores: the Softmax keeps it, the logits answer it
+    spec.write_text(spec.read_text().replace("(assert (>= Y_1 Y_0))", "(assert (>= Y_1 0.5))"))
     with pytest.raises(SpecError, match="the network ends in Softmax"):
         load_query(network, spec)
     # the one boundary between properties and the solver refuses any row but a comparison of two scores
@@ -256,6 +258,16 @@ def test_commands_note_the_dropped_softmax_and_refuse_the_rest(nets, tmp_path, c
     x = np.array(kept["counterexample"]["inputs"])
     scores = ReferenceModel(path)(x)
     assert scores[1] >= scores[0] - 1e-6
+    np.testing.assert_allclose(kept["counterexample"]["outputs"], scores, atol=1e-6)  # the file's outputs
+    # a constraint that is not a comparison of two outputs: the LogSoftmax is computed, not dropped
+    spec.write_text(spec.read_text().replace("(assert (>= Y_1 Y_0))", "(assert (>= Y_1 -0.5))"))
+    answer = run("vnnlib", path, spec, "--json")
+    assert answer.returncode == 0, answer.stderr
+    found = json.loads(answer.stdout)
+    if found["verdict"] == "sat":
+        assert ReferenceModel(path)(np.array(found["counterexample"]["inputs"]))[1] >= -0.5 - 1e-6
+    else:
+        assert found["verdict"] in ("unsat", "unknown", "timeout")
     (tmp_path / "domain.json").write_text(json.dumps({"lower": [-1] * SIZES[0], "upper": [1] * SIZES[0]}))
     for args in refusals:
         proc = run(*args)

@@ -60,10 +60,13 @@ def run(args) -> int:
     from reluverify.onnx_import import load_onnx
     from reluverify.solver import SolverOptions, solve
     from reluverify.vnncomp import format_result
-    from reluverify.vnnlib import load_query
+    from reluverify.vnnlib import file_outputs, load_instance, load_query
 
-    network = load_onnx(args.network)
-    query = load_query(network, args.spec)
+    if args.proof:  # a certificate is about the file's own outputs: no Softmax is dropped
+        network = load_onnx(args.network)
+        query = load_query(network, args.spec)
+    else:
+        network, query = load_instance(args.network, args.spec)
     if args.jobs < 1:
         from reluverify.errors import ReluverifyError
 
@@ -89,6 +92,11 @@ def run(args) -> int:
     if args.cross_check:
         check = run_cross_check(query, result, args.timeout)
         status = 4 if check["disagreement"] else status
+    if result.counterexample is not None and network.final_softmax:  # report the file's outputs, not the logits
+        from dataclasses import replace
+
+        cex = result.counterexample
+        result = replace(result, counterexample=replace(cex, outputs=file_outputs(network, cex.inputs, cex.outputs)))
     if args.out:
         with open(args.out, "w") as handle:
             handle.write(format_result(result))
