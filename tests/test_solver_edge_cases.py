@@ -535,3 +535,21 @@ def test_a_point_only_onnxruntime_confirms_is_not_a_counterexample(tmp_path):
     for x in (-1.33642251, -1.0, -0.5):
         assert confirm(query, np.array([x]), 1e-6) is None
     assert solve(query, SolverOptions(timeout=10)).verdict == "unsat"
+
+
+@pytest.mark.parametrize("activation", ["Relu", "Floor"])
+def test_an_output_of_exactly_zero_is_not_a_counterexample_to_y_at_least_1e_minus_6(tmp_path, activation):
+    """ml4acopf's specifications draw lines at 1e-6 ('Y_0 >= 1e-6': strictly positive generation). An output
+    that is exactly 0 everywhere once passed for a violation within the confirmation's absolute floor of
+    1e-6 (a wrong sat); the tolerance is now relative to the row's terms only."""
+    nodes = [helper.make_node("Mul", ["x", "zero"], ["z"]), helper.make_node(activation, ["z"], ["y"])]
+    path = save(model(nodes, [value("x", [1, 2])], [value("y", [1, 2])], [tensor("zero", np.zeros((1, 2)))]),
+                tmp_path / "zero.onnx")
+    network = load_onnx(path)
+    lower, upper = -np.ones(2), np.ones(2)
+    row = np.array([[0.0, 0.0, -1.0, 0.0]])  # -Y_0 <= -1e-6
+    query = Query((network,), lower, upper, (Disjunct(lower, upper, LinearConstraints(row, np.array([-1e-6]))),))
+    assert confirm(query, np.zeros(2), 1e-6) is None
+    assert solve(query, SolverOptions(timeout=20)).verdict == "unsat"
+    ok = Query((network,), lower, upper, (Disjunct(lower, upper, LinearConstraints(row, np.array([0.0]))),))
+    assert confirm(ok, np.zeros(2), 1e-6) is not None  # Y_0 >= 0 holds exactly at 0

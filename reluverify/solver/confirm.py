@@ -32,9 +32,11 @@ def confirm(query: Query, inputs: np.ndarray, tolerance: float, disjunct_hint: i
     """A confirmed :class:`Counterexample` for ``inputs``, or None.
 
     A disjunct holds when each of its rows satisfies ``row @ [v; y] - rhs <= tolerance *
-    (1 + |row| @ |[v; y]| + |rhs|)`` on onnxruntime's outputs ``y``, and again on the outputs of
+    (|row| @ |[v; y]| + |rhs|)`` on onnxruntime's outputs ``y``, and again on the outputs of
     the network evaluated in float64 (the network ``unsat`` is proven for): ``tolerance`` is
-    relative to the size of the row's terms, the scale of float32 round-off.
+    relative to the size of the row's terms, the scale of float32 round-off. There is no absolute
+    floor: a specification may draw its lines at 1e-6 (``Y_0 >= 1e-6``: "strictly positive"), and an
+    output of exactly 0 must not pass for one that crosses it.
     """
     v = np.asarray(inputs, dtype=np.float64).reshape(-1)
     if v.shape[0] != query.num_inputs or not np.all(np.isfinite(v)):
@@ -83,4 +85,4 @@ def _holds(constraints, point: np.ndarray, outputs: np.ndarray, tolerance: float
     of the row's terms (float32 round-off grows with them)."""
     full = np.concatenate([point, outputs])
     scale = np.abs(constraints.matrix) @ np.abs(full) + np.abs(constraints.rhs)
-    return bool(np.all(constraints.residuals(full) <= tolerance * (1.0 + scale)))
+    return bool(np.all(constraints.residuals(full) <= tolerance * scale))
