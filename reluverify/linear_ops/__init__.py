@@ -8,7 +8,7 @@ modules, each importing only those listed before it:
 
 * :mod:`.base` -- :class:`LinearOp`, the protocol every operator answers, and shared helpers;
 * :mod:`.dispatch` -- functions on a weight of either kind (:func:`forward`, :func:`backward`,
-  :func:`absolute`, :func:`rows`, :func:`dense`, :func:`shape`, :func:`update_digest`, ...),
+  :func:`absolute`, :func:`abs_bound`, :func:`rows`, :func:`dense`, :func:`shape`, :func:`update_digest`, ...),
   whose ndarray path is exactly ``x @ w.T``, ``c @ w``, ``np.abs(w)``;
 * :mod:`.sparse` -- :class:`IndexMap` (reshapes, transposes, slices, gathers, zero padding,
   broadcasting, diagonal scales) and :class:`Sparse` (max pooling's differences);
@@ -39,6 +39,7 @@ from reluverify.linear_ops.convolution import Conv, ConvTranspose
 from reluverify.linear_ops.dispatch import (
     Nested,
     _used_columns,
+    abs_bound,
     absolute,
     backward,
     dense,
@@ -63,7 +64,7 @@ _TUNABLES = {"DENSE_LIMIT": _base, "SKIP_ZERO_COLUMNS": _dispatch, "FOLD_LIMIT":
 
 __all__ = [
     "BlockDiagonal", "Blocks", "Composite", "Conv", "ConvTranspose", "IndexMap", "LinearOp", "Nested", "Repeat", "Sparse", "Sum",
-    "absolute", "add", "backward", "block_diagonal", "blocks", "compose", "dense", "describe", "diagonal", "eye",
+    "abs_bound", "absolute", "add", "backward", "block_diagonal", "blocks", "compose", "dense", "describe", "diagonal", "eye",
     "finite", "forward", "from_dense", "identity", "is_dense", "iter_ops", "matrix_size", "matvec", "nbytes",
     "parameter_count", "parameters", "repeat", "rows", "scaled", "shape", "signature", "update_digest", "vstack",
     *_TUNABLES,

@@ -1,7 +1,8 @@
 """Building weights of either kind: :func:`compose`, :func:`add`, :func:`vstack`, :func:`blocks`, ...
 
 Each function returns the simplest exact form of its result: a dense matrix when the operands
-are dense and the result is small (at most ``limit`` entries, :data:`FOLD_LIMIT` by default),
+are dense and the result is small (at most ``limit`` entries, :data:`FOLD_LIMIT` when None: read at
+each call, so a value patched here is the one used),
 merged index maps and sparse factors, a per-channel scale folded into a convolution's kernel,
 and only otherwise a :class:`~.composite.Composite`, :class:`~.composite.Sum` or
 :class:`~.blockwise.Blocks`.
@@ -78,7 +79,7 @@ def _compose_pair(a, b, limit: int):
     return None
 
 
-def compose(a, b, limit: int = FOLD_LIMIT):
+def compose(a, b, limit: int | None = None):
     """``a o b`` (``a`` applied after ``b``): the matrix ``a @ b``.
 
     Two dense matrices are multiplied when the product has no more entries than the
@@ -88,6 +89,7 @@ def compose(a, b, limit: int = FOLD_LIMIT):
     Otherwise a :class:`Composite`, multiplied out to a dense matrix (when it has at most
     ``limit`` entries) if its exact ``absolute()`` would not be structured.
     """
+    limit = FOLD_LIMIT if limit is None else limit
     if shape(a)[1] != shape(b)[0]:
         raise ValueError(f"cannot compose {shape(a)} after {shape(b)}")
     direct = _compose_pair(a, b, limit)
@@ -109,8 +111,9 @@ def compose(a, b, limit: int = FOLD_LIMIT):
     return result
 
 
-def add(a, b, limit: int = FOLD_LIMIT):
+def add(a, b, limit: int | None = None):
     """``a + b`` for two weights of one shape."""
+    limit = FOLD_LIMIT if limit is None else limit
     if shape(a) != shape(b):
         raise ValueError(f"cannot add weights of shapes {shape(a)} and {shape(b)}")
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
@@ -128,8 +131,9 @@ def add(a, b, limit: int = FOLD_LIMIT):
     return Sum([a, b])
 
 
-def vstack(weights: Sequence, limit: int = FOLD_LIMIT):
+def vstack(weights: Sequence, limit: int | None = None):
     """Rows of the weights one after another (all with the same number of columns)."""
+    limit = FOLD_LIMIT if limit is None else limit
     weights = list(weights)
     if len(weights) == 1:
         return weights[0]
@@ -157,8 +161,9 @@ def block_diagonal(weights: Sequence):
     return BlockDiagonal(weights)
 
 
-def blocks(row_sizes: Sequence[int], col_sizes: Sequence[int], grid: dict, limit: int = FOLD_LIMIT):
+def blocks(row_sizes: Sequence[int], col_sizes: Sequence[int], grid: dict, limit: int | None = None):
     """A grid of blocks: a dense matrix when all blocks are dense and it is at most ``limit`` entries."""
+    limit = FOLD_LIMIT if limit is None else limit
     total = sum(row_sizes) * sum(col_sizes)
     if all(isinstance(w, np.ndarray) for w in grid.values()) and total <= max(limit, 1):
         out = np.zeros((sum(row_sizes), sum(col_sizes)))
@@ -169,8 +174,9 @@ def blocks(row_sizes: Sequence[int], col_sizes: Sequence[int], grid: dict, limit
     return Blocks(row_sizes, col_sizes, grid)
 
 
-def eye(size: int, limit: int = FOLD_LIMIT):
+def eye(size: int, limit: int | None = None):
     """The identity: ``np.eye`` when small, an IndexMap otherwise."""
+    limit = FOLD_LIMIT if limit is None else limit
     return np.eye(size) if size * size <= limit else identity(size)
 
 

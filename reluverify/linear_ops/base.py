@@ -6,8 +6,12 @@ is a flat C-order vector; inputs come in batches of rows. :class:`LinearOp` fixe
 * ``shape`` -- ``(out, in)``;
 * ``forward(x)`` -- ``x @ W.T`` for ``x`` of shape (N, in);
 * ``backward(c)`` -- ``c @ W`` for ``c`` of shape (N, out) (a convolution's transpose);
-* ``absolute()`` -- the operator with entries ``|W|``, exactly (interval arithmetic and the
-  z3 encoding read it; a composition that cannot give it structurally folds to dense);
+* ``absolute()`` -- the operator with entries ``|W|``, exactly (a composition that cannot give
+  it structurally folds to dense, refused above :data:`DENSE_LIMIT`);
+* ``abs_bound()`` -- an operator with entries at least ``|W|`` (elementwise), never dense unless
+  the operator is: what interval radii read (``|W x| <= abs_bound(W) r`` for ``|x| <= r``). It is
+  ``absolute()`` wherever that is structured; a product or sum that is not gives the product or
+  sum of its factors' bounds (``|A B| <= |A| |B|``, ``|A + B| <= |A| + |B|``): sound, looser;
 * ``rows(index)`` -- the dense rows ``W[index]`` (here: ``backward`` of unit vectors, in batches);
 * ``dense()`` -- the whole matrix (refused above :data:`DENSE_LIMIT` entries);
 * ``nbytes`` -- the memory it holds;
@@ -84,6 +88,11 @@ class LinearOp:
 
     def absolute(self) -> "np.ndarray | LinearOp":
         raise NotImplementedError
+
+    def abs_bound(self) -> "np.ndarray | LinearOp":
+        """Entries at least ``|W|``; here ``absolute()`` (exact), which every operator whose
+        ``absolute()`` is structured keeps."""
+        return self.absolute()
 
     def scaled(self, alpha: float) -> "np.ndarray | LinearOp":
         raise NotImplementedError

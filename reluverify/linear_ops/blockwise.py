@@ -17,7 +17,7 @@ import numpy as np
 
 from reluverify.linear_ops.base import _as_batch, _readonly
 from reluverify.linear_ops.dispatch import (
-    Nested, _structure, absolute, backward, describe, forward, rows, scaled, shape, signature,
+    Nested, _structure, abs_bound, absolute, backward, describe, forward, rows, scaled, shape, signature,
 )
 
 
@@ -73,6 +73,9 @@ class Blocks(Nested):
 
     def absolute(self):
         return self._map(absolute)
+
+    def abs_bound(self):
+        return self._map(abs_bound)
 
     def scaled(self, alpha):
         return self._map(lambda w: scaled(w, alpha))
@@ -143,6 +146,9 @@ class Repeat(Nested):
 
     def absolute(self):
         return Repeat(absolute(self.op), self.count)
+
+    def abs_bound(self):
+        return Repeat(abs_bound(self.op), self.count)
 
     def scaled(self, alpha):
         return Repeat(scaled(self.op, alpha), self.count)

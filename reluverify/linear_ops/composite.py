@@ -7,6 +7,15 @@ shape. Both flatten nested instances of themselves. :func:`~.algebra.compose` an
 Invariant: ``absolute()`` is exact. A Composite gives it structurally when
 :attr:`Composite.exact_absolute` holds, else (as a Sum always does) from the dense matrix,
 refused above :data:`~.base.DENSE_LIMIT` entries.
+
+``abs_bound()`` (entries at least ``|W|``, what interval radii read) never makes the matrix
+dense: a Composite's is its exact ``absolute()`` when that is structured, else the composite of
+its factors' bounds, ``|A_k| ... |A_1| >= |A_k ... A_1|``; a Sum's is the sum of its terms'
+bounds, ``sum |T_i| >= |sum T_i|``. Both are equalities when no two products (terms) of
+opposite signs meet in one entry, and looser otherwise: an interval radius through them is
+that of interval arithmetic step by step through each factor (term), still sound. Exactness
+matters only for tightness; symbolic passes (back-substitution, ``forward``/``backward``) read
+the factors themselves and lose nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import numpy as np
 
 from reluverify.linear_ops.base import _check_dense_size, _readonly
 from reluverify.linear_ops.dispatch import (
-    Nested, _structure, absolute, backward, dense, describe, forward, rows, scaled, shape, signature,
+    Nested, _structure, abs_bound, absolute, backward, dense, describe, forward, rows, scaled, shape, signature,
 )
 
 
@@ -75,6 +84,13 @@ class Composite(Nested):
         if self.exact_absolute:
             return Composite([absolute(o) for o in self.ops])
         return np.abs(self.dense())
+
+    def abs_bound(self):
+        """``|A_k| ... |A_1|`` of the factors' bounds (entries at least ``|W|``), structured: exactly
+        ``|W|`` when :attr:`exact_absolute` holds (and the factors' bounds are exact). :func:`~.algebra.compose`
+        multiplies out the products that are not ``exact_absolute`` up to its ``limit``, so only
+        larger ones reach the looser bound."""
+        return Composite([abs_bound(o) for o in self.ops])
 
     def scaled(self, alpha):
         # scale the factor with the fewest parameters to rescale (any factor is exact)
@@ -140,6 +156,10 @@ class Sum(Nested):
 
     def absolute(self):
         return np.abs(self.dense())
+
+    def abs_bound(self):
+        """``sum |T_i|`` (entries at least ``|sum T_i|``, equal where the terms' entries share signs)."""
+        return Sum([abs_bound(t) for t in self.terms])
 
     def rows(self, index):
         return sum(rows(t, index) for t in self.terms)

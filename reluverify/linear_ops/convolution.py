@@ -97,6 +97,22 @@ class Conv(LinearOp):
         _, oh, ow = self._out2
         return win[:, :, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw, ::dh, ::dw]  # (N, C, OH, OW, KH, KW)
 
+    def _kernel_rows(self) -> np.ndarray:
+        """The kernel as (M, KH KW Cg): each offset's (M, Cg) block contiguous in Cg (cached)."""
+        if self._kt is None:
+            m = self._k2.shape[0]
+            object.__setattr__(self, "_kt", np.ascontiguousarray(self._k2.transpose(0, 2, 3, 1)).reshape(m, -1))
+        return self._kt
+
+    def _offsets(self):
+        """Per kernel offset (i, j): the slices of the padded input (H and W) that its outputs read."""
+        kh, kw = self._k2.shape[2:]
+        (sh, sw), (dh, dw) = self._s2, self._d2
+        _, oh, ow = self._out2
+        for i in range(kh):
+            for j in range(kw):
+                yield i, j, slice(i * dh, i * dh + (oh - 1) * sh + 1, sh), slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
+
     def forward(self, x):
         x = _as_batch(x, self.shape[1], "Conv.forward")
         n = x.shape[0]
@@ -106,6 +122,26 @@ class Conv(LinearOp):
         kh, kw = self._k2.shape[2:]
         pt, pb, pl, pr = self._p2
         out = np.empty((n, m, oh, ow))
+        if g == 1:
+            # channels last: the padded input, its im2col windows (one strided copy per kernel offset) and
+            # one matrix product, in batches whose temporaries stay near _WORK entries
+            kt = self._kernel_rows()
+            hp, wp = h + pt + pb, w + pl + pr
+            step = max(1, _WORK // max(1, c * (oh * ow * kh * kw + hp * wp) + m * oh * ow))
+            for start in range(0, n, step):
+                xs = x[start : start + step].reshape(-1, c, h, w).transpose(0, 2, 3, 1)
+                nb = xs.shape[0]
+                if any(self._p2):
+                    xp = np.zeros((nb, hp, wp, c))
+                    xp[:, pt : pt + h, pl : pl + w, :] = xs
+                else:
+                    xp = xs
+                cols = np.empty((nb, oh, ow, kh, kw, c))
+                for i, j, rows_, cols_ in self._offsets():
+                    cols[:, :, :, i, j, :] = xp[:, rows_, cols_, :]
+                part = cols.reshape(nb * oh * ow, -1) @ kt.T  # (nb oh ow, M)
+                out[start : start + nb] = part.reshape(nb, oh, ow, m).transpose(0, 3, 1, 2)
+            return out.reshape(n, -1)
         per_sample = max(1, c * oh * ow * kh * kw)
         step = max(1, _WORK // per_sample)
         for start in range(0, n, step):
@@ -113,15 +149,11 @@ class Conv(LinearOp):
             if any(self._p2):
                 xs = np.pad(xs, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
             win = self._windows(xs)
-            if g == 1:
-                part = np.tensordot(win, self._k2, axes=([1, 4, 5], [1, 2, 3]))  # (n, OH, OW, M)
-                out[start : start + step] = part.transpose(0, 3, 1, 2)
-            else:
-                cg, mg = c // g, m // g
-                win = win.reshape(win.shape[0], g, cg, oh, ow, kh, kw)
-                kern = self._k2.reshape(g, mg, cg, kh, kw)
-                part = np.einsum("ngchwij,gmcij->ngmhw", win, kern, optimize=True)
-                out[start : start + step] = part.reshape(part.shape[0], m, oh, ow)
+            cg, mg = c // g, m // g
+            win = win.reshape(win.shape[0], g, cg, oh, ow, kh, kw)
+            kern = self._k2.reshape(g, mg, cg, kh, kw)
+            part = np.einsum("ngchwij,gmcij->ngmhw", win, kern, optimize=True)
+            out[start : start + step] = part.reshape(part.shape[0], m, oh, ow)
         return out.reshape(n, -1)
 
     def backward(self, cvec):
@@ -131,28 +163,32 @@ class Conv(LinearOp):
         m, oh, ow = self._out2
         g = self.groups
         kh, kw = self._k2.shape[2:]
-        (sh, sw), (dh, dw) = self._s2, self._d2
         pt, pb, pl, pr = self._p2
         co = cvec.reshape(n, m, oh, ow)
+        hp, wp = h + pt + pb, w + pl + pr
         if g == 1:
-            # channels last: one matrix product for every kernel offset (col2im), then kh * kw strided adds
-            grad = np.zeros((n, h + pt + pb, w + pl + pr, c))
-            rows = np.ascontiguousarray(co.transpose(0, 2, 3, 1)).reshape(-1, m)  # (n oh ow, M)
-            if self._kt is None:  # the kernel as (M, KH KW C): each offset's (M, C) block contiguous in C
-                object.__setattr__(self, "_kt", np.ascontiguousarray(self._k2.transpose(0, 2, 3, 1)).reshape(m, -1))
-            cols = (rows @ self._kt).reshape(n, oh, ow, kh, kw, c)
-            for i in range(kh):
-                for j in range(kw):
-                    grad[:, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw, :] += cols[:, :, :, i, j, :]
-            return np.ascontiguousarray(grad[:, pt : pt + h, pl : pl + w, :].transpose(0, 3, 1, 2)).reshape(n, -1)
-        grad = np.zeros((n, c, h + pt + pb, w + pl + pr))
+            # channels last: one matrix product for every kernel offset (col2im), then kh * kw strided adds,
+            # in batches whose temporaries stay near _WORK entries
+            kt = self._kernel_rows()
+            out = np.empty((n, c, h, w))
+            step = max(1, _WORK // max(1, c * (oh * ow * kh * kw + hp * wp) + m * oh * ow))
+            for start in range(0, n, step):
+                part = co[start : start + step]
+                nb = part.shape[0]
+                rows = np.ascontiguousarray(part.transpose(0, 2, 3, 1)).reshape(-1, m)  # (nb oh ow, M)
+                cols = (rows @ kt).reshape(nb, oh, ow, kh, kw, c)
+                grad = np.zeros((nb, hp, wp, c))
+                for i, j, rows_, cols_ in self._offsets():
+                    grad[:, rows_, cols_, :] += cols[:, :, :, i, j, :]
+                out[start : start + nb] = grad[:, pt : pt + h, pl : pl + w, :].transpose(0, 3, 1, 2)
+            return out.reshape(n, -1)
+        grad = np.zeros((n, c, hp, wp))
         cg, mg = c // g, m // g
         cog = co.reshape(n, g, mg, oh, ow)
         kern = self._k2.reshape(g, mg, cg, kh, kw)
-        for i in range(kh):
-            for j in range(kw):
-                part = np.einsum("ngmhw,gmc->ngchw", cog, kern[:, :, :, i, j]).reshape(n, c, oh, ow)
-                grad[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw] += part
+        for i, j, rows_, cols_ in self._offsets():
+            part = np.einsum("ngmhw,gmc->ngchw", cog, kern[:, :, :, i, j]).reshape(n, c, oh, ow)
+            grad[:, :, rows_, cols_] += part
         return grad[:, :, pt : pt + h, pl : pl + w].reshape(n, -1)
 
     def rows(self, index):

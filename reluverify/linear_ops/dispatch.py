@@ -1,6 +1,6 @@
 """Functions on a weight of either kind: a dense (out, in) ``np.ndarray`` or a :class:`~.base.LinearOp`.
 
-Each function (:func:`forward`, :func:`backward`, :func:`absolute`, :func:`rows`, :func:`dense`,
+Each function (:func:`forward`, :func:`backward`, :func:`absolute`, :func:`abs_bound`, :func:`rows`, :func:`dense`,
 :func:`shape`, :func:`update_digest`, ...) takes the ndarray path when ``w`` is one and asks the
 operator otherwise. Invariant: the ndarray path is exactly what the IR computed before operators
 existed (``x @ w.T``, ``c @ w``, ``np.abs(w)``, the same digest bytes), except that large dense
@@ -78,7 +78,16 @@ def matvec(w, v: np.ndarray) -> np.ndarray:
 
 
 def absolute(w):
+    """``|w|`` exactly (an operator that cannot give it structurally makes it dense)."""
     return np.abs(w) if isinstance(w, np.ndarray) else w.absolute()
+
+
+def abs_bound(w):
+    """A weight with entries at least ``|w|``, as structured as ``w``: ``np.abs(w)`` for a dense
+    ``w`` (exact), else :meth:`~.base.LinearOp.abs_bound` (exact where ``absolute()`` is
+    structured, else the product or sum of the parts' bounds). Sound for what reads it only
+    against non-negative vectors: interval radii ``abs_bound(w) r``, ``r >= 0``."""
+    return np.abs(w) if isinstance(w, np.ndarray) else w.abs_bound()
 
 
 def rows(w, index) -> np.ndarray:

@@ -103,7 +103,7 @@ def forward_bounds(
     h_lo, h_hi = lower.T, upper.T  # interval bounds of the layer input, (width, B)
     for layer, (w, b) in enumerate(zip(chain.weights, chain.biases)):
         width_in = lops.shape(w)[1]
-        abs_w = lops.absolute(w)
+        abs_w = lops.abs_bound(w)
         centre = _left(w, (0.5 * (lo_coef + up_coef)).reshape(width_in, -1)).reshape(-1, batch, n)
         spread = _left(abs_w, (0.5 * (up_coef - lo_coef)).reshape(width_in, -1)).reshape(-1, batch, n)
         centre_k = _left(w, 0.5 * (lo_const + up_const)) + b[:, None]
@@ -249,7 +249,7 @@ def deeppoly_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray, know
             lb, ub = np.asarray(known_lower[layer], dtype=np.float64).T, np.asarray(known_upper[layer], dtype=np.float64).T
         else:
             centre = lops.forward(w, 0.5 * (h_lo + h_hi)) + b
-            radius = lops.forward(lops.absolute(w), 0.5 * (h_hi - h_lo))
+            radius = lops.forward(lops.abs_bound(w), 0.5 * (h_hi - h_lo))
             lb, ub = (centre - radius).T, (centre + radius).T  # (width, B)
             if layer == depth - 1:
                 if layer > 0:  # the outputs too: back-substitution is tighter than intervals
@@ -278,7 +278,7 @@ def interval_bounds(chain: ReluChain, lower: np.ndarray, upper: np.ndarray) -> L
     for layer, (w, b) in enumerate(zip(chain.weights, chain.biases)):
         mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
         c = lops.forward(w, mid) + b
-        r = lops.forward(lops.absolute(w), rad)
+        r = lops.forward(lops.abs_bound(w), rad)
         z_lo, z_hi = c - r, c + r
         if layer == len(chain.weights) - 1:
             return LayerBounds(pre_lower, pre_upper, z_lo, z_hi, np.zeros(lo.shape[0], dtype=bool))

@@ -108,7 +108,7 @@ def gradient_magnitude(chain: ReluChain, layer_bounds: LayerBounds, out_rows: np
         w = chain.weights[layer]
         b, k, width = centre.shape
         centre = lops.backward(w, centre.reshape(-1, width)).reshape(b, k, -1)
-        radius = lops.backward(lops.absolute(w), radius.reshape(-1, width)).reshape(b, k, -1)
+        radius = lops.backward(lops.abs_bound(w), radius.reshape(-1, width)).reshape(b, k, -1)
     return np.abs(centre + in_rows) + radius
 
 
