@@ -101,10 +101,12 @@ def test_operator_matches_onnxruntime(tmp_path, name):
         matches_onnxruntime(network, path, x)
 
 
+@pytest.mark.parametrize("limit", [1 << 22, 0], ids=["dense", "structured"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bounds_of_imported_graphs_contain_sampled_values(tmp_path, name):
+def test_bounds_of_imported_graphs_contain_sampled_values(tmp_path, name, limit):
+    """Also with every weight kept structured (the nonlinear engine reads them through linear_ops)."""
     nodes, inits, opset = CASES[name]
-    network = load_onnx(_net(tmp_path, nodes, inits, opset, name=name))
+    network = load_onnx(_net(tmp_path, nodes, inits, opset, name=name), dense_limit=limit)
     rng = np.random.default_rng(2)
     n = network.input_size
     for width in (1e-3, 0.1, 1.0):

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reluverify import linear_ops as lo_ops
 from reluverify.network import ActivationNode, AffineNode, Network, ProductNode
 from reluverify.solver.nonlinear.relaxations import (
     activation_interval,
@@ -156,7 +157,7 @@ def back_substitute(
         if isinstance(node, AffineNode):
             const += lam @ node.bias
             for source, weight in zip(node.sources, node.weights):
-                _accumulate(pending, source, lam @ weight)
+                _accumulate(pending, source, _backward(weight, lam))
             continue
         if record:
             seen[k] = lam
@@ -213,8 +214,8 @@ def node_bounds(
                 centre = np.broadcast_to(node.bias, (batch, node.size)).copy()
                 radius = np.zeros((batch, node.size))
                 for source, weight in zip(node.sources, node.weights):
-                    centre += 0.5 * (lo[source] + hi[source]) @ weight.T
-                    radius += 0.5 * (hi[source] - lo[source]) @ np.abs(weight).T
+                    centre += _forward(weight, 0.5 * (lo[source] + hi[source]))
+                    radius += _forward_abs(weight, 0.5 * (hi[source] - lo[source]))
                 node_lo, node_hi = centre - radius, centre + radius
             else:
                 node_lo, node_hi = _open_affine(node, lo, hi, batch)
@@ -260,8 +261,17 @@ def _open_affine(node: AffineNode, lo: list, hi: list, batch: int) -> tuple[np.n
     reach_lo = np.zeros((batch, node.size))  # > 0 where the lower bound is -inf
     reach_hi = np.zeros((batch, node.size))
     for source, weight in zip(node.sources, node.weights):
-        pos, neg = np.maximum(weight, 0.0), np.minimum(weight, 0.0)
         a, b = lo[source], hi[source]
+        if not lo_ops.is_dense(weight):  # no signs at hand: the finite part by centre and radius, either
+            fa, fb = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(b), b, 0.0)  # side open on reach
+            centre, radius = _forward(weight, 0.5 * (fa + fb)), _forward_abs(weight, 0.5 * (fb - fa))
+            node_lo += centre - radius
+            node_hi += centre + radius
+            touched = _forward_abs(weight, (~(np.isfinite(a) & np.isfinite(b))).astype(np.float64))
+            reach_lo += touched
+            reach_hi += touched
+            continue
+        pos, neg = np.maximum(weight, 0.0), np.minimum(weight, 0.0)
         fa, fb = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(b), b, 0.0)
         node_lo += fa @ pos.T + fb @ neg.T
         node_hi += fb @ pos.T + fa @ neg.T
@@ -269,6 +279,24 @@ def _open_affine(node: AffineNode, lo: list, hi: list, batch: int) -> tuple[np.n
         reach_lo += low_open @ (pos > 0).T + high_open @ (neg < 0).T
         reach_hi += high_open @ (pos > 0).T + low_open @ (neg < 0).T
     return np.where(reach_lo > 0, -np.inf, node_lo), np.where(reach_hi > 0, np.inf, node_hi)
+
+
+def _forward(weight, x: np.ndarray) -> np.ndarray:
+    """``x @ weight.T`` (x (B, in)); a dense weight by numpy's product itself, a structured one by its operator."""
+    return x @ weight.T if lo_ops.is_dense(weight) else lo_ops.forward(weight, x)
+
+
+def _forward_abs(weight, x: np.ndarray) -> np.ndarray:
+    """``x @ |weight|.T`` for ``x >= 0`` (an upper bound of it for a structured weight: ``abs_bound``)."""
+    return x @ np.abs(weight).T if lo_ops.is_dense(weight) else lo_ops.forward(lo_ops.abs_bound(weight), x)
+
+
+def _backward(weight, lam: np.ndarray) -> np.ndarray:
+    """``lam @ weight`` for multipliers ``lam`` of any leading shape."""
+    if lo_ops.is_dense(weight):
+        return lam @ weight
+    out, into = lo_ops.shape(weight)
+    return lo_ops.backward(weight, lam.reshape(-1, out)).reshape(lam.shape[:-1] + (into,))
 
 
 def row_bounds(

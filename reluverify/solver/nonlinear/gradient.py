@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from reluverify import linear_ops as lo
 from reluverify.elementwise import FUNCTIONS
 from reluverify.network import ActivationNode, AffineNode, Network
 
@@ -27,7 +28,7 @@ def input_gradient(network: Network, values: list[np.ndarray], cotangent: np.nda
         node = network.nodes[k]
         if isinstance(node, AffineNode):
             for source, weight in zip(node.sources, node.weights):
-                _add(grads, source, g @ weight)
+                _add(grads, source, g @ weight if lo.is_dense(weight) else lo.backward(weight, g))
         elif isinstance(node, ActivationNode):
             slope = FUNCTIONS[node.kind].derivative(values[node.source], values[k])
             _add(grads, node.source, g * np.where(np.isfinite(slope), slope, 0.0))
