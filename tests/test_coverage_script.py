@@ -24,7 +24,7 @@ def test_coverage_table_and_csv(tmp_path):
     good = chain_to_onnx(random_chain(np.random.default_rng(0), [3, 5, 2]), folder / "onnx" / "good.onnx",
                          dtype=np.float32)
     (folder / "onnx" / "zipped.onnx.gz").write_bytes(gzip.compress(Path(good).read_bytes()))
-    nodes = [helper.make_node("Hardmax", ["x"], ["a"], name="h"), helper.make_node("Sign", ["a"], ["y"], name="s")]
+    nodes = [helper.make_node("Hardmax", ["x"], ["a"], name="h"), helper.make_node("Erf", ["a"], ["y"], name="s")]
     save(model(nodes, [value("x", [1, 3])], [value("y", [1, 3])]), folder / "onnx" / "unsupported.onnx")
     (folder / "onnx" / "junk.onnx").write_bytes(b"not a protobuf")
     (folder / "onnx" / "huge.onnx").write_bytes(b"\0" * 300_000)
@@ -42,7 +42,7 @@ def test_coverage_table_and_csv(tmp_path):
     assert rows["good.onnx"]["relus"] == "5" and rows["good.onnx"]["domain"] == "spec.vnnlib"
     assert rows["zipped.onnx.gz"]["imported"] == "yes" and rows["zipped.onnx.gz"]["domain"] == "[0, 1]"
     assert rows["unsupported.onnx"]["imported"] == "no"
-    assert "'Hardmax' x1 (node 'h'), 'Sign' x1 (node 's')" in rows["unsupported.onnx"]["message"]
+    assert "'Hardmax' x1 (node 'h'), 'Erf' x1 (node 's')" in rows["unsupported.onnx"]["message"]
     assert rows["junk.onnx"]["imported"] == "no" and "not a valid ONNX file" in rows["junk.onnx"]["message"]
     assert rows["huge.onnx"]["imported"] == "skipped" and "--max-mb" in rows["huge.onnx"]["message"]
     assert "| onnx/good.onnx | yes | 5 |" in proc.stdout
