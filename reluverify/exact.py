@@ -19,6 +19,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from reluverify.errors import QueryError
+
 from reluverify.linear_ops import dense
 
 
@@ -85,7 +87,13 @@ def _residuals(matrix, rhs, point, ep) -> list[Fraction]:
 
 
 def exact_check(query, inputs, disjunct: int) -> ExactCheck:
-    """Does ``inputs`` (the query's variables, auxiliaries included) satisfy ``disjunct`` exactly?"""
+    """Does ``inputs`` (the query's variables, auxiliaries included) satisfy ``disjunct`` exactly?
+
+    Only piecewise-linear (ReLU) networks have exact rational outputs; any other is a one-line error."""
+    kinds = sorted({kind for net in query.networks for kind in net.activation_counts} - {"relu"})
+    if kinds:
+        raise QueryError(f"--exact re-evaluates ReLU networks in rational arithmetic; this one has "
+                         f"{', '.join(kinds)} units, whose values are not rational")
     v = np.asarray(inputs, dtype=np.float64).reshape(-1)
     d = query.disjuncts[disjunct]
     outside = ""

@@ -210,3 +210,16 @@ def test_networks_built_in_memory_export_every_kind_to_onnxruntime(seed):
     ours, theirs = net.evaluate(x), reference_for(net)(x)
     close = np.abs(ours - theirs) <= 1e-5 * (1 + np.abs(ours))
     assert close.mean() > 0.9  # a rare point may still sit on a jump, where float32 and float64 differ
+
+
+def test_exact_rechecks_are_refused_in_one_line_beyond_relu(tmp_path):
+    from reluverify.errors import QueryError
+    from reluverify.exact import exact_check
+
+    nodes, inits, opset = CASES["sin"]
+    network = load_onnx(_net(tmp_path, nodes, inits, opset, name="sin"))
+    n, m = network.input_size, network.output_size
+    lower, upper = -np.ones(n), np.ones(n)
+    query = _box_query(network, lower, upper, np.concatenate([np.zeros(n), -np.eye(m)[0]]), 0.0)
+    with pytest.raises(QueryError, match="sin units, whose values are not rational$"):
+        exact_check(query, np.zeros(n), 0)
