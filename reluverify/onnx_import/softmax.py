@@ -77,21 +77,21 @@ def _constant(kind: str, z: np.ndarray, attrs, opset: int) -> np.ndarray:
     return out.reshape(shape)
 
 
-@operator("Softmax", attributes=("axis",))
-def op_softmax(tracer, inputs, attrs, where):
+def _softmax(tracer, inputs, attrs, where: str, kind: str):
     v = need(inputs, 0, where)
     if not traced(v):
-        return [_constant("Softmax", as_float(v), attrs, tracer.opset)]
+        return [_constant(kind, as_float(v), attrs, tracer.opset)]
     total, back = _sum_of_exponentials(tracer, v, attrs, where)
-    return [back(activation(tracer, [total], where, "reciprocal")[0])]
+    if kind == "Softmax":
+        return [back(activation(tracer, [total], where, "reciprocal")[0])]
+    return [back(scale(activation(tracer, [total], where, "log")[0], -1.0))]
+
+
+@operator("Softmax", attributes=("axis",))
+def op_softmax(tracer, inputs, attrs, where):
+    return _softmax(tracer, inputs, attrs, where, "Softmax")
 
 
 @operator("LogSoftmax", attributes=("axis",))
 def op_logsoftmax(tracer, inputs, attrs, where):
-    v = need(inputs, 0, where)
-    if not traced(v):
-        return [_constant("LogSoftmax", as_float(v), attrs, tracer.opset)]
-    total, back = _sum_of_exponentials(tracer, v, attrs, where)
-    return [back(scale(activation(tracer, [total], where, "log")[0], -1.0))]
-
-
+    return _softmax(tracer, inputs, attrs, where, "LogSoftmax")

@@ -39,6 +39,7 @@ from reluverify.solver.nonlinear.lines import (
     Relaxation,
     as_intervals,
     choose,
+    chord_and_tangents,
     constant,
     finite_or_constant,
     narrow_or_open,
@@ -104,19 +105,8 @@ def relaxation(kind: str, l, u, lower_point=None, upper_point=None) -> Relaxatio
     defined, convex = _defined(kind, l, u)
     curved = defined & ~narrow_or_open(l, u)
     sl, su = np.where(curved, l, 1.0), np.where(curved, u, 2.0)  # placeholders where the lines are constant
-    fl, fu = value(sl), value(su)
-    chord_slope = (fu - fl) / (su - sl)
-    chord_offset = fl - chord_slope * sl
-    middle = 0.5 * (sl + su)
-
-    def tangent(point):
-        p = middle if point is None else np.clip(np.asarray(point, dtype=np.float64), sl, su)
-        p = np.where(np.isnan(p), middle, p)  # no point given there
-        fp = value(p)
-        slope = _slope(kind, p, fp)
-        return slope, fp - slope * p
-
-    lo_tangent, hi_tangent = tangent(lower_point), tangent(upper_point)
+    (chord_slope, chord_offset), lo_tangent, hi_tangent, (fl, fu) = chord_and_tangents(
+        value, lambda z, fz: _slope(kind, z, fz), sl, su, lower_point, upper_point)
     lines = Relaxation(
         np.where(convex, lo_tangent[0], chord_slope), np.where(convex, lo_tangent[1], chord_offset),
         np.where(convex, chord_slope, hi_tangent[0]), np.where(convex, chord_offset, hi_tangent[1]),

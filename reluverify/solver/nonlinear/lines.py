@@ -89,3 +89,22 @@ def finite_or_constant(relax: Relaxation, lower_value, upper_value) -> Relaxatio
     bad_hi = ~(np.isfinite(hi_s) & np.isfinite(hi_o))
     return Relaxation(np.where(bad_lo, 0.0, lo_s), np.where(bad_lo, lower_value, lo_o),
                       np.where(bad_hi, 0.0, hi_s), np.where(bad_hi, upper_value, hi_o))
+
+
+def chord_and_tangents(value, slope, lower: np.ndarray, upper: np.ndarray, lower_point, upper_point):
+    """The chord of ``value`` from ``lower`` to ``upper`` (finite, ``lower < upper``) and its tangents at the
+    two points (each clipped into the interval; the middle where it is None or NaN), as
+    ``((chord slope, offset), (tangent slope, offset) at lower_point, ... at upper_point, (f(lower), f(upper)))``.
+    ``slope(z, f(z))`` is the derivative."""
+    fl, fu = value(lower), value(upper)
+    chord_slope = (fu - fl) / (upper - lower)
+    middle = 0.5 * (lower + upper)
+
+    def tangent(point):
+        p = middle if point is None else np.clip(np.asarray(point, dtype=np.float64), lower, upper)
+        p = np.where(np.isnan(p), middle, p)  # no point given there
+        fp = value(p)
+        s = slope(p, fp)
+        return s, fp - s * p
+
+    return (chord_slope, fl - chord_slope * lower), tangent(lower_point), tangent(upper_point), (fl, fu)

@@ -28,6 +28,7 @@ from reluverify.solver.nonlinear.lines import (
     Relaxation,
     as_intervals,
     choose,
+    chord_and_tangents,
     constant,
     narrow_or_open,
     reach_of,
@@ -70,19 +71,9 @@ def relaxation(kind: str, l, u, lower_point=None, upper_point=None) -> Relaxatio
     curved = ~narrow_or_open(l, u) & (u - l < TWO_PI)
     sl, su = np.where(curved, l, 0.0), np.where(curved, u, 1.0)
     width = su - sl
-    fl, fu = f(sl), f(su)
-    chord_slope = (fu - fl) / width
-    chord_offset = fl - chord_slope * sl
-    middle = 0.5 * (sl + su)
-
-    def tangent(point):
-        p = middle if point is None else np.clip(np.asarray(point, dtype=np.float64), sl, su)
-        p = np.where(np.isnan(p), middle, p)  # no point given there
-        s = slope(p)
-        return s, f(p) - s * p
-
+    (chord_slope, chord_offset), (lt_s, lt_o), (ht_s, ht_o), _ = chord_and_tangents(
+        f, lambda z, fz: slope(z), sl, su, lower_point, upper_point)
     concave, convex = lo >= 0, hi <= 0
-    (lt_s, lt_o), (ht_s, ht_o) = tangent(lower_point), tangent(upper_point)
     bend = np.maximum(np.abs(lo), np.abs(hi)) * width * width / 8.0
     lines = Relaxation(
         np.where(convex, lt_s, chord_slope),
