@@ -223,3 +223,20 @@ def test_exact_rechecks_are_refused_in_one_line_beyond_relu(tmp_path):
     query = _box_query(network, lower, upper, np.concatenate([np.zeros(n), -np.eye(m)[0]]), 0.0)
     with pytest.raises(QueryError, match="sin units, whose values are not rational$"):
         exact_check(query, np.zeros(n), 0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_wide_nodes_are_bounded_in_chunks_with_the_same_result(monkeypatch, seed):
+    """The symbolic bounds of a wide node are back-substituted a chunk of units at a time (memory); each
+    unit's bound is the same computation, so chunks of one unit give the same bounds."""
+    import reluverify.solver.nonlinear.bounds as bounds_module
+
+    net = random_dag(np.random.default_rng(seed), width=6, layers=5, kinds=("sin", "exp", "relu", "tanh", "square"),
+                     scale=0.6)
+    lower = np.random.default_rng(seed).normal(0, 1, (3, net.input_size))
+    upper = lower + 0.3
+    whole = node_bounds(net, lower, upper, rounds=1)
+    monkeypatch.setattr(bounds_module, "SYMBOLIC_ENTRIES", 1)
+    chunked = node_bounds(net, lower, upper, rounds=1)
+    for a, b in zip(whole.lower + whole.upper, chunked.lower + chunked.upper):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

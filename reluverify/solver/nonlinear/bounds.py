@@ -47,6 +47,9 @@ from reluverify.solver.nonlinear.relaxations import (
     s_shaped_plan,
 )
 
+SYMBOLIC_ENTRIES = 1 << 24
+"""Multipliers back-substituted at once for a node's symbolic bounds (rows x widest node x boxes, 128 MiB
+of float64): a wider node's units are bounded in chunks, each the same computation on fewer rows."""
 WIDEN = 1e-12
 ROW_WIDEN = 1e-11
 EMPTY_TOLERANCE = 1e-9
@@ -227,18 +230,26 @@ def node_bounds(
             relaxations[k] = product_relaxation(a, b, c, d)
             node_lo, node_hi = product_interval(a, b, c, d)
         if k in relaxed and symbolic and not isinstance(node, ActivationNode):
-            eye = np.eye(node.size)
-            multiplier = np.broadcast_to(np.concatenate([eye, -eye])[None], (batch, 2 * node.size, node.size))
-            coef, const, _ = back_substitute(network, relaxations, k, multiplier)
-            with np.errstate(invalid="ignore"):
-                found = minimise(coef, const, lower, upper)
-            found = np.where(np.isnan(found), -np.inf, found)
-            if rounds:
-                _, _, found = _relinearise(
-                    network, lo, hi, lower, upper, k, multiplier, 0.0, 0.0, coef, const, found, rounds, plans
-                )
-            node_lo = np.maximum(node_lo, found[:, : node.size])
-            node_hi = np.minimum(node_hi, -found[:, node.size :])
+            widest = max(network.nodes[j].size for j in range(k + 1))
+            per = max(1, SYMBOLIC_ENTRIES // max(1, 2 * batch * widest))
+            for start in range(0, node.size, per):  # one chunk (the identity) unless the node is wide
+                units = np.arange(start, min(node.size, start + per))
+                if units.size == node.size:
+                    eye = np.eye(node.size)
+                else:
+                    eye = np.zeros((units.size, node.size))
+                    eye[np.arange(units.size), units] = 1.0
+                multiplier = np.broadcast_to(np.concatenate([eye, -eye])[None], (batch, 2 * units.size, node.size))
+                coef, const, _ = back_substitute(network, relaxations, k, multiplier)
+                with np.errstate(invalid="ignore"):
+                    found = minimise(coef, const, lower, upper)
+                found = np.where(np.isnan(found), -np.inf, found)
+                if rounds:
+                    _, _, found = _relinearise(
+                        network, lo, hi, lower, upper, k, multiplier, 0.0, 0.0, coef, const, found, rounds, plans
+                    )
+                node_lo[:, units] = np.maximum(node_lo[:, units], found[:, : units.size])
+                node_hi[:, units] = np.minimum(node_hi[:, units], -found[:, units.size :])
         node_lo = node_lo - WIDEN * (1.0 + np.abs(node_lo))
         node_hi = node_hi + WIDEN * (1.0 + np.abs(node_hi))
         if known_lower is not None and k in relaxed:
