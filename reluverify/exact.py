@@ -86,14 +86,18 @@ def _residuals(matrix, rhs, point, ep) -> list[Fraction]:
     return [Fraction(int(v), 1 << e) for v in values]
 
 
-def exact_check(query, inputs, disjunct: int) -> ExactCheck:
-    """Does ``inputs`` (the query's variables, auxiliaries included) satisfy ``disjunct`` exactly?
-
-    Only piecewise-linear (ReLU) networks have exact rational outputs; any other is a one-line error."""
+def require_rational(query) -> None:
+    """Only piecewise-linear (ReLU) networks have exact rational outputs: a one-line QueryError for any other."""
     kinds = sorted({kind for net in query.networks for kind in net.activation_counts} - {"relu"})
     if kinds:
         raise QueryError(f"--exact re-evaluates ReLU networks in rational arithmetic; this one has "
                          f"{', '.join(kinds)} units, whose values are not rational")
+
+
+def exact_check(query, inputs, disjunct: int) -> ExactCheck:
+    """Does ``inputs`` (the query's variables, auxiliaries included) satisfy ``disjunct`` exactly?
+    (:func:`require_rational` first.)"""
+    require_rational(query)
     v = np.asarray(inputs, dtype=np.float64).reshape(-1)
     d = query.disjuncts[disjunct]
     outside = ""

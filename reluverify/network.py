@@ -215,7 +215,8 @@ class Network:
 
     @property
     def is_piecewise_linear(self) -> bool:
-        return set(self.activation_counts) <= {"relu"}
+        """No products and only piecewise-linear activations (:attr:`reluverify.elementwise.Elementwise.piecewise_linear`)."""
+        return all(kind != "product" and FUNCTIONS[kind].piecewise_linear for kind in self.activation_counts)
 
     # ------------------------------------------------------------- evaluation
     def evaluate_all(self, inputs: np.ndarray, upto: int | None = None) -> list[np.ndarray]:

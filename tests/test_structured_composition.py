@@ -22,6 +22,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from onnx_builders import model, save, tensor, value
+from test_bounds import _samples, assert_gradients_bound_differences
 from reluverify import linear_ops as lo
 from reluverify.onnx_import import load_onnx
 from reluverify.onnx_runtime import reference_model
@@ -241,11 +242,6 @@ def _structured_chain(path, monkeypatch):
     return network, chain
 
 
-def _samples(rng, lower, upper, count):
-    u = rng.random((count,) + lower.shape)
-    points = lower + u * (upper - lower)
-    points[:8] = np.where(rng.random((8,) + lower.shape) < 0.5, lower, upper)  # corners
-    return points
 
 
 def _inside(values, lower, upper):
@@ -295,19 +291,7 @@ def test_bounds_through_a_structured_product_contain_sampled_values(tmp_path, mo
     assert np.all(values >= row_bounds.lower[None] - 1e-9 * (1 + np.abs(values)))
     grad = gradient_magnitude(chain, layer_bounds, np.broadcast_to(rows_out, (boxes, 3, 2)),
                               np.broadcast_to(rows_in, (boxes, 3, 3)))
-    for box in range(boxes):
-        for dim in range(3):
-            if upper[box, dim] - lower[box, dim] < 1e-3:
-                continue
-            a = _samples(rng, lower[box], upper[box], 50)
-            b = a.copy()
-            b[:, dim] = np.clip(a[:, dim] + 1e-5, lower[box, dim], upper[box, dim])
-            step = b[:, dim] - a[:, dim]
-            ok = step > 0
-            fa = chain.evaluate(a) @ rows_out.T + a @ rows_in.T
-            fb = chain.evaluate(b) @ rows_out.T + b @ rows_in.T
-            slope = np.abs(fb - fa)[ok] / step[ok, None]
-            assert np.all(slope <= grad[box, :, dim][None] * (1 + 1e-6) + 1e-6)
+    assert_gradients_bound_differences(rng, chain, grad, lower, upper, rows_out, rows_in, 1e-5)
 
 
 # ------------------------------------------------------------------ a cGAN-like model against z3

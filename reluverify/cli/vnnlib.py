@@ -67,10 +67,10 @@ def run(args) -> int:
         query = load_query(network, args.spec)
     else:
         network, query = load_instance(args.network, args.spec)
-    if args.exact and not network.is_piecewise_linear:  # refuse before the search, not after it
-        from reluverify.exact import exact_check
+    if args.exact:  # refuse a network without rational outputs before the search, not after it
+        from reluverify.exact import require_rational
 
-        exact_check(query, query.lower, 0)  # raises the one-line QueryError
+        require_rational(query)
     if args.jobs < 1:
         from reluverify.errors import ReluverifyError
 

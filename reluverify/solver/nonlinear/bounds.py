@@ -273,8 +273,8 @@ def _open_affine(node: AffineNode, lo: list, hi: list, batch: int) -> tuple[np.n
     reach_hi = np.zeros((batch, node.size))
     for source, weight in zip(node.sources, node.weights):
         a, b = lo[source], hi[source]
-        if not lo_ops.is_dense(weight):  # no signs at hand: the finite part by centre and radius, either
-            fa, fb = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(b), b, 0.0)  # side open on reach
+        fa, fb = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(b), b, 0.0)  # the finite parts
+        if not lo_ops.is_dense(weight):  # no signs at hand: centre and radius, either side open on reach
             centre, radius = _forward(weight, 0.5 * (fa + fb)), _forward_abs(weight, 0.5 * (fb - fa))
             node_lo += centre - radius
             node_hi += centre + radius
@@ -283,7 +283,6 @@ def _open_affine(node: AffineNode, lo: list, hi: list, batch: int) -> tuple[np.n
             reach_hi += touched
             continue
         pos, neg = np.maximum(weight, 0.0), np.minimum(weight, 0.0)
-        fa, fb = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(b), b, 0.0)
         node_lo += fa @ pos.T + fb @ neg.T
         node_hi += fb @ pos.T + fa @ neg.T
         low_open, high_open = (a == -np.inf).astype(np.float64), (b == np.inf).astype(np.float64)

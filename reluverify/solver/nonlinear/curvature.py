@@ -58,7 +58,6 @@ def _quiet(fn):
 # ------------------------------------------------------------------ intervals
 @_quiet
 def _interval(kind: str, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    f = FUNCTIONS[kind].value
     if kind == "exp":  # exp(l) overflowing: the true value is above the largest float
         return np.minimum(np.exp(l), np.finfo(np.float64).max), np.exp(u)
     if kind == "log":
@@ -71,7 +70,7 @@ def _interval(kind: str, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.n
         inside = (l > 0) | (u < 0)
         return np.where(inside, 1.0 / np.where(inside, u, 1.0), -np.inf), np.where(inside, 1.0 / np.where(inside, l, 1.0), np.inf)
     if kind == "square":
-        fl, fu = f(l), f(u)
+        fl, fu = np.square(l), np.square(u)
         return np.where((l < 0) & (u > 0), 0.0, np.minimum(fl, fu)), np.maximum(fl, fu)
     raise KeyError(kind)
 
@@ -106,7 +105,7 @@ def relaxation(kind: str, l, u, lower_point=None, upper_point=None) -> Relaxatio
     curved = defined & ~narrow_or_open(l, u)
     sl, su = np.where(curved, l, 1.0), np.where(curved, u, 2.0)  # placeholders where the lines are constant
     (chord_slope, chord_offset), lo_tangent, hi_tangent, (fl, fu) = chord_and_tangents(
-        value, lambda z, fz: _slope(kind, z, fz), sl, su, lower_point, upper_point)
+        value, FUNCTIONS[kind].derivative, sl, su, lower_point, upper_point)
     lines = Relaxation(
         np.where(convex, lo_tangent[0], chord_slope), np.where(convex, lo_tangent[1], chord_offset),
         np.where(convex, chord_slope, hi_tangent[0]), np.where(convex, chord_offset, hi_tangent[1]),
@@ -118,10 +117,6 @@ def relaxation(kind: str, l, u, lower_point=None, upper_point=None) -> Relaxatio
     flat = widened(constant(lo_value, hi_value), 0.0, np.where(np.isfinite(lo_value) & np.isfinite(hi_value),
                                                                 np.maximum(np.abs(lo_value), np.abs(hi_value)), 0.0))
     return choose(curved & np.isfinite(extra), lines, flat)
-
-
-def _slope(kind: str, z, fz):
-    return FUNCTIONS[kind].derivative(z, fz)
 
 
 KINDS = ("exp", "log", "sqrt", "reciprocal", "square")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from reluverify.elementwise import FUNCTIONS
 from reluverify.solver.nonlinear.lines import (
     Relaxation,
     as_intervals,
@@ -38,7 +39,6 @@ from reluverify.solver.nonlinear.lines import (
 TWO_PI = 2.0 * np.pi
 TOLERANCE = 1e-9
 
-_FUNCTION = {"sin": (np.sin, np.cos), "cos": (np.cos, lambda z: -np.sin(z))}
 _PEAKS = {"sin": (0.5 * np.pi, -0.5 * np.pi), "cos": (0.0, np.pi)}  # (maximum, minimum) at these + 2 pi k
 
 
@@ -53,7 +53,7 @@ def _reaches(phase: float, l: np.ndarray, u: np.ndarray) -> np.ndarray:
 def interval(kind: str, l, u) -> tuple[np.ndarray, np.ndarray]:
     """The image of ``[l, u]`` (see the module docstring)."""
     l, u = as_intervals(l, u)
-    f = _FUNCTION[kind][0]
+    f = FUNCTIONS[kind].value
     whole = ~(np.isfinite(l) & np.isfinite(u)) | (u - l >= TWO_PI)
     sl, su = np.where(whole, 0.0, l), np.where(whole, 0.0, u)
     fl, fu = f(sl), f(su)
@@ -66,13 +66,12 @@ def interval(kind: str, l, u) -> tuple[np.ndarray, np.ndarray]:
 def relaxation(kind: str, l, u, lower_point=None, upper_point=None) -> Relaxation:
     """Chord, tangent or Taylor lines of ``kind`` on ``[l, u]`` (see the module docstring)."""
     l, u = as_intervals(l, u)
-    f, slope = _FUNCTION[kind]
     lo, hi = interval(kind, l, u)
     curved = ~narrow_or_open(l, u) & (u - l < TWO_PI)
     sl, su = np.where(curved, l, 0.0), np.where(curved, u, 1.0)
     width = su - sl
     (chord_slope, chord_offset), (lt_s, lt_o), (ht_s, ht_o), _ = chord_and_tangents(
-        f, lambda z, fz: slope(z), sl, su, lower_point, upper_point)
+        FUNCTIONS[kind].value, FUNCTIONS[kind].derivative, sl, su, lower_point, upper_point)
     concave, convex = lo >= 0, hi <= 0
     bend = np.maximum(np.abs(lo), np.abs(hi)) * width * width / 8.0
     lines = Relaxation(

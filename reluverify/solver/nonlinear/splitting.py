@@ -32,17 +32,15 @@ class RelaxationScorer:
         self.network = network
         self.layout = layout
         self.consumers: dict[int, list[tuple[int, int | None]]] = {k: [] for k in layout.nodes}
-        self.relu_input = np.zeros(layout.size, dtype=bool)
         self.kind = np.full(layout.size, "", dtype=object)  # the activation reading each relaxed value ("" for products)
         for k, node in enumerate(network.nodes):
             if isinstance(node, ActivationNode):
                 self.consumers[node.source].append((k, None))
                 self.kind[layout.slices[node.source]] = node.kind
-                if node.kind == "relu":
-                    self.relu_input[layout.slices[node.source]] = True
             elif isinstance(node, ProductNode):
                 self.consumers[node.left].append((k, node.right))
                 self.consumers[node.right].append((k, node.left))
+        self.relu_input = self.kind == "relu"
 
     def scores(self, bounds: DagBounds, rows: np.ndarray, alive: np.ndarray) -> np.ndarray:
         """(B, layout.size) scores for rows (B, D, n + m) of which ``alive`` (B, D) count."""

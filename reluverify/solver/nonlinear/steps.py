@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reluverify.solver.nonlinear.lines import Relaxation, as_intervals, constant, reach_of, widened
+from reluverify.solver.nonlinear.lines import Relaxation, as_intervals, reach_of, widened
 
 
 def interval(kind: str, l, u) -> tuple[np.ndarray, np.ndarray]:
